@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmarks need on a fresh machine of this kind:
+# Debian packages (only when missing; needs root) and the npm packages, then builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+APT_PKGS=(bubblewrap fuse3 squid docker-registry umoci skopeo squashfs-tools squashfuse nginx-light
+  busybox-static apache2-utils mmdebstrap jq curl uidmap attr sqlite3 zstd)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing Debian packages: ${missing[*]}" >&2
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "deps: missing Debian packages (run as root to install): ${missing[*]}" >&2
+  fi
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >&2
+fi
+npx tsc -p tsconfig.json
