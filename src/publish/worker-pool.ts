@@ -1,0 +1,120 @@
+// A small pool of worker threads that turn source files into stored objects (read → chunk → compress
+// → hash → put into the FsStore at srvDir), so hashing and compression use every core.
+// The main thread only schedules and collects ids; it never touches file bytes. Not a general pool.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { GridboxError, q, type ErrorCode } from '../errors.js';
+import type { HashAlgorithm } from '../hash/object-id.js';
+import type { Compression } from '../catalog/types.js';
+
+export interface ChunkParams {
+  min: number;
+  avg: number;
+  max: number;
+}
+
+export interface IngestTask {
+  /** File to read (absolute), or bytes already in memory (tar streams). */
+  sourcePath?: string;
+  bytes?: Uint8Array;
+  algorithm: HashAlgorithm;
+  compression: Compression;
+  /** Absent: never chunk. */
+  chunk?: ChunkParams;
+}
+
+export interface IngestResult {
+  /** Bytes actually read (the file may have changed since it was walked). */
+  size: number;
+  /** Whole-file object (hex), absent when chunked. */
+  hex?: string;
+  chunks?: { offset: number; size: number; hex: string }[];
+  /** Objects that were not in the store before. */
+  objectsWritten: number;
+  bytesWritten: number;
+}
+
+/** Message shapes between pool and worker (ingest-worker.ts). */
+export interface WorkerRequest { seq: number; task: IngestTask; srvDir: string }
+export type WorkerReply =
+  | { seq: number; ok: true; result: IngestResult }
+  | { seq: number; ok: false; code?: string; message: string };
+
+/** Stop scheduling more work while this many file bytes are in flight (at least one task always runs). */
+const MAX_INFLIGHT_BYTES = 256 << 20;
+const MAX_INFLIGHT_PER_WORKER = 4;
+
+interface Pending {
+  seq: number;
+  task: IngestTask;
+  weight: number;
+  resolve(r: IngestResult): void;
+  reject(e: unknown): void;
+}
+
+export class WorkerPool {
+  private readonly workers: { w: Worker; inflight: Map<number, Pending> }[] = [];
+  private readonly queue: Pending[] = [];
+  private seq = 0;
+  private inflightBytes = 0;
+  private closed = false;
+
+  /** `size` defaults to os.availableParallelism() (2 on the project's machines). */
+  constructor(private readonly srvDir: string, size = availableParallelism()) {
+    for (let i = 0; i < Math.max(1, size); i++) {
+      const w = new Worker(new URL('./ingest-worker.js', import.meta.url));
+      const slot = { w, inflight: new Map<number, Pending>() };
+      w.on('message', (m: WorkerReply) => this.onReply(slot, m));
+      w.on('error', (e) => this.failSlot(slot, e));
+      w.on('exit', (code) => { if (!this.closed) this.failSlot(slot, new Error(`ingest worker exited with code ${code}`)); });
+      this.workers.push(slot);
+    }
+  }
+
+  /** Queues one file; resolves when its objects are stored. Fails with PUBLISH_SOURCE for unreadable input. */
+  run(task: IngestTask, weight = 0): Promise<IngestResult> {
+    if (this.closed) return Promise.reject(new GridboxError('INTERNAL', 'Worker pool is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ seq: ++this.seq, task, weight, resolve, reject });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.workers.map((s) => s.w.terminate()));
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const slot = this.workers.reduce((a, b) => (b.inflight.size < a.inflight.size ? b : a));
+      if (slot.inflight.size >= MAX_INFLIGHT_PER_WORKER) return;
+      const next = this.queue[0];
+      if (this.inflightBytes > 0 && this.inflightBytes + next.weight > MAX_INFLIGHT_BYTES) return;
+      this.queue.shift();
+      this.inflightBytes += next.weight;
+      slot.inflight.set(next.seq, next);
+      const req: WorkerRequest = { seq: next.seq, task: next.task, srvDir: this.srvDir };
+      slot.w.postMessage(req);
+    }
+  }
+
+  private onReply(slot: { inflight: Map<number, Pending> }, m: WorkerReply): void {
+    const p = slot.inflight.get(m.seq);
+    if (p === undefined) return;
+    slot.inflight.delete(m.seq);
+    this.inflightBytes -= p.weight;
+    if (m.ok) p.resolve(m.result);
+    else {
+      const code = (m.code ?? 'PUBLISH_FAILED') as ErrorCode;
+      const where = p.task.sourcePath ?? 'in-memory content';
+      p.reject(new GridboxError(code, m.message.includes(where) ? m.message : `Cannot ingest ${q(where)}: ${m.message}`, { path: p.task.sourcePath }));
+    }
+    this.pump();
+  }
+
+  private failSlot(slot: { inflight: Map<number, Pending> }, e: unknown): void {
+    for (const p of slot.inflight.values()) p.reject(new GridboxError('INTERNAL', 'Ingest worker failed', { cause: e }));
+    slot.inflight.clear();
+  }
+}
