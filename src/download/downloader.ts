@@ -1,0 +1,127 @@
+// The composition of the download layers for one repository: host and proxy chains, the policy
+// wrappers, and the verifying body sinks. Returns only verified bytes; never caches (cache/ does).
+// Option names follow client/ClientSettings so a mount can pass its settings straight through.
+import { GridboxError } from '../errors.js';
+import { formatObjectId, objectPath, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
+import { fileSink, objectSink, type Compression } from './body-sinks.js';
+import { HostChain, ProxyChain, DIRECT } from './chains.js';
+import { newCounters, withBadDataRetry, withHostFailover, withProxyFailover, withRetry, type DownloadCounters, type RequestContext, type Step } from './policies.js';
+import { Dispatchers, transfer, type BodySink } from './transfer.js';
+
+export interface DownloaderOptions {
+  /** Base URLs, already template-expanded (see parseServerUrls), e.g. "http://127.0.0.1:8000/cvmfs/repo.example.org". */
+  serverUrls: string[];
+  /** Failover groups of load-balanced proxy URLs or DIRECT (see parseProxyList). Default [[DIRECT]]. */
+  proxyGroups?: string[][];
+  /** CVMFS_TIMEOUT: connect, headers and between-chunks timeout through a proxy. Default 5 s. */
+  timeoutMs?: number;
+  /** CVMFS_TIMEOUT_DIRECT. Default 10 s. */
+  timeoutDirectMs?: number;
+  /** CVMFS_MAX_RETRIES. Default 1. */
+  maxRetries?: number;
+  backoffInitMs?: number;
+  backoffMaxMs?: number;
+  proxyResetAfterMs?: number;
+  hostResetAfterMs?: number;
+  /** Cap for fetchFile (manifest, whitelist). Default MAX_FILE_BYTES. */
+  maxFileBytes?: number;
+  /** Cap on an object whose size is unknown (catalogs, certificates). Default MAX_OBJECT_BYTES. */
+  maxObjectBytes?: number;
+  userAgent?: string;
+  /** Test seams. */
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface FetchObjectOptions {
+  /** How the object is stored; meta-objects (C, H, X, M) are always zlib (spec §1.3). Default zlib. */
+  compression?: Compression;
+  /** Decompressed size that must come out, when the catalog knows it (files, chunks). */
+  expectedSize?: number;
+}
+
+export interface DownloaderStatus {
+  host: string;
+  proxy: string;
+  counters: DownloadCounters;
+}
+
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+export const MAX_OBJECT_BYTES = 2 * 1024 * 1024 * 1024 - 1;
+
+/** Room zlib may need above the input size for incompressible data (stored blocks), generously rounded. */
+function rawCapFor(size: number): number {
+  return size + Math.ceil(size / 1000) + 1024;
+}
+
+export class Downloader {
+  readonly hosts: HostChain;
+  readonly proxies: ProxyChain;
+  private readonly counters = newCounters();
+  private readonly dispatchers: Dispatchers;
+  private readonly step: Step<Buffer>;
+
+  constructor(private readonly o: DownloaderOptions) {
+    this.hosts = new HostChain(o.serverUrls, o.hostResetAfterMs ?? 1_800_000);
+    this.proxies = new ProxyChain(o.proxyGroups ?? [[DIRECT]], o.proxyResetAfterMs ?? 300_000, o.random);
+    const timeoutMs = o.timeoutMs ?? 5000;
+    const timeoutDirectMs = o.timeoutDirectMs ?? 10_000;
+    this.dispatchers = new Dispatchers(timeoutMs, timeoutDirectMs);
+    const userAgent = o.userAgent ?? 'cvmfs gridbox 0.1';
+    const attempt: Step<Buffer> = async (ctx) => {
+      const url = `${ctx.host}/${ctx.path}`;
+      this.counters.requests++;
+      const sink = ctx.makeSink();
+      try {
+        const r = await transfer(this.dispatchers, {
+          url, proxy: ctx.proxy, noCache: ctx.noCache, userAgent, sink,
+          timeoutMs: ctx.proxy === DIRECT ? timeoutDirectMs : timeoutMs,
+          maxBytes: ctx.maxBytes,
+          onBytes: (n) => { this.counters.bytes += n; },
+        });
+        ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: 'OK' });
+        return r;
+      } catch (e) {
+        ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: e instanceof GridboxError ? e.code : 'ERROR', message: (e as Error).message });
+        throw e;
+      }
+    };
+    const retry = withRetry(attempt, { maxRetries: o.maxRetries ?? 1, backoffInitMs: o.backoffInitMs ?? 2000, backoffMaxMs: o.backoffMaxMs ?? 10_000,
+      counters: this.counters, sleep: o.sleep, random: o.random });
+    this.step = withHostFailover(withProxyFailover(withBadDataRetry(retry, this.counters), this.proxies, this.counters), this.hosts, this.counters);
+  }
+
+  /**
+   * Downloads `data/<id path><suffix>`, hashing the raw body and inflating it as it arrives; returns
+   * the decompressed bytes only after the hash (and expectedSize) matched. Failures are retried and
+   * failed over; the caller sees verified bytes or DOWNLOAD_ALL_FAILED listing every attempt.
+   */
+  async fetchObject(id: ObjectId, suffix: ObjectSuffix = '', opts: FetchObjectOptions = {}): Promise<Buffer> {
+    const compression = opts.compression ?? 'zlib';
+    const label = formatObjectId(id) + suffix;
+    const maxOut = this.o.maxObjectBytes ?? MAX_OBJECT_BYTES;
+    const maxRaw = opts.expectedSize !== undefined ? rawCapFor(opts.expectedSize) : maxOut;
+    return this.run(`data/${objectPath(id, suffix)}`, maxRaw, () => objectSink(id, label, compression, opts.expectedSize, maxOut));
+  }
+
+  /** Downloads a non-content-addressed file (".cvmfspublished", ".cvmfswhitelist"), size-capped, unverified. */
+  async fetchFile(relPath: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
+    const max = opts.maxBytes ?? this.o.maxFileBytes ?? MAX_FILE_BYTES;
+    return this.run(relPath.replace(/^\/+/, ''), max, fileSink);
+  }
+
+  status(): DownloaderStatus {
+    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters } };
+  }
+
+  async close(): Promise<void> {
+    await this.dispatchers.close();
+  }
+
+  private async run(path: string, maxBytes: number, makeSink: () => BodySink<Buffer>): Promise<Buffer> {
+    const ctx: RequestContext<Buffer> = { path, maxBytes, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
+    const r = await this.step(ctx);
+    this.counters.fetched++;
+    return r;
+  }
+}

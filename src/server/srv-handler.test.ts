@@ -1,0 +1,140 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { withTempDir } from '../testing/tmp.js';
+import { makeRawObject, writeRawObjects } from '../testing/raw-repo.js';
+import { listenSrv, LONG_MAX_AGE_S, SHORT_MAX_AGE_S } from './srv-handler.js';
+
+const FQRN = 'test.example.org';
+
+interface Reply { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+
+/** Raw request: the path goes out exactly as given (no URL normalisation, unlike fetch). */
+function get(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function makeSrv(dir: string): Promise<{ srv: string; obj: ReturnType<typeof makeRawObject> }> {
+  const srv = join(dir, 'srv');
+  const obj = makeRawObject(Buffer.from('hello object\n'.repeat(100)));
+  await writeRawObjects(srv, FQRN, [obj]);
+  await writeFile(join(srv, FQRN, '.cvmfspublished'), 'Cabc\nNtest.example.org\n--\n');
+  await mkdir(join(srv, FQRN, 'data', 'txn'), { recursive: true });
+  await writeFile(join(srv, FQRN, 'data', 'txn', 'partial'), 'staging');
+  await writeFile(join(dir, 'secret.key'), 'PRIVATE KEY');
+  await symlink(join(dir, 'secret.key'), join(srv, FQRN, 'leak'));
+  await symlink('.cvmfspublished', join(srv, FQRN, 'inside-link'));
+  await mkdir(join(srv, 'info', 'v1'), { recursive: true });
+  await writeFile(join(srv, 'info', 'v1', 'repositories.json'), '{}');
+  return { srv, obj };
+}
+
+test('serve answers objects with exact length, long immutable caching, ETag and Last-Modified', () => withTempDir(async (dir) => {
+  const { srv, obj } = await makeSrv(dir);
+  const s = await listenSrv({ srvDir: srv });
+  try {
+    const r = await get(s.port, `/cvmfs/${FQRN}/${obj.relPath}`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, obj.stored);
+    assert.equal(r.headers['content-length'], String(obj.stored.length));
+    assert.equal(r.headers['cache-control'], `public, max-age=${LONG_MAX_AGE_S}, immutable`);
+    assert.match(String(r.headers.etag), /^".+"$/);
+    assert.ok(!Number.isNaN(Date.parse(String(r.headers['last-modified']))));
+    const m = await get(s.port, `/cvmfs/${FQRN}/.cvmfspublished`);
+    assert.equal(m.status, 200);
+    assert.equal(m.headers['cache-control'], `public, max-age=${SHORT_MAX_AGE_S}`);
+    assert.equal(m.headers['content-type'], 'application/x-cvmfs');
+    const j = await get(s.port, '/cvmfs/info/v1/repositories.json');
+    assert.equal(j.headers['cache-control'], `public, max-age=${SHORT_MAX_AGE_S}`);
+  } finally { await s.close(); }
+}));
+
+test('serve answers If-None-Match with 304, HEAD without a body, and single ranges', () => withTempDir(async (dir) => {
+  const { srv, obj } = await makeSrv(dir);
+  const s = await listenSrv({ srvDir: srv });
+  try {
+    const path = `/cvmfs/${FQRN}/${obj.relPath}`;
+    const first = await get(s.port, path);
+    const etag = String(first.headers.etag);
+    const again = await get(s.port, path, { 'if-none-match': etag });
+    assert.equal(again.status, 304);
+    assert.equal(again.body.length, 0);
+    const other = await get(s.port, path, { 'if-none-match': '"nope"' });
+    assert.equal(other.status, 200);
+    const head = await get(s.port, path, {}, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(obj.stored.length));
+    assert.equal(head.body.length, 0);
+    const part = await get(s.port, path, { range: 'bytes=2-9' });
+    assert.equal(part.status, 206);
+    assert.deepEqual(part.body, obj.stored.subarray(2, 10));
+    assert.equal(part.headers['content-range'], `bytes 2-9/${obj.stored.length}`);
+    assert.equal((await get(s.port, path, { range: `bytes=${obj.stored.length + 5}-` })).status, 416);
+    assert.equal((await get(s.port, path, {}, 'POST')).status, 405);
+  } finally { await s.close(); }
+}));
+
+test('serve refuses paths outside srv/, staging files and directory listings', () => withTempDir(async (dir) => {
+  const { srv } = await makeSrv(dir);
+  const s = await listenSrv({ srvDir: srv });
+  try {
+    const refused = [
+      `/cvmfs/${FQRN}/../../secret.key`,
+      `/cvmfs/${FQRN}/%2e%2e/%2e%2e/secret.key`,
+      `/cvmfs/${FQRN}/%2E%2E%2F%2E%2E%2Fsecret.key`,
+      `/cvmfs/${FQRN}/..%5c..%5csecret.key`,
+      `/cvmfs/${FQRN}/leak`,
+      `/cvmfs/${FQRN}/.cvmfspublished%00.txt`,
+      `/cvmfs/${FQRN}/data/txn/partial`,
+      `/cvmfs/${FQRN}/%zz`,
+    ];
+    for (const p of refused) {
+      const r = await get(s.port, p);
+      assert.ok(r.status === 403 || r.status === 404, `${p} gave ${r.status}`);
+      assert.ok(!r.body.toString().includes('PRIVATE'), `${p} leaked the secret`);
+    }
+    assert.equal((await get(s.port, `/cvmfs/${FQRN}/leak`)).status, 403);
+    assert.equal((await get(s.port, `/cvmfs/${FQRN}/`)).status, 403);
+    for (const p of [`/cvmfs/${FQRN}`, `/cvmfs/${FQRN}/data`, '/cvmfs/info', '/secret.key', '/']) {
+      assert.equal((await get(s.port, p)).status, 404, p);
+    }
+    const inside = await get(s.port, `/cvmfs/${FQRN}/inside-link`);
+    assert.equal(inside.status, 200, 'a symlink that stays inside srv/ is served');
+  } finally { await s.close(); }
+}));
+
+function cliMain(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
+}
+
+test('gridbox serve prints its URL first and exits 0 on SIGTERM', () => withTempDir(async (dir) => {
+  const { obj } = await makeSrv(dir);
+  const child = spawn(process.execPath, [cliMain(), 'serve', '--root', dir, '--listen', '127.0.0.1:0', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once('line', resolve);
+      child.once('exit', (c) => reject(new Error(`serve exited ${c}`)));
+    });
+    const m = /^serving (http:\/\/127\.0\.0\.1:(\d+)\/cvmfs\/)$/.exec(line);
+    assert.ok(m, `first line: ${line}`);
+    const r = await fetch(`${m[1]}${FQRN}/${obj.relPath}`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), obj.stored);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally { if (child.exitCode === null) child.kill('SIGKILL'); }
+}));
