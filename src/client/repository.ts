@@ -1,0 +1,267 @@
+// A repository session (spec §7.3, §7.4): bootstrap from the breadcrumb and a verified manifest, the root
+// catalog fetched into the cache and pinned, the TTL-driven revision check that swaps in a newer catalog
+// tree, refusal of older manifests (MANIFEST_OUTDATED), and offline mode from cached catalogs.
+// Signature checks are the trust port's (signing/), downloads the source's; this file sequences them.
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GridboxError, isGridboxError, q } from '../errors.js';
+import { formatObjectId, objectKey, parseObjectId, type ObjectId } from '../hash/object-id.js';
+import type { NestedCatalogRef } from '../catalog/types.js';
+import { CatalogTree, InodeAllocator } from './catalog-tree.js';
+import type { Fetcher } from './fetcher.js';
+import type { CatalogFile, ObjectCache, OpenCatalog, RepositorySource } from './ports.js';
+
+/** Catalog default when the root has no TTL property (Catalog::kDefaultTTL). */
+export const DEFAULT_TTL_MS = 240_000;
+/** Retry period after a failed revision check (kShortTermTTL). */
+export const OFFLINE_RETRY_MS = 180_000;
+
+/** What the client needs from a manifest. */
+export interface ManifestInfo {
+  rootId: ObjectId;
+  revision: number;
+  /** Publish time `T`, Unix seconds (0 when absent). */
+  timestamp: number;
+  /** Certificate object `X`. */
+  certId?: ObjectId;
+}
+
+/** The signing/ side: parse a manifest, and verify manifest + whitelist + certificate against master keys. */
+export interface TrustPort {
+  parseManifest(bytes: Buffer): ManifestInfo;
+  /** Throws MANIFEST_... or WHITELIST_... errors; returning means verified. */
+  verify(input: { fqrn: string; manifestBytes: Buffer; whitelistBytes: Buffer; certPem: string; masterPublicKeysPem: string[]; now: Date }): void;
+}
+
+/** `<cache>/cvmfschecksum.<fqrn>`: `<root hex>T<timestamp>R<revision>` (spec §2.4). */
+export interface Breadcrumb {
+  rootHex: string;
+  timestamp: number;
+  revision: number;
+}
+
+export function formatBreadcrumb(b: Breadcrumb): string {
+  return `${b.rootHex}T${b.timestamp}R${b.revision}`;
+}
+
+export function parseBreadcrumb(text: string): Breadcrumb | undefined {
+  const m = /^([0-9a-f]{40}(?:-rmd160|-shake128)?)T(\d+)(?:R(\d+))?\s*$/.exec(text);
+  if (!m) return undefined;
+  return { rootHex: m[1], timestamp: Number(m[2]), revision: m[3] === undefined ? 0 : Number(m[3]) };
+}
+
+export interface RepositoryOptions {
+  fqrn: string;
+  source: RepositorySource;
+  cache: ObjectCache;
+  fetcher: Fetcher;
+  trust: TrustPort;
+  openCatalog: OpenCatalog;
+  masterPublicKeysPem: string[];
+  /** CVMFS_MAX_TTL caps the catalog TTL. */
+  maxTtlMs?: number;
+  now?: () => number;
+  log?: (line: string) => void;
+}
+
+export interface UpdateResult {
+  updated: boolean;
+  revision: number;
+  /** Why the check failed (the session is then offline). */
+  error?: unknown;
+}
+
+/** Download failures that mean "no server answered", as opposed to a server answering wrongly. */
+function isUnreachable(e: unknown): boolean {
+  return e instanceof GridboxError && e.code.startsWith('DOWNLOAD_');
+}
+
+export class RepositorySession {
+  private current!: { tree: CatalogTree; rootId: ObjectId; revision: number; timestamp: number; pinned: Set<string> };
+  private readonly alloc = new InodeAllocator();
+  private readonly now: () => number;
+  private checkDueAt = 0;
+  private checking: Promise<UpdateResult> | undefined;
+  /** True while the last contact with the servers failed; the session serves what it has. */
+  offline = false;
+  lastError: unknown;
+
+  private constructor(private readonly o: RepositoryOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Bootstraps a session (§7.3); falls back to the breadcrumb's revision when no server is reachable. */
+  static async open(o: RepositoryOptions): Promise<RepositorySession> {
+    const s = new RepositorySession(o);
+    const crumb = await s.readBreadcrumb();
+    let manifest: ManifestInfo;
+    try {
+      manifest = await s.fetchVerifiedManifest(crumb);
+    } catch (e) {
+      if (!isUnreachable(e) || crumb === undefined) throw e;
+      // Every server is down: serve the revision the breadcrumb names, if its catalog is still cached.
+      s.offline = true;
+      s.lastError = e;
+      o.log?.(`${o.fqrn}: servers unreachable, starting offline at revision ${crumb.revision}`);
+      const rootId = parseHex(crumb.rootHex);
+      if ((await o.cache.path(objectKey(rootId, 'C'))) === undefined) {
+        throw new GridboxError('DOWNLOAD_ALL_FAILED', `Cannot start ${q(o.fqrn)} offline: root catalog ${q(crumb.rootHex)} is not in the cache`, { cause: e });
+      }
+      await s.install({ rootId, revision: crumb.revision, timestamp: crumb.timestamp });
+      s.checkDueAt = s.now() + OFFLINE_RETRY_MS;
+      return s;
+    }
+    await s.install(manifest);
+    await s.writeBreadcrumb();
+    s.checkDueAt = s.now() + s.ttlMs();
+    return s;
+  }
+
+  get fqrn(): string { return this.o.fqrn; }
+  get tree(): CatalogTree { return this.current.tree; }
+  get revision(): number { return this.current.revision; }
+  get rootHash(): string { return formatObjectId(this.current.rootId); }
+  get timestamp(): number { return this.current.timestamp; }
+  /** When the next revision check is due (ms since the epoch). */
+  get nextCheckAt(): number { return this.checkDueAt; }
+
+  /** Effective TTL: the root catalog's TTL property (default 240 s), capped by maxTtlMs (§7.4). */
+  ttlMs(): number {
+    const raw = this.current.tree.rootFile.properties.ttl;
+    const ttl = typeof raw === 'number' && Number.isFinite(raw) && raw > 0 ? raw * 1000 : DEFAULT_TTL_MS;
+    return this.o.maxTtlMs !== undefined && this.o.maxTtlMs > 0 ? Math.min(ttl, this.o.maxTtlMs) : ttl;
+  }
+
+  /** Runs checkForUpdate when the TTL (or the offline retry period) has run out; cheap otherwise. */
+  async maybeCheckForUpdate(): Promise<UpdateResult | undefined> {
+    if (this.now() < this.checkDueAt) return undefined;
+    return this.checkForUpdate();
+  }
+
+  /**
+   * Fetches and verifies the manifest; a newer signed revision replaces the catalog tree. Any failure
+   * keeps the current revision, marks the session offline and schedules a retry after 180 s.
+   * Concurrent calls share one check.
+   */
+  checkForUpdate(): Promise<UpdateResult> {
+    this.checking ??= this.doCheck().finally(() => { this.checking = undefined; });
+    return this.checking;
+  }
+
+  private async doCheck(): Promise<UpdateResult> {
+    const cur = this.current;
+    try {
+      const m = await this.fetchVerifiedManifest({ rootHex: formatObjectId(cur.rootId), timestamp: cur.timestamp, revision: cur.revision });
+      this.offline = false;
+      this.lastError = undefined;
+      if (m.rootId.hex === cur.rootId.hex && m.rootId.algorithm === cur.rootId.algorithm) {
+        this.checkDueAt = this.now() + this.ttlMs();
+        return { updated: false, revision: cur.revision };
+      }
+      if (m.revision <= cur.revision) {
+        throw new GridboxError('MANIFEST_OUTDATED', `Refusing manifest of ${q(this.o.fqrn)}: revision ${m.revision} with a new root catalog is not newer than revision ${cur.revision}`);
+      }
+      await this.install(m);
+      await this.writeBreadcrumb();
+      this.checkDueAt = this.now() + this.ttlMs();
+      // Open files hold their own fds, so closing the old tree does not disturb them.
+      await this.retire(cur);
+      this.o.log?.(`${this.o.fqrn}: now at revision ${m.revision}`);
+      return { updated: true, revision: m.revision };
+    } catch (e) {
+      this.offline = true;
+      this.lastError = e;
+      this.checkDueAt = this.now() + OFFLINE_RETRY_MS;
+      this.o.log?.(`${this.o.fqrn}: revision check failed, staying at revision ${cur.revision}: ${(e as Error).message}`);
+      return { updated: false, revision: cur.revision, error: e };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.current !== undefined) await this.retire(this.current);
+  }
+
+  /** §3.4: download, parse, refuse older than `seen`, fetch the certificate, verify signatures and whitelist. */
+  private async fetchVerifiedManifest(seen: Breadcrumb | undefined): Promise<ManifestInfo> {
+    const { fqrn, source, trust } = this.o;
+    const manifestBytes = await source.fetchFile('.cvmfspublished');
+    const m = trust.parseManifest(manifestBytes);
+    if (seen !== undefined && (m.timestamp < seen.timestamp || m.revision < seen.revision)) {
+      throw new GridboxError('MANIFEST_OUTDATED',
+        `Refusing manifest of ${q(fqrn)}: revision ${m.revision} published at ${m.timestamp} is older than revision ${seen.revision} published at ${seen.timestamp}, already seen`);
+    }
+    if (m.certId === undefined) throw new GridboxError('MANIFEST_INVALID', `Manifest of ${q(fqrn)} names no certificate (X)`);
+    const certPath = await this.o.fetcher.objectPath(m.certId, 'X', 'zlib');
+    const certPem = await readFile(certPath, 'utf8');
+    const whitelistBytes = await source.fetchFile('.cvmfswhitelist');
+    trust.verify({ fqrn, manifestBytes, whitelistBytes, certPem, masterPublicKeysPem: this.o.masterPublicKeysPem, now: new Date(this.now()) });
+    return m;
+  }
+
+  /** Fetches (or finds) the root catalog, pins it and makes it current. */
+  private async install(m: ManifestInfo): Promise<void> {
+    const pinned = new Set<string>();
+    const rootFile = await this.loadCatalog(m.rootId, pinned, '');
+    const tree = new CatalogTree(rootFile, (ref: NestedCatalogRef) => this.loadCatalog(ref.id, pinned, ref.path), this.alloc);
+    this.current = { tree, rootId: m.rootId, revision: m.revision, timestamp: m.timestamp, pinned };
+  }
+
+  private async loadCatalog(id: ObjectId, pinned: Set<string>, mountpoint: string): Promise<CatalogFile> {
+    const key = objectKey(id, 'C');
+    // Catalogs are fetched with no size check (§7.5); the hash over the compressed bytes is checked.
+    for (let attempt = 0; ; attempt++) {
+      const path = await this.o.fetcher.objectPath(id, 'C', 'zlib');
+      await this.o.cache.pin(key);
+      pinned.add(key);
+      try {
+        return this.o.openCatalog(path);
+      } catch (e) {
+        // Evicted between download and pin: fetch once more.
+        if (attempt === 0 && (e as NodeJS.ErrnoException)?.code === 'ENOENT') continue;
+        if (isGridboxError(e)) throw e;
+        throw new GridboxError('CATALOG_INVALID', `Cannot open catalog ${q(key)} of ${q(mountpoint || '/')}`, { objectId: key, cause: e });
+      }
+    }
+  }
+
+  private async retire(state: RepositorySession['current']): Promise<void> {
+    await state.tree.close();
+    for (const key of state.pinned) {
+      if (this.current !== state && this.current.pinned.has(key)) continue;
+      await this.o.cache.unpin(key);
+    }
+  }
+
+  private breadcrumbPath(): string {
+    return join(this.o.cache.dir, `cvmfschecksum.${this.o.fqrn}`);
+  }
+
+  private async readBreadcrumb(): Promise<Breadcrumb | undefined> {
+    try {
+      return parseBreadcrumb(await readFile(this.breadcrumbPath(), 'utf8'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new GridboxError('CACHE_IO', `Cannot read breadcrumb ${q(this.breadcrumbPath())}`, { cause: e });
+    }
+  }
+
+  private async writeBreadcrumb(): Promise<void> {
+    const c = this.current;
+    const path = this.breadcrumbPath();
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, formatBreadcrumb({ rootHex: formatObjectId(c.rootId), timestamp: c.timestamp, revision: c.revision }));
+      await rename(tmp, path);
+    } catch (e) {
+      throw new GridboxError('CACHE_IO', `Cannot write breadcrumb ${q(path)}`, { cause: e });
+    }
+  }
+}
+
+function parseHex(text: string): ObjectId {
+  try {
+    return parseObjectId(text);
+  } catch (e) {
+    throw new GridboxError('CACHE_IO', `Breadcrumb names no valid root hash: ${q(text)}`, { cause: e });
+  }
+}
