@@ -93,6 +93,8 @@ export async function transfer<T>(d: Dispatchers, req: AttemptRequest<T>): Promi
       await req.sink.write(chunk);
     }
   } catch (e) {
+    // Destroying an undici body emits an AbortError; nobody else listens, so swallow it here.
+    res.body.on('error', () => undefined);
     res.body.destroy();
     req.sink.abort();
     if (e instanceof GridboxError) throw e;
