@@ -43,6 +43,10 @@ export interface NestedCatalogRef {
   path: string;
   id: ObjectId;
   size: number;
+  /** The child's own counters (writeCatalog's result); the parent's subtree_ counters sum self+subtree of these. */
+  counters?: CatalogCounters;
+  /** A `bind_mountpoints` row rather than a `nested_catalogs` row (reader only). */
+  bind?: boolean;
 }
 
 /** The 12 counter names; each is stored with a `self_` and a `subtree_` prefix (24 rows). */
@@ -52,6 +56,12 @@ export const COUNTER_NAMES = [
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type Counters = Record<CounterName, number>;
+
+/** The 24 statistics rows of one catalog: `self_*` (its own rows) and `subtree_*` (all nested catalogs below, excluding self). */
+export interface CatalogCounters {
+  self: Counters;
+  subtree: Counters;
+}
 
 export interface CatalogProperties {
   schema: string;
