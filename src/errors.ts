@@ -47,6 +47,7 @@ export const ERROR_TABLE = {
   WHITELIST_NAME_MISMATCH: E(false, 'EIO', 502, 1),
   WHITELIST_BAD_SIGNATURE: E(true, 'EIO', 502, 1),
   WHITELIST_CERT_NOT_LISTED: E(false, 'EIO', 502, 1),
+  CERT_BLACKLISTED: E(false, 'EIO', 502, 1),
   SIGNING_KEY: E(false, 'EACCES', 500, 1),
   // download
   DOWNLOAD_HOST: E(true, 'EIO', 502, 1),
