@@ -81,7 +81,7 @@ export async function writeSettings(layout: RepoLayout, settings: RepoSettings):
 }
 
 /** Write to a temp file in `tmpDir` (same file system), then rename over `path`. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, tmpDir: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, tmpDir: string, mode = 0o644, beforeRename?: () => void): Promise<void> {
   const tmp = join(tmpDir, `.tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   const { open } = await import('node:fs/promises');
   const fh = await open(tmp, 'wx', mode);
@@ -91,5 +91,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, t
   } finally {
     await fh.close();
   }
+  beforeRename?.();
   await rename(tmp, path);
 }

@@ -1,0 +1,190 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { withTempDir } from '../testing/tmp.js';
+import { FsStore } from '../store/fs-store.js';
+import { readObject } from '../store/object-io.js';
+import type { CatalogEntry } from '../catalog/types.js';
+import { createRepository } from './create-repository.js';
+import { readHead } from './head.js';
+import { publishDirectory } from './publisher.js';
+import { DEFAULT_SETTINGS, repoLayout, type RepoSettings } from './repo-layout.js';
+import { forEachCatalog } from './revision-load.js';
+import { acquirePublishLock } from './publish-lock.js';
+
+const BIG = process.env.GRIDBOX_BIG_TESTS === '1';
+const FQRN = 'test.gridbox.local';
+const SETTINGS: RepoSettings = BIG ? DEFAULT_SETTINGS : { ...DEFAULT_SETTINGS, chunkMin: 1 << 20, chunkAvg: 2 << 20, chunkMax: 4 << 20 };
+
+function testKeys() {
+  const pem = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  const master = pem(), cert = pem();
+  return { masterKeyPem: master.privateKey, masterPubPem: master.publicKey, certKeyPem: cert.privateKey, certPem: cert.publicKey };
+}
+
+export async function makeRepo(dir: string, settings = SETTINGS) {
+  const layout = repoLayout(join(dir, 'repo'), FQRN);
+  await createRepository(layout, settings, testKeys(), Buffer.from('whitelist placeholder\n'));
+  return layout;
+}
+
+/** Deep dirs, many small files, a chunked big file, hard links, symlinks, a fifo, xattrs, a nested catalog marker. */
+function makeTree(root: string, files: number, bigBytes: number): void {
+  let deep = root;
+  for (let i = 0; i < 12; i++) { deep = join(deep, `d${i}`); mkdirSync(deep, { recursive: true }); }
+  writeFileSync(join(deep, 'bottom.txt'), 'deep\n');
+  for (let i = 0; i < files; i++) {
+    const d = join(root, 'many', `g${i % 20}`);
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, `f${i}.dat`), `file ${i} ${'x'.repeat(i % 300)}\n`);
+  }
+  writeFileSync(join(root, 'many', '.cvmfscatalog'), '');
+  writeFileSync(join(root, 'many', 'g3', '.cvmfscatalog'), '');
+  writeFileSync(join(root, 'big.bin'), randomBytes(bigBytes));
+  writeFileSync(join(root, 'empty'), '');
+  writeFileSync(join(root, 'h1'), 'hard');
+  linkSync(join(root, 'h1'), join(root, 'h2'));
+  symlinkSync('d0/d1', join(root, 'sym'));
+  symlinkSync('/nonexistent/target', join(root, 'dangling'));
+  execFileSync('mkfifo', [join(root, 'pipe')]);
+  chmodSync(join(root, 'h1'), 0o640);
+  spawnSync('setfattr', ['-n', 'user.color', '-v', 'blue', join(root, 'empty')]);
+}
+
+async function readBack(layout: ReturnType<typeof repoLayout>, tmp: string): Promise<Map<string, { row: CatalogEntry; content?: Buffer }>> {
+  const store = new FsStore(layout.srv);
+  const head = await readHead(layout);
+  const out = new Map<string, { row: CatalogEntry; content?: Buffer }>();
+  await forEachCatalog(store, head.rootId, tmp, async (_m, _id, _size, rows) => {
+    for (const row of rows) {
+      if (row.nestedMountpoint) continue;
+      let content: Buffer | undefined;
+      if (row.entry.type === 'file') {
+        if (row.chunks) content = Buffer.concat(await Promise.all(row.chunks.map((c) => readObject(store, c.id, 'P', { compression: row.compression, expectedSize: c.size }))));
+        else content = await readObject(store, row.id!, '', { compression: row.compression, expectedSize: row.entry.size });
+      }
+      out.set(row.path, { row, content });
+    }
+  });
+  return out;
+}
+
+function countDataObjects(srv: string): number {
+  let n = 0;
+  for (const d of readdirSync(join(srv, 'data'))) if (d.length === 2) n += readdirSync(join(srv, 'data', d)).filter((f) => !/[CXHM]$/.test(f)).length;
+  return n;
+}
+
+test('publish round trip: a generated tree reads back byte-identical with metadata', { timeout: 600_000 }, async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    makeTree(src, BIG ? 10_000 : 2000, BIG ? 100 << 20 : 20 << 20);
+    const layout = await makeRepo(dir);
+    const r = await publishDirectory(src, { layout, settings: SETTINGS });
+    assert.equal(r.revision, 2);
+    const back = await readBack(layout, dir);
+    let checked = 0;
+    const walk = (abs: string, rel: string) => {
+      const st = lstatSync(abs);
+      const got = back.get(rel);
+      assert.ok(got, `missing ${rel}`);
+      assert.equal(got.row.entry.mode, st.mode & 0o7777, rel);
+      assert.equal(got.row.entry.mtime, Math.floor(st.mtimeMs / 1000), rel);
+      assert.equal(got.row.entry.uid, st.uid);
+      if (st.isFile()) assert.ok(readFileSync(abs).equals(got.content!), `content of ${rel}`);
+      if (st.isSymbolicLink()) assert.equal(got.row.entry.target, execFileSync('readlink', [abs], { encoding: 'utf8' }).trim());
+      if (st.isFIFO()) assert.equal(got.row.entry.type, 'fifo');
+      if (st.isDirectory()) for (const n of readdirSync(abs)) walk(join(abs, n), `${rel}/${n}`);
+      checked++;
+    };
+    walk(src, '');
+    assert.equal(checked, back.size, 'no extra entries');
+    assert.ok(back.get('/big.bin')!.row.chunks!.length > 1, 'big file is chunked');
+    const h1 = back.get('/h1')!.row, h2 = back.get('/h2')!.row;
+    assert.ok(h1.hardlinkGroup > 0 && h1.hardlinkGroup === h2.hardlinkGroup && h1.linkcount === 2);
+    const xa = back.get('/empty')!.row.entry.xattrs;
+    if (xa !== undefined) assert.deepEqual(xa, { 'user.color': Buffer.from('blue') });
+    // sqlite3 CLI opens a stored catalog.
+    const head = await readHead(layout);
+    const store = new FsStore(layout.srv);
+    const cat = join(dir, 'root.db');
+    writeFileSync(cat, await readObject(store, head.rootId, 'C', { compression: 'zlib' }));
+    const sq = spawnSync('sqlite3', [cat, "SELECT value FROM properties WHERE key='revision'; SELECT count(*) FROM nested_catalogs;"], { encoding: 'utf8' });
+    assert.equal(sq.status, 0, sq.stderr);
+    assert.deepEqual(sq.stdout.trim().split('\n'), ['2', '1']);
+
+    // An unchanged republish writes no data object and keeps every nested catalog.
+    const before = countDataObjects(layout.srv);
+    const r2 = await publishDirectory(src, { layout, settings: SETTINGS });
+    assert.equal(r2.objectsWritten, 0);
+    assert.equal(r2.filesReused, r2.files);
+    assert.equal(countDataObjects(layout.srv), before);
+    assert.equal(r2.catalogsWritten, 1, 'only the root catalog is rewritten');
+    assert.equal(r2.catalogsReused, 2);
+
+    // Publishing at a path keeps the rest of the tree.
+    const extra = join(dir, 'extra');
+    mkdirSync(extra);
+    writeFileSync(join(extra, 'hello'), 'hello\n');
+    await publishDirectory(extra, { layout, settings: SETTINGS, at: '/sub/dir' });
+    const back3 = await readBack(layout, dir);
+    assert.equal(back3.get('/sub/dir/hello')!.content!.toString(), 'hello\n');
+    assert.ok(back3.get('/big.bin'));
+    assert.equal(back3.get('/sub')!.row.entry.type, 'dir');
+  });
+});
+
+test('publish of an unreadable source file fails with PUBLISH_SOURCE and keeps the previous revision', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    writeFileSync(join(src, 'ok'), 'ok');
+    const layout = await makeRepo(dir);
+    await publishDirectory(src, { layout, settings: SETTINGS });
+    const manifest = readFileSync(layout.manifest);
+    // Unreadable for a normal user; root reads any mode, so for root the file vanishes after the walk.
+    const bad = join(src, 'secret');
+    writeFileSync(bad, 'secret');
+    chmodSync(bad, 0);
+    const r = publishDirectory(src, {
+      layout, settings: SETTINGS,
+      hooks: { point: (p) => { if (p === 'walked' && process.getuid?.() === 0) execFileSync('rm', ['-f', bad]); } },
+    });
+    await assert.rejects(r, (e: Error & { code?: string }) => e.code === 'PUBLISH_SOURCE' && e.message.includes('secret'));
+    assert.ok(readFileSync(layout.manifest).equals(manifest), 'manifest unchanged');
+    assert.equal((await readHead(layout)).revision, 2);
+    execFileSync('rm', ['-f', bad]);
+    assert.equal((await publishDirectory(src, { layout, settings: SETTINGS })).revision, 3, 'the next publish succeeds');
+  });
+});
+
+test('a second concurrent publish is refused with PUBLISH_LOCKED', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    const layout = await makeRepo(dir);
+    const lock = await acquirePublishLock(layout.lock, FQRN);
+    try {
+      await assert.rejects(publishDirectory(src, { layout, settings: SETTINGS }), (e: Error & { code?: string }) => e.code === 'PUBLISH_LOCKED' && e.message.includes(String(process.pid)));
+    } finally {
+      await lock.release();
+    }
+    await publishDirectory(src, { layout, settings: SETTINGS });
+  });
+});
+
+test('a stale lock left by a dead process is taken over', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    const layout = await makeRepo(dir);
+    const dead = spawnSync('true').pid!;
+    writeFileSync(layout.lock, JSON.stringify({ pid: dead, host: (await import('node:os')).hostname() }));
+    const r = await publishDirectory(src, { layout, settings: SETTINGS });
+    assert.equal(r.revision, 2);
+  });
+});

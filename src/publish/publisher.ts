@@ -1,0 +1,244 @@
+// The publish transaction: lock, load the current revision, lay the new content in at a path, ingest
+// changed files on the worker pool (unchanged ones keep their objects), write catalogs children first,
+// then certificate, history and finally the signed manifest by rename (spec §8.2). A failure or a kill at
+// any point before that rename leaves the previous revision served.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+import { type Entry, normalizeRelPath } from '../fstree/entry.js';
+import { walkTree } from '../fstree/walk.js';
+import { formatObjectId } from '../hash/object-id.js';
+import { FsStore } from '../store/fs-store.js';
+import { buildCatalogs } from './catalog-build.js';
+import { matchDirtab, planCatalogs } from './catalog-plan.js';
+import { commitHead, readHead, type Head } from './head.js';
+import { acquirePublishLock } from './publish-lock.js';
+import type { RepoLayout, RepoSettings } from './repo-layout.js';
+import { loadRevision } from './revision-load.js';
+import { RevisionTree, toRepoPath, type ContentSource, type TreeItem } from './tree.js';
+import { WorkerPool } from './worker-pool.js';
+
+/** Named points where tests may kill a publish (the CLI maps GRIDBOX_CRASH_POINT onto this hook). */
+export const CRASH_POINTS = [
+  'locked', 'loaded', 'walked', 'first-object', 'half-objects', 'objects-done', 'first-catalog', 'catalogs-done',
+  'certificate', 'history', 'manifest-temp', 'manifest-renamed',
+] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+
+export interface PublishHooks {
+  /** Called at each CrashPoint; may not return (SIGKILL). */
+  point?(name: CrashPoint): void;
+  /** One line per action, for the CLI. */
+  log?(line: string): void;
+}
+
+export interface PublishOptions {
+  layout: RepoLayout;
+  settings: RepoSettings;
+  /** Repository path the source becomes ("" or "/" = the whole repository). */
+  at?: string;
+  tag?: string;
+  tagDescription?: string;
+  /** Worker threads (default: available parallelism). */
+  workers?: number;
+  /** Read xattrs from the source directory (default "auto"). */
+  xattrs?: boolean | 'auto';
+  hooks?: PublishHooks;
+}
+
+export interface PublishReport {
+  revision: number;
+  rootHash: string;
+  files: number;
+  bytes: number;
+  /** Files whose objects were taken from the previous revision without reading them. */
+  filesReused: number;
+  objectsWritten: number;
+  bytesWritten: number;
+  catalogsWritten: number;
+  catalogsReused: number;
+}
+
+/** A new entry for the transaction, repository-relative to the `at` path, with its content source. */
+export interface SourceItem {
+  entry: Entry;
+  source?: ContentSource;
+}
+
+/** Publishes a directory tree. */
+export async function publishDirectory(sourceDir: string, opts: PublishOptions): Promise<PublishReport> {
+  return runTransaction(opts, async () => {
+    const walked = await walkTree(sourceDir, { xattrs: opts.xattrs ?? 'auto' });
+    return walked.map((w) => ({ entry: w.entry, source: w.entry.type === 'file' ? { kind: 'file', path: w.sourcePath } as const : undefined }));
+  });
+}
+
+/** Publishes entries produced by `collect` (tar ingest); contents come as in-memory bytes or files. */
+export async function runTransaction(opts: PublishOptions, collect: () => Promise<SourceItem[]>): Promise<PublishReport> {
+  const { layout, settings } = opts;
+  const hooks = opts.hooks ?? {};
+  const at = normalizeAt(opts.at);
+  await mkdir(layout.state, { recursive: true });
+  const lock = await acquirePublishLock(layout.lock, layout.fqrn, 'publish');
+  const tmpDir = await mkdtemp(join(layout.state, 'txn-'));
+  let pool: WorkerPool | undefined;
+  try {
+    hooks.point?.('locked');
+    const store = new FsStore(layout.srv);
+    const head = await readHead(layout);
+    const old = await loadRevision(store, head.rootId, tmpDir);
+    hooks.point?.('loaded');
+    const items = await collect();
+    hooks.point?.('walked');
+
+    // The new tree: the old one without the replaced subtree, plus the new items under `at`.
+    const tree = old.tree;
+    const oldItems = new Map<string, TreeItem>();
+    if (at === '') {
+      for (const [p, it] of tree.items) oldItems.set(p, it);
+      tree.removeSubtree('');
+    } else {
+      const atRepo = toRepoPath(at);
+      for (const [p, it] of tree.items) if (p === atRepo || p.startsWith(atRepo + '/')) oldItems.set(p, it);
+      tree.removeSubtree(atRepo);
+      ensureParents(tree, at, head);
+    }
+    const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 0, catalogsReused: 0 };
+    const pending: { path: string; item: TreeItem }[] = [];
+    const explicitMounts: string[] = [];
+    let dirtab: { text: string; base: string } | undefined;
+    for (const it of items) {
+      const rel = it.entry.path === '' ? at : at === '' ? it.entry.path : `${at}/${it.entry.path}`;
+      const path = toRepoPath(rel);
+      const entry = { ...it.entry, path: rel };
+      if (entry.hardlinkKey !== undefined) entry.hardlinkKey = `new:${entry.hardlinkKey}`;
+      const item: TreeItem = { entry };
+      if (entry.type === 'file') {
+        report.files++;
+        report.bytes += entry.size;
+        const prev = oldItems.get(path);
+        if (prev !== undefined && sameFile(prev, entry, settings) && await contentPresent(store, prev)) {
+          item.content = prev.content;
+          report.filesReused++;
+        } else {
+          item.source = it.source ?? { kind: 'bytes', bytes: new Uint8Array(0) };
+          pending.push({ path, item });
+        }
+        const name = rel.slice(rel.lastIndexOf('/') + 1);
+        if (name === '.cvmfscatalog') explicitMounts.push(path.slice(0, path.lastIndexOf('/')));
+        // A .cvmfsdirtab at the top of the published source applies to that source's subtree.
+        if (it.entry.path === '.cvmfsdirtab') dirtab = { text: await readSourceText(it.source), base: toRepoPath(at) };
+      }
+      tree.set(path, item);
+    }
+    if (!tree.isDir('')) throw new GridboxError('PUBLISH_SOURCE', `Cannot publish ${q(layout.fqrn)}: the source root is not a directory`);
+    // Mountpoints of the previous revision outside the replaced subtree stay where they were.
+    const atRepo = toRepoPath(at);
+    for (const m of old.catalogs.keys()) if (m !== '' && !(at === '' || m === atRepo || m.startsWith(atRepo + '/'))) explicitMounts.push(m);
+    // Markers kept from old parts of the tree.
+    for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicitMounts.push(p.slice(0, p.lastIndexOf('/')));
+
+    // Ingest changed files: both cores hash and compress.
+    if (pending.length > 0) {
+      pool = new WorkerPool(layout.srv, opts.workers);
+      const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
+      let done = 0;
+      await Promise.all(pending.map(async ({ path, item }) => {
+        const src = item.source!;
+        const r = await pool!.run({
+          ...(src.kind === 'file' ? { sourcePath: src.path } : { bytes: src.bytes }),
+          algorithm: settings.hashAlgorithm, compression: settings.compression, chunk,
+        }, item.entry.size).catch((e: unknown) => {
+          throw e instanceof GridboxError && e.code === 'PUBLISH_SOURCE' ? e : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(path)} from the publish source`, { path, cause: e });
+        });
+        if (src.kind === 'file' && r.size !== item.entry.size) {
+          report.bytes += r.size - item.entry.size;
+          item.entry.size = r.size;
+        }
+        item.content = {
+          compression: settings.compression,
+          ...(r.hex !== undefined ? { id: { algorithm: settings.hashAlgorithm, hex: r.hex } } : {}),
+          ...(r.chunks !== undefined ? { chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, id: { algorithm: settings.hashAlgorithm, hex: c.hex } })) } : {}),
+        };
+        delete item.source;
+        report.objectsWritten += r.objectsWritten;
+        report.bytesWritten += r.bytesWritten;
+        done++;
+        if (done === 1) hooks.point?.('first-object');
+        if (done === Math.ceil(pending.length / 2)) hooks.point?.('half-objects');
+      }));
+      await pool.close();
+      pool = undefined;
+    }
+    hooks.point?.('objects-done');
+
+    if (dirtab !== undefined) explicitMounts.push(...matchDirtab(dirtab.text, dirtab.base, tree));
+    const mounts = planCatalogs(tree, { explicit: explicitMounts, autocatalogMax: settings.autocatalogMax });
+    const now = Math.floor(Date.now() / 1000);
+    let firstCatalog = true;
+    const built = await buildCatalogs(tree, mounts, {
+      store, algorithm: settings.hashAlgorithm, tmpDir, revision: report.revision, ttl: settings.ttl, now, old: old.catalogs,
+      onCatalog: () => { if (firstCatalog) { firstCatalog = false; hooks.point?.('first-catalog'); } },
+    });
+    for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
+    hooks.point?.('catalogs-done');
+    const root = built.get('')!;
+    report.rootHash = formatObjectId(root.id);
+    await commitHead(layout, store, {
+      previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
+      tag: opts.tag, tagDescription: opts.tagDescription, tmpDir, point: hooks.point,
+    });
+    hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${report.files} files (${report.filesReused} unchanged), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);
+    return report;
+  } finally {
+    if (pool !== undefined) await pool.close();
+    await rm(tmpDir, { recursive: true, force: true });
+    await lock.release();
+  }
+}
+
+/** "/a/b/" → "a/b"; refuses "..". */
+export function normalizeAt(at: string | undefined): string {
+  if (at === undefined) return '';
+  const n = normalizeRelPath(at);
+  if (n === null) throw new GridboxError('USAGE', `Invalid --at path ${q(at)}: it must stay inside the repository`);
+  return n;
+}
+
+/** The old entry can stand for the new file: same size, mtime, mode and owner, same hash and compression settings. */
+function sameFile(prev: TreeItem, e: Entry, s: RepoSettings): boolean {
+  const p = prev.entry;
+  const c = prev.content;
+  if (p.type !== 'file' || c === undefined || prev.external) return false;
+  const algo = c.id?.algorithm ?? c.chunks?.[0]?.id.algorithm;
+  return p.size === e.size && p.mtime === e.mtime && (p.mtimeNs ?? 0) === (e.mtimeNs ?? 0) && p.mode === e.mode &&
+    algo === s.hashAlgorithm && c.compression === s.compression && (c.chunks === undefined || e.size > s.chunkMin);
+}
+
+async function contentPresent(store: FsStore, prev: TreeItem): Promise<boolean> {
+  const c = prev.content!;
+  if (c.id !== undefined) return store.has(formatObjectId(c.id));
+  for (const ch of c.chunks ?? []) if (!(await store.has(formatObjectId(ch.id) + 'P'))) return false;
+  return c.chunks !== undefined;
+}
+
+async function readSourceText(src: ContentSource | undefined): Promise<string> {
+  if (src === undefined) return '';
+  if (src.kind === 'bytes') return Buffer.from(src.bytes).toString('utf8');
+  const { readFile } = await import('node:fs/promises');
+  return readFile(src.path, 'utf8').catch((e: unknown) => { throw new GridboxError('PUBLISH_SOURCE', `Cannot read ${q(src.path)}`, { path: src.path, cause: e }); });
+}
+
+/** Directories above `at` that the old revision lacks are created (0755, publisher's uid/gid). */
+function ensureParents(tree: RevisionTree, at: string, head: Head): void {
+  const parts = at.split('/');
+  for (let i = 0; i < parts.length - 1; i++) {
+    const rel = parts.slice(0, i + 1).join('/');
+    const p = toRepoPath(rel);
+    const existing = tree.get(p);
+    if (existing?.entry.type === 'dir') continue;
+    if (existing !== undefined) tree.removeSubtree(p);
+    tree.set(p, { entry: { path: rel, type: 'dir', mode: 0o755, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, size: 4096, mtime: head.timestamp, mtimeNs: 0 } });
+  }
+}
+
