@@ -1,0 +1,164 @@
+// The client's local content-addressed cache: decompressed, verified objects by content hash, as
+// <base>/<fqrn|shared>/XX/rest (spec §7.6). Only storage: which objects stay is Quota's business,
+// and nothing here verifies (callers put only verified bytes).
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+import { formatObjectId, parseObjectId, type ObjectId } from '../hash/object-id.js';
+
+/** A readable cached object. Stays readable after the object is removed or evicted, until close(). */
+export interface CachedObject {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `buf` at `offset`; returns the count (0 at the end). */
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  readAll(): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface CacheStore {
+  /** Opens an object; null when absent. */
+  open(id: ObjectId): Promise<CachedObject | null>;
+  has(id: ObjectId): Promise<boolean>;
+  /** Stores bytes so readers see all of them or nothing; a second put of the same id is harmless. */
+  put(id: ObjectId, bytes: Uint8Array): Promise<void>;
+  /** Removes an object; open handles keep working; removing a missing object is a no-op. */
+  remove(id: ObjectId): Promise<void>;
+  list(): AsyncIterable<ObjectId>;
+}
+
+/** The cache key: textual hash without the suffix, as CVMFS names cache files. */
+export const cacheKey = (id: ObjectId): string => formatObjectId(id);
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+class FileObject implements CachedObject {
+  constructor(private readonly fh: FileHandle, readonly size: number) {}
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return (await this.fh.read(buf, offset, length, position)).bytesRead;
+  }
+  async readAll(): Promise<Buffer> {
+    const b = Buffer.alloc(this.size);
+    let done = 0;
+    while (done < this.size) {
+      const n = await this.read(b, done, this.size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done === this.size ? b : b.subarray(0, done);
+  }
+  close(): Promise<void> { return this.fh.close(); }
+}
+
+/** Posix directory store. Temp files are named after the writer's pid so a shared cache can tell a crashed writer's leftovers from a live one's. */
+export class FsCacheStore implements CacheStore {
+  private constructor(readonly dir: string) {}
+
+  /** Opens (creating) `<base>/<name>`; removes txn/ leftovers of writers that are no longer running. */
+  static async open(base: string, name = 'shared'): Promise<FsCacheStore> {
+    if (name === '' || name.includes('/') || name === '.' || name === '..') throw new GridboxError('CACHE_IO', `Bad cache name ${q(name)}`);
+    const dir = join(base, name);
+    try {
+      await mkdir(join(dir, 'txn'), { recursive: true });
+      await writeFile(join(dir, '.cvmfscache'), '', { flag: 'a' });
+    } catch (e) {
+      throw new GridboxError('CACHE_IO', `Cannot create cache directory ${q(dir)}`, { cause: e, path: dir });
+    }
+    const s = new FsCacheStore(dir);
+    await s.cleanTxn();
+    return s;
+  }
+
+  /** Removes temp files whose writer is gone; returns how many. */
+  async cleanTxn(): Promise<number> {
+    let n = 0;
+    for (const f of await readdir(join(this.dir, 'txn'))) {
+      const pid = Number(f.split('.')[0]);
+      if (pid === process.pid || pidAlive(pid)) continue;
+      await unlink(join(this.dir, 'txn', f)).catch(() => undefined);
+      n++;
+    }
+    return n;
+  }
+
+  pathOf(id: ObjectId): string {
+    const k = cacheKey(id);
+    return join(this.dir, k.slice(0, 2), k.slice(2));
+  }
+
+  async open(id: ObjectId): Promise<CachedObject | null> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.pathOf(id), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new GridboxError('CACHE_IO', `Cannot open cached object ${q(cacheKey(id))}`, { cause: e, objectId: cacheKey(id) });
+    }
+    return new FileObject(fh, (await fh.stat()).size);
+  }
+
+  async has(id: ObjectId): Promise<boolean> {
+    const o = await this.open(id);
+    await o?.close();
+    return o !== null;
+  }
+
+  async put(id: ObjectId, bytes: Uint8Array): Promise<void> {
+    const dest = this.pathOf(id);
+    const tmp = join(this.dir, 'txn', `${process.pid}.${randomBytes(6).toString('hex')}`);
+    try {
+      await writeFile(tmp, bytes);
+      await mkdir(join(dest, '..'), { recursive: true });
+      await rename(tmp, dest);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw new GridboxError('CACHE_IO', `Cannot store object ${q(cacheKey(id))} in the cache`, { cause: e, objectId: cacheKey(id), path: dest });
+    }
+  }
+
+  async remove(id: ObjectId): Promise<void> {
+    await unlink(this.pathOf(id)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw new GridboxError('CACHE_IO', `Cannot remove cached object ${q(cacheKey(id))}`, { cause: e });
+    });
+  }
+
+  async *list(): AsyncIterable<ObjectId> {
+    for (const d of await readdir(this.dir)) {
+      if (!/^[0-9a-f]{2}$/.test(d)) continue;
+      for (const f of await readdir(join(this.dir, d))) {
+        try { yield parseObjectId(d + f); } catch { /* not ours */ }
+      }
+    }
+  }
+}
+
+class BufferObject implements CachedObject {
+  constructor(private readonly b: Buffer) {}
+  get size(): number { return this.b.length; }
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return this.b.copy(buf, offset, position, Math.min(this.b.length, position + length));
+  }
+  async readAll(): Promise<Buffer> { return Buffer.from(this.b); }
+  async close(): Promise<void> { /* nothing held */ }
+}
+
+/** Wraps bytes already in memory as a CachedObject (for objects the quota did not admit). */
+export function bufferObject(bytes: Uint8Array): CachedObject {
+  return new BufferObject(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+/** In-memory store for tests and for callers that want no disk cache. */
+export class MemoryCacheStore implements CacheStore {
+  private readonly m = new Map<string, Buffer>();
+  async open(id: ObjectId): Promise<CachedObject | null> {
+    const b = this.m.get(cacheKey(id));
+    return b === undefined ? null : new BufferObject(b);
+  }
+  async has(id: ObjectId): Promise<boolean> { return this.m.has(cacheKey(id)); }
+  async put(id: ObjectId, bytes: Uint8Array): Promise<void> { if (!this.m.has(cacheKey(id))) this.m.set(cacheKey(id), Buffer.from(bytes)); }
+  async remove(id: ObjectId): Promise<void> { this.m.delete(cacheKey(id)); }
+  async *list(): AsyncIterable<ObjectId> { for (const k of [...this.m.keys()]) yield parseObjectId(k); }
+}

@@ -1,0 +1,105 @@
+// A CacheStore under a Quota: lookups touch the LRU, inserts evict (unlinking victims; open handles
+// survive), and `get` reads through a caller-given fetch with concurrent misses collapsed.
+// It does not download or verify: `fetch` must return verified, decompressed bytes.
+import { join } from 'node:path';
+import { parseObjectId, type ObjectId } from '../hash/object-id.js';
+import { collapse } from './collapse.js';
+import { bufferObject, cacheKey, FsCacheStore, type CachedObject, type CacheStore } from './cache-store.js';
+import { Quota, type QuotaUsage } from './quota.js';
+
+export interface CacheCounters {
+  hits: number;
+  misses: number;
+  /** Objects served from memory because the quota did not admit them. */
+  notAdmitted: number;
+  evictions: number;
+}
+
+export interface GetOptions {
+  /** Pin the object (a catalog in use) so eviction skips it until unpin(). */
+  pin?: boolean;
+}
+
+export class ObjectCache {
+  private readonly collapsed = collapse<CachedObject>();
+  private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0 };
+
+  constructor(readonly store: CacheStore, readonly quota: Quota) {}
+
+  /** Opens `<base>/<fqrn|shared>` with its ledger `cachedb` and a quota of `limitBytes`. */
+  static async openDir(base: string, name: string, limitBytes: number): Promise<ObjectCache> {
+    const store = await FsCacheStore.open(base, name);
+    return new ObjectCache(store, Quota.open(join(store.dir, 'cachedb'), limitBytes));
+  }
+
+  /** A cached object, or null; a hit counts as an access for the LRU. */
+  async lookup(id: ObjectId): Promise<CachedObject | null> {
+    const o = await this.store.open(id);
+    const key = cacheKey(id);
+    if (o === null) {
+      // A ledger row without a file (crash between eviction steps) is dropped.
+      this.quota.remove(key);
+      return null;
+    }
+    // A file without a ledger row (crash between rename and insert) is adopted.
+    if (!this.quota.touch(key)) await this.admit(key, o.size, false);
+    return o;
+  }
+
+  /**
+   * The object from the cache, or from `fetch` on a miss (one fetch for concurrent misses of one id).
+   * Every caller gets its own handle and must close it.
+   */
+  async get(id: ObjectId, fetch: () => Promise<Buffer>, opts: GetOptions = {}): Promise<CachedObject> {
+    const hit = await this.lookup(id);
+    if (hit !== null) {
+      this.counters.hits++;
+      if (opts.pin) this.quota.pin(cacheKey(id));
+      return hit;
+    }
+    let fetched: Buffer | undefined;
+    const first = await this.collapsed(cacheKey(id), async () => {
+      this.counters.misses++;
+      fetched = await fetch();
+      return this.insert(id, fetched, opts);
+    });
+    if (fetched !== undefined) return first; // we ran the fetch: the handle is ours
+    if (opts.pin) this.quota.pin(cacheKey(id));
+    // Collapsed callers open their own handle; if it was evicted meanwhile, read it from the leader's copy.
+    const again = await this.store.open(id);
+    return again ?? bufferObject(await first.readAll());
+  }
+
+  /** Stores verified bytes; returns a handle (a memory one when the quota does not admit the object). */
+  async insert(id: ObjectId, bytes: Buffer, opts: GetOptions = {}): Promise<CachedObject> {
+    const key = cacheKey(id);
+    await this.store.put(id, bytes);
+    const handle = await this.store.open(id);
+    if (!(await this.admit(key, bytes.length, opts.pin === true))) {
+      await handle?.close();
+      await this.store.remove(id);
+      this.counters.notAdmitted++;
+      return bufferObject(bytes);
+    }
+    return handle ?? bufferObject(bytes);
+  }
+
+  pin(id: ObjectId): void { this.quota.pin(cacheKey(id)); }
+  unpin(id: ObjectId): void { this.quota.unpin(cacheKey(id)); }
+
+  stats(): CacheCounters & QuotaUsage {
+    return { ...this.counters, ...this.quota.usage() };
+  }
+
+  close(): void { this.quota.close(); }
+
+  private async admit(key: string, size: number, pin: boolean): Promise<boolean> {
+    const r = this.quota.insert(key, size, { pin });
+    for (const k of r.evicted) {
+      this.counters.evictions++;
+      // Unlink only: readers holding the file open keep reading it (spec §7.6, issue 5).
+      await this.store.remove(parseObjectId(k));
+    }
+    return r.admitted;
+  }
+}

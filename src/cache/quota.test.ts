@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { withTempDir } from '../testing/tmp.js';
+import { Quota } from './quota.js';
+
+test('Quota evicts least recently used objects down to half the limit', () => withTempDir(async (dir) => {
+  const q = Quota.open(join(dir, 'cachedb'), 1000);
+  try {
+    for (const k of ['a', 'b', 'c', 'd']) assert.deepEqual(q.insert(k, 200), { admitted: true, evicted: [] });
+    assert.ok(q.touch('a'), 'a is now the most recently used');
+    assert.deepEqual(q.lruOrder(), ['b', 'c', 'd', 'a']);
+    const r = q.insert('e', 300); // 800 + 300 > 1000: clean to <= 500 first
+    assert.equal(r.admitted, true);
+    assert.deepEqual(r.evicted, ['b', 'c']);
+    assert.deepEqual(q.lruOrder(), ['d', 'a', 'e']);
+    assert.equal(q.usage().bytes, 700);
+    assert.deepEqual(q.insert('huge', 501), { admitted: false, evicted: [] }, 'objects above half the limit are not cached');
+    assert.equal(q.touch('nope'), false);
+  } finally { q.close(); }
+}));
+
+test('Quota never evicts pinned objects, and pins end with their owner', () => withTempDir(async (dir) => {
+  const db = join(dir, 'cachedb');
+  const q1 = Quota.open(db, 1000);
+  const q2 = Quota.open(db, 1000); // a second mount sharing the cache
+  try {
+    q1.insert('catalog', 300, { pin: true });
+    q2.insert('x', 300);
+    q2.insert('y', 300);
+    const r = q2.insert('z', 300);
+    assert.deepEqual(r.evicted, ['x', 'y']);
+    assert.ok(q2.has('catalog'));
+    assert.ok(q2.isPinned('catalog'), 'pins are visible to every mount of the cache');
+    assert.equal(q2.usage().pinnedBytes, 300);
+    // Pinned data filling the cache leaves no room: not admitted rather than evicting a pin.
+    q1.insert('catalog2', 400, { pin: true });
+    assert.equal(q2.insert('w', 400).admitted, false);
+    assert.ok(q2.has('catalog') && q2.has('catalog2'));
+    q1.close();
+    assert.equal(q2.isPinned('catalog'), false, 'closing the owner drops its pins');
+    const r2 = q2.insert('v', 400);
+    assert.equal(r2.admitted, true);
+    assert.ok(r2.evicted.includes('catalog'));
+  } finally { q1.close(); q2.close(); }
+}));
+
+test('Quota persists the LRU order across reopen', () => withTempDir(async (dir) => {
+  const db = join(dir, 'cachedb');
+  const q1 = Quota.open(db, 10_000);
+  q1.insert('a', 10); q1.insert('b', 10); q1.touch('a');
+  q1.close();
+  const q2 = Quota.open(db, 10_000);
+  try {
+    assert.deepEqual(q2.lruOrder(), ['b', 'a']);
+    assert.equal(q2.usage().objects, 2);
+  } finally { q2.close(); }
+}));
