@@ -2,8 +2,9 @@
 // streaming), concurrent misses for one object collapsed, chunked files read by range so only touched
 // chunks are fetched, and open files that stay readable after cache eviction (each holds its fds or bytes).
 // Not path resolution (catalog-tree.ts) and not networking (the RepositorySource behind the ports).
-import { open, type FileHandle } from 'node:fs/promises';
 import { GridboxError, isGridboxError, q } from '../errors.js';
+import { bufferObject, type CachedObject } from '../cache/cache-store.js';
+import { collapse, type Collapser } from '../cache/collapse.js';
 import type { CatalogEntry, ChunkRef, Compression } from '../catalog/types.js';
 import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
 import type { ObjectCache, RepositorySource } from './ports.js';
@@ -16,9 +17,6 @@ export interface FetcherStats {
   openFiles: number;
 }
 
-/** A held object: an fd on the cached file, or the bytes when the cache could not keep it. */
-type Held = { fd: FileHandle; size: number } | { bytes: Buffer };
-
 /** An open regular file; reads are positional and may run concurrently. */
 export interface OpenFile {
   readonly size: number;
@@ -26,33 +24,34 @@ export interface OpenFile {
   close(): Promise<void>;
 }
 
-export type Collapse = <T>(key: string, fn: () => Promise<T>) => Promise<T>;
-
-/** Runs `fn` once per key at a time; callers arriving while it runs share its result. */
-export function createCollapse(): Collapse {
-  const inflight = new Map<string, Promise<unknown>>();
-  return <T>(key: string, fn: () => Promise<T>): Promise<T> => {
-    const running = inflight.get(key);
-    if (running !== undefined) return running as Promise<T>;
-    const p = fn().finally(() => inflight.delete(key));
-    inflight.set(key, p);
-    return p;
-  };
-}
+type Downloaded = { bytes: Buffer; cached: boolean };
 
 export class Fetcher {
   readonly stats: FetcherStats = { hits: 0, misses: 0, bytesDownloaded: 0, openFiles: 0 };
 
-  constructor(private readonly source: RepositorySource, private readonly cache: ObjectCache, private readonly collapse: Collapse = createCollapse()) {}
+  private readonly collapse: Collapser<Downloaded> = collapse<Downloaded>();
 
-  /** Cached path of a verified object, downloading it on a miss (used for catalogs and certificates). */
-  async objectPath(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize?: number): Promise<string> {
+  constructor(private readonly source: RepositorySource, private readonly cache: ObjectCache) {}
+
+  /** Cached path of a verified object, downloaded on a miss and pinned (catalogs: SQLite needs a file). */
+  async objectPath(id: ObjectId, suffix: ObjectSuffix, compression: Compression): Promise<string> {
     const key = objectKey(id, suffix);
-    const hit = await this.cache.path(key);
-    if (hit !== undefined) { this.stats.hits++; return hit; }
-    const got = await this.download(id, suffix, compression, expectedSize);
-    if (got.path === undefined) throw new GridboxError('CACHE_FULL', `Cannot keep object ${q(key)} in the cache`, { objectId: key, cause: got.cacheError });
-    return got.path;
+    await this.cache.pin(key);
+    let path = await this.cache.path(key);
+    if (path !== undefined) { this.stats.hits++; return path; }
+    await this.download(id, suffix, compression, undefined, true);
+    path = await this.cache.path(key);
+    if (path === undefined) throw new GridboxError('CACHE_IO', `Object ${q(key)} vanished from the cache while pinned`, { objectId: key });
+    return path;
+  }
+
+  /** A small verified object's bytes (certificates), from the cache or downloaded into it. */
+  async objectBytes(id: ObjectId, suffix: ObjectSuffix, compression: Compression): Promise<Buffer> {
+    const hit = await this.cache.open(objectKey(id, suffix));
+    if (hit !== null) {
+      try { this.stats.hits++; return await hit.readAll(); } finally { await hit.close(); }
+    }
+    return (await this.download(id, suffix, compression, undefined, false)).bytes;
   }
 
   /** Opens a regular file's content; chunked files fetch nothing until read. */
@@ -76,55 +75,63 @@ export class Fetcher {
     };
   }
 
-  /** The object content as a held fd (cache) or bytes, downloading on a miss. */
-  private async hold(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number): Promise<Held> {
+  /** The object content as an open cached object, or the downloaded bytes when the cache cannot keep them. */
+  private async hold(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number): Promise<CachedObject> {
     const key = objectKey(id, suffix);
-    const hit = await this.cache.path(key);
-    if (hit !== undefined) {
-      const held = await openHeld(hit, expectedSize);
-      if (held !== undefined) { this.stats.hits++; return held; }
-      // Evicted between lookup and open, or a wrong size on disk: fetch again.
+    const hit = await this.cache.open(key);
+    if (hit !== null) {
+      if (hit.size === expectedSize) { this.stats.hits++; return hit; }
+      // A cached object of the wrong size was not written by us: fetch again.
+      await hit.close();
     }
-    const got = await this.download(id, suffix, compression, expectedSize);
-    if (got.path !== undefined) {
-      const held = await openHeld(got.path, expectedSize);
-      if (held !== undefined) return held;
+    const got = await this.download(id, suffix, compression, expectedSize, false);
+    if (got.cached) {
+      // Evicted between put and open is possible: the bytes we hold still serve this open.
+      const obj = await this.cache.open(key);
+      if (obj !== null && obj.size === expectedSize) return obj;
+      await obj?.close();
     }
-    return { bytes: got.bytes };
+    return bufferObject(got.bytes);
   }
 
-  private download(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize?: number): Promise<{ bytes: Buffer; path?: string; cacheError?: unknown }> {
+  private download(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number | undefined, pin: boolean): Promise<Downloaded> {
     const key = objectKey(id, suffix);
     return this.collapse(key, async () => {
       this.stats.misses++;
-      const bytes = await this.source.fetchObject(id, suffix, { compression, expectedSize });
+      let bytes: Buffer;
+      try {
+        bytes = await this.source.fetchObject(id, suffix, { compression, expectedSize });
+      } catch (e) {
+        throw surfaceBadData(e, key);
+      }
       if (expectedSize !== undefined && bytes.length !== expectedSize) {
         throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot use object ${q(key)}: expected ${expectedSize} bytes, got ${bytes.length}`, { objectId: key });
       }
       this.stats.bytesDownloaded += bytes.length;
       try {
-        return { bytes, path: await this.cache.put(key, bytes) };
+        await this.cache.put(key, bytes, { pin });
+        return { bytes, cached: true };
       } catch (e) {
         // An object larger than the cache may hold is still served from memory (CVMFS refuses these).
-        if (isGridboxError(e, 'CACHE_FULL')) return { bytes, cacheError: e };
+        if (isGridboxError(e, 'CACHE_FULL') && !pin) return { bytes, cached: false };
         throw e;
       }
     });
   }
 
-  private openWhole(entry: CatalogEntry, held: Held): OpenFile {
+  private openWhole(entry: CatalogEntry, held: CachedObject): OpenFile {
     const size = entry.entry.size;
     return {
       size,
       read: (offset, length) => readHeld(held, offset, clampLength(size, offset, length)),
-      close: () => releaseHeld(held),
+      close: () => held.close(),
     };
   }
 
   private openChunked(entry: CatalogEntry, chunks: ChunkRef[]): OpenFile {
     const size = entry.entry.size;
-    const held = new Map<number, Promise<Held>>();
-    const chunkAt = (i: number): Promise<Held> => {
+    const held = new Map<number, Promise<CachedObject>>();
+    const chunkAt = (i: number): Promise<CachedObject> => {
       let h = held.get(i);
       if (h === undefined) {
         const c = chunks[i];
@@ -153,7 +160,7 @@ export class Fetcher {
         return out;
       },
       close: async () => {
-        for (const h of held.values()) { try { await releaseHeld(await h); } catch { /* a failed fetch holds nothing */ } }
+        for (const h of held.values()) { try { await (await h).close(); } catch { /* a failed fetch holds nothing */ } }
         held.clear();
       },
     };
@@ -175,31 +182,27 @@ function firstChunkAt(chunks: ChunkRef[], offset: number): number {
   return ans;
 }
 
-async function openHeld(path: string, expectedSize: number): Promise<Held | undefined> {
-  let fd: FileHandle;
-  try {
-    fd = await open(path, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new GridboxError('CACHE_IO', `Cannot open cached object ${q(path)}`, { path, cause: e });
+/**
+ * The downloader reports "every source failed" with the last cause; when that cause is bad data (hash,
+ * size, truncation) the application-facing code is the data error, naming the object, with the full
+ * attempt list kept as the cause.
+ */
+function surfaceBadData(e: unknown, key: string): unknown {
+  if (!isGridboxError(e, 'DOWNLOAD_ALL_FAILED')) return e;
+  const inner = e.cause;
+  if (inner instanceof GridboxError && ['STORE_HASH_MISMATCH', 'STORE_SIZE_MISMATCH', 'STORE_TRUNCATED', 'COMPRESSION_BAD'].includes(inner.code)) {
+    return new GridboxError(inner.code, `Cannot fetch object ${q(key)}: ${inner.message}`, { objectId: key, cause: e });
   }
-  const { size } = await fd.stat();
-  if (size !== expectedSize) { await fd.close(); return undefined; }
-  return { fd, size };
+  return e;
 }
 
-async function readHeld(h: Held, offset: number, length: number): Promise<Buffer> {
-  if ('bytes' in h) return h.bytes.subarray(offset, offset + length);
+async function readHeld(h: CachedObject, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await h.fd.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
+    const n = await h.read(buf, done, length - done, offset + done);
+    if (n === 0) break;
+    done += n;
   }
   return done === length ? buf : buf.subarray(0, done);
-}
-
-async function releaseHeld(h: Held): Promise<void> {
-  if ('fd' in h) await h.fd.close();
 }

@@ -3,6 +3,7 @@
 // index.ts adapts the concrete modules to these; tests may pass fakes. Types only, no I/O.
 import type { CatalogReader } from '../catalog/catalog-reader.js';
 import type { Compression } from '../catalog/types.js';
+import type { CachedObject } from '../cache/cache-store.js';
 import type { ObjectId, ObjectSuffix } from '../hash/object-id.js';
 
 /** One opened, read-only catalog: catalog/'s reader. */
@@ -28,15 +29,17 @@ export interface RepositorySource {
 }
 
 /**
- * Local object cache holding decompressed, verified objects as files, keyed by objectKey(id, suffix).
- * A path returned by `path()`/`put()` may be evicted at any later time unless pinned; callers that need
- * the bytes to stay open the file at once (an open fd survives eviction).
+ * Local object cache of decompressed, verified objects, keyed by objectKey(id, suffix) (the store may
+ * drop the suffix, as CVMFS does). Unpinned objects may be evicted at any time; an opened object stays
+ * readable until closed, whatever happens to the cache.
  */
 export interface ObjectCache {
-  /** Path of the cached object and an LRU touch, or undefined on a miss. */
+  /** Opens a cached object (an LRU touch), or null on a miss. */
+  open(key: string): Promise<CachedObject | null>;
+  /** Path of a cached object for consumers that need a file (SQLite catalogs); pin it first. */
   path(key: string): Promise<string | undefined>;
-  /** Stores verified bytes (temp file then rename) and returns the path; may throw CACHE_FULL. */
-  put(key: string, bytes: Uint8Array): Promise<string>;
+  /** Stores verified bytes atomically; CACHE_FULL when the quota cannot admit them (unless pinned). */
+  put(key: string, bytes: Uint8Array, opts?: { pin?: boolean }): Promise<void>;
   /** Pinned objects are never evicted (catalogs in use). */
   pin(key: string): Promise<void>;
   unpin(key: string): Promise<void>;

@@ -5,8 +5,9 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, isGridboxError, q } from '../errors.js';
-import { formatObjectId, objectKey, parseObjectId, type ObjectId } from '../hash/object-id.js';
+import { formatObjectId, objectKey, type ObjectId } from '../hash/object-id.js';
 import type { NestedCatalogRef } from '../catalog/types.js';
+import { formatBreadcrumb, parseBreadcrumb, type Breadcrumb } from '../manifest/manifest.js';
 import { CatalogTree, InodeAllocator } from './catalog-tree.js';
 import type { Fetcher } from './fetcher.js';
 import type { CatalogFile, ObjectCache, OpenCatalog, RepositorySource } from './ports.js';
@@ -31,23 +32,6 @@ export interface TrustPort {
   parseManifest(bytes: Buffer): ManifestInfo;
   /** Throws MANIFEST_... or WHITELIST_... errors; returning means verified. */
   verify(input: { fqrn: string; manifestBytes: Buffer; whitelistBytes: Buffer; certPem: string; masterPublicKeysPem: string[]; now: Date }): void;
-}
-
-/** `<cache>/cvmfschecksum.<fqrn>`: `<root hex>T<timestamp>R<revision>` (spec §2.4). */
-export interface Breadcrumb {
-  rootHex: string;
-  timestamp: number;
-  revision: number;
-}
-
-export function formatBreadcrumb(b: Breadcrumb): string {
-  return `${b.rootHex}T${b.timestamp}R${b.revision}`;
-}
-
-export function parseBreadcrumb(text: string): Breadcrumb | undefined {
-  const m = /^([0-9a-f]{40}(?:-rmd160|-shake128)?)T(\d+)(?:R(\d+))?\s*$/.exec(text);
-  if (!m) return undefined;
-  return { rootHex: m[1], timestamp: Number(m[2]), revision: m[3] === undefined ? 0 : Number(m[3]) };
 }
 
 export interface RepositoryOptions {
@@ -103,9 +87,9 @@ export class RepositorySession {
       s.offline = true;
       s.lastError = e;
       o.log?.(`${o.fqrn}: servers unreachable, starting offline at revision ${crumb.revision}`);
-      const rootId = parseHex(crumb.rootHex);
+      const rootId = crumb.catalogHash;
       if ((await o.cache.path(objectKey(rootId, 'C'))) === undefined) {
-        throw new GridboxError('DOWNLOAD_ALL_FAILED', `Cannot start ${q(o.fqrn)} offline: root catalog ${q(crumb.rootHex)} is not in the cache`, { cause: e });
+        throw new GridboxError('DOWNLOAD_ALL_FAILED', `Cannot start ${q(o.fqrn)} offline: root catalog ${q(formatObjectId(rootId))} is not in the cache`, { cause: e });
       }
       await s.install({ rootId, revision: crumb.revision, timestamp: crumb.timestamp });
       s.checkDueAt = s.now() + OFFLINE_RETRY_MS;
@@ -151,7 +135,7 @@ export class RepositorySession {
   private async doCheck(): Promise<UpdateResult> {
     const cur = this.current;
     try {
-      const m = await this.fetchVerifiedManifest({ rootHex: formatObjectId(cur.rootId), timestamp: cur.timestamp, revision: cur.revision });
+      const m = await this.fetchVerifiedManifest({ catalogHash: cur.rootId, timestamp: cur.timestamp, revision: cur.revision });
       this.offline = false;
       this.lastError = undefined;
       if (m.rootId.hex === cur.rootId.hex && m.rootId.algorithm === cur.rootId.algorithm) {
@@ -191,8 +175,7 @@ export class RepositorySession {
         `Refusing manifest of ${q(fqrn)}: revision ${m.revision} published at ${m.timestamp} is older than revision ${seen.revision} published at ${seen.timestamp}, already seen`);
     }
     if (m.certId === undefined) throw new GridboxError('MANIFEST_INVALID', `Manifest of ${q(fqrn)} names no certificate (X)`);
-    const certPath = await this.o.fetcher.objectPath(m.certId, 'X', 'zlib');
-    const certPem = await readFile(certPath, 'utf8');
+    const certPem = (await this.o.fetcher.objectBytes(m.certId, 'X', 'zlib')).toString('utf8');
     const whitelistBytes = await source.fetchFile('.cvmfswhitelist');
     trust.verify({ fqrn, manifestBytes, whitelistBytes, certPem, masterPublicKeysPem: this.o.masterPublicKeysPem, now: new Date(this.now()) });
     return m;
@@ -209,18 +192,13 @@ export class RepositorySession {
   private async loadCatalog(id: ObjectId, pinned: Set<string>, mountpoint: string): Promise<CatalogFile> {
     const key = objectKey(id, 'C');
     // Catalogs are fetched with no size check (§7.5); the hash over the compressed bytes is checked.
-    for (let attempt = 0; ; attempt++) {
-      const path = await this.o.fetcher.objectPath(id, 'C', 'zlib');
-      await this.o.cache.pin(key);
-      pinned.add(key);
-      try {
-        return this.o.openCatalog(path);
-      } catch (e) {
-        // Evicted between download and pin: fetch once more.
-        if (attempt === 0 && (e as NodeJS.ErrnoException)?.code === 'ENOENT') continue;
-        if (isGridboxError(e)) throw e;
-        throw new GridboxError('CATALOG_INVALID', `Cannot open catalog ${q(key)} of ${q(mountpoint || '/')}`, { objectId: key, cause: e });
-      }
+    pinned.add(key);
+    const path = await this.o.fetcher.objectPath(id, 'C', 'zlib');
+    try {
+      return this.o.openCatalog(path);
+    } catch (e) {
+      if (isGridboxError(e)) throw e;
+      throw new GridboxError('CATALOG_INVALID', `Cannot open catalog ${q(key)} of ${q(mountpoint || '/')}`, { objectId: key, cause: e });
     }
   }
 
@@ -250,18 +228,10 @@ export class RepositorySession {
     const path = this.breadcrumbPath();
     const tmp = `${path}.${process.pid}.tmp`;
     try {
-      await writeFile(tmp, formatBreadcrumb({ rootHex: formatObjectId(c.rootId), timestamp: c.timestamp, revision: c.revision }));
+      await writeFile(tmp, formatBreadcrumb({ catalogHash: c.rootId, timestamp: c.timestamp, revision: c.revision }));
       await rename(tmp, path);
     } catch (e) {
       throw new GridboxError('CACHE_IO', `Cannot write breadcrumb ${q(path)}`, { cause: e });
     }
-  }
-}
-
-function parseHex(text: string): ObjectId {
-  try {
-    return parseObjectId(text);
-  } catch (e) {
-    throw new GridboxError('CACHE_IO', `Breadcrumb names no valid root hash: ${q(text)}`, { cause: e });
   }
 }

@@ -1,0 +1,146 @@
+// The client's composition root: createClient(settings, deps) wires the downloader, the object cache, the
+// catalog reader and the trust check into one plain read API (lookup, getattr, listing, readlink,
+// open/read/release, xattrs, statfs, revision, stats) used by the CLI commands and the filesystem view.
+// Reads no config files or environment: settings come from client-config.ts, key PEMs from the caller.
+import { join } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+import { formatObjectId } from '../hash/object-id.js';
+import type { ClientSettings } from './client-config.js';
+import type { ClientNode, NodeAttr, StatfsInfo } from './catalog-tree.js';
+import { Fetcher, type FetcherStats, type OpenFile } from './fetcher.js';
+import type { ObjectCache, OpenCatalog, RepositorySource } from './ports.js';
+import { RepositorySession, type TrustPort, type UpdateResult } from './repository.js';
+
+export { ROOT_INODE, normalizeRepoPath, type ClientNode, type NodeAttr, type StatfsInfo } from './catalog-tree.js';
+export type { UpdateResult } from './repository.js';
+
+export interface ClientDeps {
+  /** Master public keys (PEM) the whitelist must verify against; the CLI loads them. */
+  masterPublicKeysPem: string[];
+  source: RepositorySource;
+  cache: ObjectCache;
+  openCatalog: OpenCatalog;
+  trust: TrustPort;
+  now?: () => number;
+  log?: (line: string) => void;
+  /** Called when the session closes (e.g. to close the downloader's connections). */
+  onClose?: () => Promise<void>;
+}
+
+export interface ClientStats extends FetcherStats {
+  revision: number;
+  rootHash: string;
+  offline: boolean;
+  host?: string;
+  proxy?: string;
+  cacheBytes?: number;
+  cacheLimit?: number;
+}
+
+/** The read API of one mounted-or-opened repository. Paths are repository paths ("/a/b", "/" or ""). */
+export interface Client {
+  readonly fqrn: string;
+  revision(): number;
+  rootHash(): string;
+  lookup(path: string): Promise<ClientNode | undefined>;
+  /** NOT_FOUND when absent. */
+  getattr(path: string): Promise<NodeAttr>;
+  stat(path: string): Promise<ClientNode>;
+  /** Visible children, sorted by name. */
+  listing(path: string): Promise<ClientNode[]>;
+  readlink(path: string): Promise<string>;
+  /** Opens a regular file; the handle reads the content of the revision it was opened in, even after an update. */
+  open(path: string): Promise<number>;
+  read(handle: number, offset: number, length: number): Promise<Buffer>;
+  release(handle: number): Promise<void>;
+  /** The entry's xattrs plus the virtual user.* ones CVMFS exposes. */
+  xattrs(path: string): Promise<Record<string, Buffer>>;
+  statfs(): StatfsInfo;
+  stats(): ClientStats;
+  /** Forces a manifest check now (the TTL triggers one on its own during operations). */
+  checkForUpdate(): Promise<UpdateResult>;
+  close(): Promise<void>;
+}
+
+/** The cache directory for a repository: `<base>/shared` or `<base>/<fqrn>` (spec §7.6). */
+export function cacheDirFor(settings: Pick<ClientSettings, 'cacheBase' | 'sharedCache' | 'fqrn'>): string {
+  return join(settings.cacheBase, settings.sharedCache ? 'shared' : settings.fqrn);
+}
+
+export async function createClient(settings: ClientSettings, deps: ClientDeps): Promise<Client> {
+  const fetcher = new Fetcher(deps.source, deps.cache);
+  const session = await RepositorySession.open({
+    fqrn: settings.fqrn, source: deps.source, cache: deps.cache, fetcher, trust: deps.trust, openCatalog: deps.openCatalog,
+    masterPublicKeysPem: deps.masterPublicKeysPem, maxTtlMs: settings.maxTtlMs, now: deps.now, log: deps.log,
+  });
+  const handles = new Map<number, OpenFile>();
+  let nextHandle = 1;
+  let closed = false;
+
+  // The TTL check runs in the background so no operation waits on the network for it.
+  const tree = () => {
+    if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
+    void session.maybeCheckForUpdate();
+    return session.tree;
+  };
+  const handleOf = (h: number): OpenFile => {
+    const f = handles.get(h);
+    if (f === undefined) throw new GridboxError('USAGE', `Unknown file handle ${h}`);
+    return f;
+  };
+
+  return {
+    fqrn: settings.fqrn,
+    revision: () => session.revision,
+    rootHash: () => session.rootHash,
+    lookup: (path) => tree().lookup(path),
+    getattr: async (path) => (await tree().stat(path)).attr,
+    stat: (path) => tree().stat(path),
+    listing: (path) => tree().listing(path),
+    readlink: (path) => tree().readlink(path),
+    async open(path) {
+      const node = await tree().stat(path);
+      const file = await fetcher.open(node.entry);
+      const h = nextHandle++;
+      handles.set(h, file);
+      return h;
+    },
+    read: (h, offset, length) => handleOf(h).read(offset, length),
+    async release(h) {
+      const f = handles.get(h);
+      handles.delete(h);
+      await f?.close();
+    },
+    async xattrs(path) {
+      const node = await tree().stat(path);
+      const out: Record<string, Buffer> = { ...(node.entry.entry.xattrs ?? {}) };
+      const put = (k: string, v: string): void => { out[k] = Buffer.from(v); };
+      put('user.fqrn', settings.fqrn);
+      put('user.revision', String(session.revision));
+      put('user.root_hash', session.rootHash);
+      put('user.host', deps.source.currentHost?.() ?? settings.serverUrls[0] ?? '');
+      put('user.proxy', deps.source.currentProxy?.() ?? 'DIRECT');
+      if (node.entry.id !== undefined) put('user.hash', formatObjectId(node.entry.id));
+      if (node.entry.chunks !== undefined) put('user.chunks', String(node.entry.chunks.length));
+      if (node.entry.compression !== undefined && node.entry.entry.type === 'file') put('user.compression', node.entry.compression);
+      return out;
+    },
+    statfs: () => tree().statfs(),
+    stats() {
+      const usage = deps.cache.usage?.();
+      return {
+        ...fetcher.stats, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
+        host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: usage?.bytes, cacheLimit: usage?.limit,
+      };
+    },
+    checkForUpdate: () => session.checkForUpdate(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const f of handles.values()) await f.close();
+      handles.clear();
+      await session.close();
+      await deps.onClose?.();
+    },
+  };
+}
