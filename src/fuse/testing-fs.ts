@@ -2,8 +2,8 @@
 // tests touch the mount only from other processes. Not for production; it never frees nodes.
 // Usage: node testing-fs.js serve <mnt> [--many N] [--big BYTES] [--loop epoll|threadpool]
 //        node testing-fs.js cycle <mnt> <N>      (mount, stat from a child, unmount; N times; prints fd/child counts)
-import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { GridboxError } from '../errors.js';
 import { mountFuse, unmountFuse } from './mount.js';
@@ -144,6 +144,52 @@ export function createTestFs(opts: TestTreeOptions = {}): FuseOps & { root: Node
     },
     listxattr: (_ctx, nodeid) => [...(get(nodeid).xattrs?.keys() ?? [])],
   };
+}
+
+/** Why mounting FUSE tests cannot run here, or undefined. */
+export function fuseSkipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root to mount FUSE';
+  try {
+    accessSync('/dev/fuse', fsConstants.R_OK | fsConstants.W_OK);
+  } catch {
+    return 'no usable /dev/fuse';
+  }
+  return undefined;
+}
+
+/** This script's path, for spawning it. */
+export const FIXTURE_SCRIPT = fileURLToPath(import.meta.url);
+
+export interface RunningFixture {
+  child: ChildProcess;
+  /** The first JSON line (ready, with the serving pid). */
+  ready: { ready: boolean; pid: number; loop: string };
+  /** Resolves with the exit code and every JSON line printed. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; lines: any[]; stderr: string }>;
+}
+
+/** Spawns `command args` (which runs this script) and waits for its ready line. */
+export function startFixture(command: string, args: string[], timeoutMs = 20_000): Promise<RunningFixture> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: any[] = [];
+  let stderr = '', buf = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; lines: any[]; stderr: string }>((res) =>
+    child.on('close', (code, signal) => res({ code, signal, lines, stderr })));
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`fixture not ready after ${timeoutMs} ms: ${stderr}`)); }, timeoutMs);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try { lines.push(JSON.parse(line)); } catch { continue; }
+        if (lines.length === 1) { clearTimeout(timer); res({ child, ready: lines[0], exited }); }
+      }
+    });
+    void exited.then((r) => { clearTimeout(timer); if (lines.length === 0) rej(new Error(`fixture exited ${r.code ?? r.signal} before ready: ${r.stderr}`)); });
+  });
 }
 
 function arg(argv: string[], name: string): string | undefined {
