@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
@@ -19,15 +19,9 @@ const BIG = process.env.GRIDBOX_BIG_TESTS === '1';
 const FQRN = 'test.gridbox.local';
 const SETTINGS: RepoSettings = BIG ? DEFAULT_SETTINGS : { ...DEFAULT_SETTINGS, chunkMin: 1 << 20, chunkAvg: 2 << 20, chunkMax: 4 << 20 };
 
-function testKeys() {
-  const pem = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-  const master = pem(), cert = pem();
-  return { masterKeyPem: master.privateKey, masterPubPem: master.publicKey, certKeyPem: cert.privateKey, certPem: cert.publicKey };
-}
-
 export async function makeRepo(dir: string, settings = SETTINGS) {
   const layout = repoLayout(join(dir, 'repo'), FQRN);
-  await createRepository(layout, settings, testKeys(), Buffer.from('whitelist placeholder\n'));
+  await createRepository(layout, settings);
   return layout;
 }
 
