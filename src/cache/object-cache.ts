@@ -42,7 +42,7 @@ export class ObjectCache {
       return null;
     }
     // A file without a ledger row (crash between rename and insert) is adopted.
-    if (!this.quota.touch(key)) await this.admit(key, o.size, false);
+    if (!this.quota.touch(key) && !(await this.admit(key, o.size, false))) await this.store.remove(id);
     return o;
   }
 

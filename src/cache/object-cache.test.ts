@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Downloader } from '../download/downloader.js';
+import { listenSrv } from '../server/srv-handler.js';
+import { withTempDir } from '../testing/tmp.js';
+import { makeRawObject, pseudoRandomBytes, writeRawObjects } from '../testing/raw-repo.js';
+import { hashBytes } from '../hash/object-id.js';
+import { ObjectCache } from './object-cache.js';
+
+const FQRN = 'cache.example.org';
+
+test('a cache smaller than the data still serves every object correctly', () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  const objs = await writeRawObjects(srv, FQRN, Array.from({ length: 12 }, (_, i) => makeRawObject(pseudoRandomBytes(20_000 + i * 1000, i + 7))));
+  const total = objs.reduce((n, o) => n + o.content.length, 0);
+  const server = await listenSrv({ srvDir: srv, onRequest: () => { requests++; } });
+  let requests = 0;
+  const d = new Downloader({ serverUrls: [`${server.url}${FQRN}`] });
+  const cache = await ObjectCache.openDir(join(dir, 'cache'), 'shared', Math.floor(total / 3));
+  try {
+    for (let round = 0; round < 2; round++) {
+      for (const o of objs) {
+        const h = await cache.get(o.id, () => d.fetchObject(o.id, '', { expectedSize: o.content.length }));
+        assert.ok((await h.readAll()).equals(o.content));
+        await h.close();
+      }
+    }
+    const st = cache.stats();
+    assert.ok(st.bytes <= st.limitBytes, `usage ${st.bytes} within ${st.limitBytes}`);
+    assert.ok(st.evictions > 0);
+    assert.ok(requests > objs.length, 'evicted objects were downloaded again');
+    // The last objects of the second round are still cached: served without a download.
+    const last = objs[objs.length - 1];
+    const before = requests;
+    const h = await cache.get(last.id, () => { throw new Error('should be a hit'); });
+    assert.ok((await h.readAll()).equals(last.content));
+    await h.close();
+    assert.equal(requests, before);
+  } finally { cache.close(); await d.close(); await server.close(); }
+}));
+
+test('concurrent misses for one object run one download, and every caller gets its own handle', () => withTempDir(async (dir) => {
+  const cache = await ObjectCache.openDir(dir, 'shared', 10_000_000);
+  const bytes = pseudoRandomBytes(50_000, 3);
+  const id = hashBytes('sha1', bytes);
+  let fetches = 0;
+  const fetch = async (): Promise<Buffer> => { fetches++; await new Promise((r) => setTimeout(r, 50)); return bytes; };
+  try {
+    const handles = await Promise.all(Array.from({ length: 8 }, () => cache.get(id, fetch)));
+    assert.equal(fetches, 1);
+    for (const h of handles) { assert.ok((await h.readAll()).equals(bytes)); await h.close(); }
+    assert.equal(cache.stats().misses, 1);
+    const failing = hashBytes('sha1', Buffer.from('x'));
+    const errs = await Promise.allSettled(Array.from({ length: 3 }, () => cache.get(failing, async () => { fetches++; await new Promise((r) => setTimeout(r, 50)); throw new Error('offline'); })));
+    assert.ok(errs.every((r) => r.status === 'rejected'));
+    assert.equal(fetches, 2, 'a failed download is shared too, and not remembered');
+  } finally { cache.close(); }
+}));
+
+test('a handle opened before eviction keeps reading; pinned objects survive cleanup', () => withTempDir(async (dir) => {
+  const cache = await ObjectCache.openDir(dir, 'shared', 100_000);
+  const mk = (n: number, seed: number): { id: ReturnType<typeof hashBytes>; b: Buffer } => { const b = pseudoRandomBytes(n, seed); return { id: hashBytes('sha1', b), b }; };
+  const catalog = mk(20_000, 1);
+  const open = mk(30_000, 2);
+  try {
+    const c = await cache.get(catalog.id, async () => catalog.b, { pin: true });
+    await c.close();
+    const h = await cache.get(open.id, async () => open.b);
+    for (let i = 0; i < 4; i++) { const o = mk(30_000, 10 + i); await (await cache.get(o.id, async () => o.b)).close(); }
+    assert.equal(await cache.store.has(open.id), false, 'evicted');
+    assert.ok((await h.readAll()).equals(open.b), 'but the open handle still reads it');
+    await h.close();
+    assert.equal(await cache.store.has(catalog.id), true, 'the pinned catalog stayed');
+    cache.unpin(catalog.id);
+    for (let i = 0; i < 4; i++) { const o = mk(30_000, 20 + i); await (await cache.get(o.id, async () => o.b)).close(); }
+    assert.equal(await cache.store.has(catalog.id), false, 'unpinned, it is evicted like any other');
+  } finally { cache.close(); }
+}));
