@@ -5,7 +5,7 @@
 export interface ObjectStore {
   /** True when the object is present; never reads its bytes. */
   has(key: string): Promise<boolean>;
-  /** The stored bytes, unverified; throws STORE_MISSING when absent. Callers verify (see verify.ts). */
+  /** The stored bytes, unverified; throws STORE_MISSING when absent. Callers verify (object-io.ts: readObject, verifyObjectBytes). */
   get(key: string): Promise<Buffer>;
   /** Stores bytes atomically (temp file then rename); storing an existing key is a no-op. */
   put(key: string, bytes: Uint8Array): Promise<void>;
