@@ -1,0 +1,100 @@
+// The Apptainer-compatible runtime CLI (`gridbox exec|run|shell|test|inspect|version`, or called as apptainer /
+// singularity): argv + environment → options → LaunchSpec → bwrap. Imports only the launcher and errors, to keep
+// start-up lean. Silent on success; runtime errors print one `FATAL:` line and exit 255 (runtime-contract.md §3.7).
+import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
+import { GridboxError, describeError, edgeOf, isGridboxError, q } from '../../errors.js';
+import { buildLaunchSpec } from '../../launcher/build-launch-spec.js';
+import { executeLaunch } from '../../launcher/execute-launch.js';
+import { createFsView, openImage } from '../../launcher/image-info.js';
+import { inspectImage } from '../../launcher/inspect-image.js';
+import type { HostFacts, Message, MessageLevel, NvidiaDriver } from '../../launcher/launch-spec.js';
+import { findNvidiaDriver } from '../../launcher/nvidia-driver.js';
+import { UsageError, parseApptainerArgs } from '../../launcher/parse-apptainer-args.js';
+
+/** The Apptainer release whose CLI behaviour we follow; `--version` reports it. */
+export const APPTAINER_COMPAT_VERSION = '1.4.5';
+
+const LEVEL_NUMBER: Record<MessageLevel, number> = { FATAL: -5, ERROR: -3, WARNING: -2, INFO: 1, VERBOSE: 4, DEBUG: 5 };
+
+const USAGE = `Usage:
+  apptainer [global options] exec|run|shell|test [exec options] <sandbox dir> [command] [args...]
+  apptainer inspect [-l|-r|-t|-e|-H|-d|-j|--all] <sandbox dir>
+  apptainer version | --version
+Global options: -s/--silent -q/--quiet -v/--verbose -d/--debug
+`;
+
+function say(m: Message, level: number): void {
+  if (LEVEL_NUMBER[m.level] <= level) process.stderr.write(`${`${m.level}:`.padEnd(8)} ${m.text}\n`);
+}
+
+function parseColonFile(path: string): string[][] {
+  try { return readFileSync(path, 'utf8').split('\n').filter((l) => l !== '').map((l) => l.split(':')); } catch { return []; }
+}
+
+function hostFacts(nv: boolean): HostFacts {
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const pw = parseColonFile('/etc/passwd').find((f) => f[2] === String(uid));
+  const groupLines = parseColonFile('/etc/group');
+  const gids = [gid, ...(process.getgroups?.() ?? []).filter((g) => g !== gid)];
+  const groups = gids.flatMap((g) => {
+    const line = groupLines.find((f) => f[2] === String(g));
+    return line ? [{ name: line[0], gid: g }] : [];
+  });
+  let nvidia: NvidiaDriver = { libs: [], bins: [], devices: [] };
+  if (nv) {
+    // GRIDBOX_NV_ROOT points driver discovery at another root (a fake driver layout in tests).
+    const root = process.env.GRIDBOX_NV_ROOT ?? '/';
+    const found = findNvidiaDriver(createFsView(root));
+    const at = (p: string): string => (root === '/' ? p : posix.join(root, p));
+    nvidia = { libs: found.libs.map(at), bins: found.bins.map(at), devices: found.devices.map(at) };
+  }
+  return {
+    uid, gid,
+    user: pw?.[0] ?? `uid${uid}`,
+    gecos: pw?.[4] ?? '',
+    home: pw?.[5] || (uid === 0 ? '/root' : '/'),
+    groups,
+    cwd: process.cwd(),
+    fs: createFsView('/'),
+    nvidia,
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let level = 1;
+  try {
+    const parsed = parseApptainerArgs(argv, process.env);
+    switch (parsed.kind) {
+      case 'version-flag': process.stdout.write(`apptainer version ${APPTAINER_COMPAT_VERSION}\n`); return 0;
+      case 'version': process.stdout.write(`${APPTAINER_COMPAT_VERSION}\n`); return 0;
+      case 'help': process.stdout.write(USAGE); return 0;
+      case 'inspect': {
+        level = parsed.level;
+        process.stdout.write(inspectImage(openImage(parsed.image, process.cwd()), parsed.show));
+        return 0;
+      }
+      case 'action': {
+        level = parsed.level;
+        const options = parsed.options;
+        options.envFiles = parsed.envFilePaths.map((p) => {
+          try { return readFileSync(p, 'utf8'); } catch (cause) { throw new GridboxError('LAUNCH_BAD_OPTION', `Cannot read env file ${q(p)}`, { cause, path: p }); }
+        });
+        const image = openImage(options.image, process.cwd());
+        const spec = buildLaunchSpec(options, process.env, image, hostFacts(options.nv));
+        for (const m of spec.messages) say(m, level);
+        if (spec.exitWithoutLaunch !== undefined) return spec.exitWithoutLaunch;
+        return await executeLaunch(spec);
+      }
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`Error: ${e.message}\n\n${USAGE}`);
+      return 1;
+    }
+    const text = isGridboxError(e) ? e.message : describeError(e);
+    process.stderr.write(`${'FATAL:'.padEnd(8)} ${text}\n`);
+    return isGridboxError(e) ? edgeOf(e).exit : 255;
+  }
+}

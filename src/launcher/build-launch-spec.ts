@@ -1,0 +1,271 @@
+// The pure core of the runtime: options + host environment + image + host facts → LaunchSpec (the bwrap argv,
+// environment and messages), following Apptainer's mount order (runtime-contract.md §3.3) and identity rules
+// (§3.2). Reads the filesystem only through the FsViews it is given; never spawns or mounts anything.
+import { posix } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+import { ACTION_SCRIPT, DEFAULT_PATH, flattenEnv, parseEnvFile, planEnv, shellEnv } from './container-env.js';
+import { FIRST_DATA_FD, STATUS_FD } from './launch-spec.js';
+import type { DataFile, EntryType, HostFacts, ImageInfo, LaunchOptions, LaunchSpec, Message } from './launch-spec.js';
+import { planRootfs } from './underlay.js';
+
+type Mount =
+  | { kind: 'bind' | 'ro-bind' | 'dev-bind'; source: string; dest: string }
+  | { kind: 'tmpfs'; dest: string; perms?: string }
+  | { kind: 'proc' | 'dev' | 'mqueue'; dest: string }
+  | { kind: 'data'; dest: string; content: string };
+
+const SYSTEM_DIRS = ['/etc', '/bin', '/usr', '/var', '/opt', '/sbin', '/lib', '/lib64', '/mnt'];
+const under = (path: string, dir: string): boolean => dir === '/' || path === dir || path.startsWith(`${dir}/`);
+
+export function buildLaunchSpec(options: LaunchOptions, env: Record<string, string | undefined>, image: ImageInfo, host: HostFacts): LaunchSpec {
+  const messages: Message[] = [...options.notes];
+  const abs = (p: string): string => posix.resolve(host.cwd, p);
+  const mounts: Mount[] = [];
+  const mkdirs: string[] = [];
+  const workdir = options.workdir !== undefined ? abs(options.workdir) : undefined;
+  const backing = (name: string): string => {
+    const dir = posix.join(workdir as string, name);
+    mkdirs.push(dir);
+    return dir;
+  };
+
+  // Home: --home src[:dst] is bound even under --contain; otherwise the passwd home, staged empty when contained.
+  let homeDest = host.home;
+  let homeSource: string | undefined;
+  if (options.home !== undefined) {
+    const [src, dst] = options.home.split(':');
+    homeSource = abs(src);
+    homeDest = dst ?? homeSource;
+    if (!homeDest.startsWith('/')) throw new GridboxError('LAUNCH_BAD_OPTION', `Cannot use home ${q(options.home)}: destination is not absolute`);
+    if (host.fs.typeOf(homeSource) === undefined) throw new GridboxError('LAUNCH_BIND_SOURCE', `mount source ${homeSource} doesn't exist`, { path: homeSource });
+  } else if (!options.contain) {
+    if (host.fs.typeOf(host.home) === 'dir') homeSource = host.home;
+    else messages.push({ level: 'VERBOSE', text: `Home directory ${q(host.home)} does not exist on the host: not bound` });
+  }
+
+  mounts.push(options.contain ? { kind: 'dev', dest: '/dev' } : { kind: 'dev-bind', source: '/dev', dest: '/dev' });
+  if (options.contain && options.ipc) mounts.push({ kind: 'mqueue', dest: '/dev/mqueue' });
+  for (const f of ['/etc/localtime', '/etc/hosts']) if (host.fs.typeOf(f) !== undefined) mounts.push({ kind: 'ro-bind', source: f, dest: f });
+  mounts.push(options.pid ? { kind: 'proc', dest: '/proc' } : { kind: 'bind', source: '/proc', dest: '/proc' });
+  if (host.fs.typeOf('/sys') === 'dir') mounts.push({ kind: 'ro-bind', source: '/sys', dest: '/sys' });
+  if (!options.noHome && homeDest !== '/') {
+    if (homeSource !== undefined) mounts.push({ kind: 'bind', source: homeSource, dest: homeDest });
+    else if (options.contain) mounts.push(workdir ? { kind: 'bind', source: backing('home'), dest: homeDest } : { kind: 'tmpfs', dest: homeDest });
+  }
+  if (options.contain) {
+    mounts.push(workdir ? { kind: 'bind', source: backing('tmp'), dest: '/tmp' } : { kind: 'tmpfs', dest: '/tmp', perms: '1777' });
+    mounts.push(workdir ? { kind: 'bind', source: backing('var_tmp'), dest: '/var/tmp' } : { kind: 'tmpfs', dest: '/var/tmp', perms: '1777' });
+  } else {
+    for (const d of ['/tmp', '/var/tmp']) if (host.fs.typeOf(d) === 'dir') mounts.push({ kind: 'bind', source: d, dest: d });
+  }
+  for (const dir of options.scratch) {
+    const dest = abs(dir);
+    mounts.push(workdir ? { kind: 'bind', source: backing(posix.join('scratch', posix.basename(dest))), dest } : { kind: 'tmpfs', dest, perms: '1777' });
+  }
+
+  // Identity files: the image's own passwd/group with the caller's entries (§3.2); none when the image has none.
+  const passwd = image.fs.typeOf('/etc/passwd') === 'file' ? image.fs.read('/etc/passwd') : undefined;
+  const group = image.fs.typeOf('/etc/group') === 'file' ? image.fs.read('/etc/group') : undefined;
+  if (passwd !== undefined) mounts.push({ kind: 'data', dest: '/etc/passwd', content: passwdWithCaller(passwd, host, homeDest) });
+  else messages.push({ level: 'VERBOSE', text: '/etc/passwd does not exist in the container: no passwd entry for the caller' });
+  if (group !== undefined) mounts.push({ kind: 'data', dest: '/etc/group', content: groupWithCaller(group, host) });
+  if (host.fs.typeOf('/etc/resolv.conf') !== undefined && image.fs.typeOf('/etc') === 'dir') mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf' });
+  if (options.uts && options.hostname !== undefined) mounts.push({ kind: 'data', dest: '/etc/hostname', content: `${options.hostname}\n` });
+
+  if (options.nv) {
+    if (host.nvidia.libs.length === 0) messages.push({ level: 'WARNING', text: 'Could not find any nv libraries on this host!' });
+    for (const lib of host.nvidia.libs) mounts.push({ kind: 'ro-bind', source: lib, dest: posix.join('/.singularity.d/libs', posix.basename(lib)) });
+    for (const bin of host.nvidia.bins) mounts.push({ kind: 'ro-bind', source: bin, dest: posix.join('/usr/bin', posix.basename(bin)) });
+    for (const dev of host.nvidia.devices) mounts.push({ kind: 'dev-bind', source: dev, dest: dev });
+  }
+
+  // User binds: sources must exist; the first bind on a destination wins, later ones warn; sorted by destination.
+  const userBinds: Mount[] = [];
+  const seen = new Set<string>();
+  for (const b of options.binds) {
+    const source = abs(b.source);
+    const dest = posix.normalize(b.dest);
+    if (host.fs.typeOf(source) === undefined) throw new GridboxError('LAUNCH_BIND_SOURCE', `mount source ${source} doesn't exist`, { path: source });
+    if (seen.has(dest)) { messages.push({ level: 'WARNING', text: `destination ${dest} is already in the mount point list` }); continue; }
+    seen.add(dest);
+    userBinds.push({ kind: b.readOnly ? 'ro-bind' : under(dest, '/dev') ? 'dev-bind' : 'bind', source, dest });
+  }
+  userBinds.sort((a, b) => (a.dest < b.dest ? -1 : a.dest > b.dest ? 1 : 0));
+  mounts.push(...userBinds);
+
+  // The host cwd, unless contained, a system directory, or already visible through another mount.
+  const cwdVisible = mounts.some((m) => m.kind !== 'data' && m.kind !== 'tmpfs' && 'source' in m && m.dest !== '/dev' && under(host.cwd, m.dest) && m.dest !== '/proc');
+  const cwdSystem = host.cwd === '/' || SYSTEM_DIRS.some((d) => under(host.cwd, d)) || ['/proc', '/sys', '/dev'].some((d) => under(host.cwd, d));
+  if (!options.contain && !cwdSystem && !cwdVisible && host.fs.typeOf(host.cwd) === 'dir') mounts.push({ kind: 'bind', source: host.cwd, dest: host.cwd });
+
+  const typeInside = (path: string): EntryType | undefined => typeInContainer(path, mounts, image, host);
+
+  // Working directory (§3.3): --pwd must exist; run honours the image's WorkingDir; else home (contain) or cwd.
+  let pwd: string;
+  const wanted = options.pwd ?? (options.action === 'run' ? image.workdir : undefined);
+  if (wanted !== undefined) {
+    pwd = posix.resolve('/', wanted);
+    if (typeInside(pwd) !== 'dir') throw new GridboxError('LAUNCH_FAILED', `failed to set working directory: ${q(pwd)} does not exist in the container`, { path: pwd });
+  } else if (!options.contain && typeInside(host.cwd) === 'dir') {
+    pwd = host.cwd;
+  } else if (typeInside(homeDest) === 'dir') {
+    pwd = homeDest;
+    if (!options.contain) messages.push({ level: 'WARNING', text: `Current directory ${host.cwd} is not visible in the container: using ${homeDest}` });
+  } else {
+    pwd = '/';
+  }
+
+  // The command (§3.6).
+  let command: string[];
+  let exitWithoutLaunch: number | undefined;
+  switch (options.action) {
+    case 'exec': command = options.args; break;
+    case 'test':
+      if (image.testScript === undefined) {
+        messages.push({ level: 'INFO', text: 'No test script found in container, exiting' });
+        exitWithoutLaunch = 0;
+      }
+      command = [image.testScript ?? '/bin/true', ...options.args];
+      break;
+    case 'run':
+      if (image.runscript !== undefined) command = [image.runscript, ...options.args];
+      else if (image.fs.isExecutable('/apptainer')) command = ['/apptainer', ...options.args];
+      else if (image.hasShell) {
+        messages.push({ level: 'INFO', text: 'No runscript found in container, executing /bin/sh' });
+        command = ['/bin/sh', ...options.args];
+      } else {
+        messages.push({ level: 'ERROR', text: 'No runscript and no /bin/sh executable found in container, aborting' });
+        command = [];
+        exitWithoutLaunch = 1;
+      }
+      break;
+    case 'shell': {
+      const shell = options.shell ?? (image.fs.isExecutable('/bin/bash') ? '/bin/bash' : image.hasShell ? '/bin/sh' : undefined);
+      if (shell === undefined) {
+        messages.push({ level: 'ERROR', text: 'No shell found in container (/bin/bash, /bin/sh), aborting' });
+        command = [];
+        exitWithoutLaunch = 1;
+      } else command = shell === '/bin/bash' ? [shell, '--norc', ...options.args] : [shell, ...options.args];
+      break;
+    }
+  }
+
+  // Environment (§3.4).
+  const fixed: Record<string, string> = {
+    HOME: homeDest, PWD: pwd, PS1: 'Apptainer> ',
+    APPTAINER_CONTAINER: image.path, SINGULARITY_CONTAINER: image.path,
+    APPTAINER_NAME: posix.basename(image.path), SINGULARITY_NAME: posix.basename(image.path),
+    APPTAINER_BIND: userBinds.map((m) => m.dest).join(','), SINGULARITY_BIND: userBinds.map((m) => m.dest).join(','),
+    APPTAINER_APPNAME: '', SINGULARITY_APPNAME: '',
+    APPTAINER_ENVIRONMENT: '/.singularity.d/env/91-environment.sh', SINGULARITY_ENVIRONMENT: '/.singularity.d/env/91-environment.sh',
+    APPTAINER_COMMAND: options.action, SINGULARITY_COMMAND: options.action,
+  };
+  const explicit: Array<[string, string]> = [
+    ...options.envs.map((e): [string, string] => { const i = e.indexOf('='); return i < 0 ? [e, env[e] ?? ''] : [e.slice(0, i), e.slice(i + 1)]; }),
+    ...options.envFiles.flatMap(parseEnvFile),
+  ];
+  const plan = planEnv({ hostEnv: env, cleanEnv: options.cleanEnv, explicit, fixed });
+  messages.push(...plan.messages);
+  const { PS1: _ps1, ...fixedNoPs1 } = fixed;
+  if (!('PS1' in plan.overrides)) plan.overrides.PS1 = _ps1;
+
+  let tail: string[];
+  let launchEnv: Record<string, string>;
+  if (image.hasShell && command.length > 0) {
+    tail = ['/bin/sh', '-c', ACTION_SCRIPT, `/.singularity.d/actions/${options.action}`, ...command];
+    launchEnv = shellEnv(plan, fixedNoPs1);
+  } else {
+    launchEnv = flattenEnv(plan, fixedNoPs1);
+    tail = command.length > 0 && exitWithoutLaunch === undefined ? [resolveCommand(command[0], launchEnv.PATH ?? DEFAULT_PATH, typeInside, image, mounts, host), ...command.slice(1)] : command;
+  }
+
+  // Namespaces (§3.2): always user + mount, the caller's uid/gid mapped to themselves.
+  const argv: string[] = ['--unshare-user', '--uid', String(host.uid), '--gid', String(host.gid)];
+  if (options.pid) argv.push('--unshare-pid');
+  if (options.ipc) argv.push('--unshare-ipc');
+  if (options.net) argv.push('--unshare-net');
+  if (options.uts) argv.push('--unshare-uts', ...(options.hostname !== undefined ? ['--hostname', options.hostname] : []));
+  argv.push('--die-with-parent', '--json-status-fd', String(STATUS_FD));
+
+  const rootfs = planRootfs(image.fs, image.root, [...mounts.map((m) => m.dest), pwd]);
+  argv.push(...rootfs.argv);
+  const files: DataFile[] = [];
+  for (const m of mounts) {
+    switch (m.kind) {
+      case 'bind': case 'ro-bind': case 'dev-bind': argv.push(`--${m.kind}`, m.source, m.dest); break;
+      case 'tmpfs': argv.push(...(m.perms ? ['--perms', m.perms] : []), '--tmpfs', m.dest); break;
+      case 'proc': case 'dev': case 'mqueue': argv.push(`--${m.kind}`, m.dest); break;
+      case 'data':
+        argv.push('--ro-bind-data', String(FIRST_DATA_FD + files.length), m.dest);
+        files.push({ dest: m.dest, content: m.content });
+        break;
+    }
+  }
+  for (const dir of rootfs.remountReadOnly) argv.push('--remount-ro', dir);
+  argv.push('--chdir', pwd, '--', ...tail);
+  return { argv, env: launchEnv, files, mkdirs, messages, exitWithoutLaunch, pidNamespace: options.pid };
+}
+
+/** What `path` is inside the assembled container: the last mount covering it decides. */
+function typeInContainer(path: string, mounts: Mount[], image: ImageInfo, host: HostFacts): EntryType | undefined {
+  let best: Mount | undefined;
+  for (const m of mounts) if (under(path, m.dest) && (best === undefined || m.dest.length >= best.dest.length)) best = m;
+  const mountPoint = mounts.some((m) => m.dest.startsWith(path === '/' ? '/' : `${path}/`));
+  if (best === undefined) return image.fs.typeOf(path) === 'link' ? resolveLinkType(image, path) : image.fs.typeOf(path) ?? (mountPoint ? 'dir' : undefined);
+  const rest = path.slice(best.dest.length);
+  if (best.kind === 'data') return rest === '' ? 'file' : undefined;
+  if ('source' in best) {
+    const t = host.fs.typeOf(best.source + rest);
+    return t === 'link' ? host.fs.read(best.source + rest) !== undefined ? 'file' : 'dir' : t ?? (mountPoint ? 'dir' : undefined);
+  }
+  return rest === '' || mountPoint ? 'dir' : best.kind === 'proc' || best.kind === 'dev' ? 'other' : undefined;
+}
+
+function resolveLinkType(image: ImageInfo, path: string): EntryType | undefined {
+  return image.fs.isExecutable(path) || image.fs.read(path) !== undefined ? 'file' : 'dir';
+}
+
+/** Without a shell in the image the runtime resolves the command itself (Apptainer's LookPath, §3.4 step 6). */
+function resolveCommand(cmd: string, path: string, typeInside: (p: string) => EntryType | undefined, image: ImageInfo, mounts: Mount[], host: HostFacts): string {
+  const isExec = (p: string): boolean => {
+    const t = typeInside(p);
+    if (t === undefined || t === 'dir') return false;
+    const m = [...mounts].reverse().find((x) => under(p, x.dest) && 'source' in x) as { source: string; dest: string } | undefined;
+    return m ? host.fs.isExecutable(m.source + p.slice(m.dest.length)) : image.fs.isExecutable(p);
+  };
+  if (cmd.includes('/')) {
+    if (!isExec(cmd)) throw new GridboxError('LAUNCH_NO_COMMAND', `exec ${cmd} failed: no such executable file in the container`, { path: cmd });
+    return cmd;
+  }
+  for (const dir of path.split(':').filter((d) => d.startsWith('/'))) {
+    const candidate = posix.join(dir, cmd);
+    if (isExec(candidate)) return candidate;
+  }
+  throw new GridboxError('LAUNCH_NO_COMMAND', `"${cmd}": executable file not found in $PATH`);
+}
+
+/** The image's passwd with the caller's line rewritten (host name, gecos, container home, image shell) or appended. */
+export function passwdWithCaller(text: string, host: HostFacts, homeDest: string): string {
+  const lines = text.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
+  let found = false;
+  const out = lines.map((line) => {
+    const f = line.split(':');
+    if (f.length < 7 || f[2] !== String(host.uid)) return line;
+    found = true;
+    return `${host.user}:x:${host.uid}:${host.gid}:${host.gecos}:${homeDest}:${f[6] || '/bin/sh'}`;
+  });
+  if (!found) out.push(`${host.user}:x:${host.uid}:${host.gid}:${host.gecos}:${homeDest}:/bin/sh`);
+  return `${out.join('\n')}\n`;
+}
+
+/** The image's group file plus `name:x:gid:user` for each of the caller's groups not already there by gid. */
+export function groupWithCaller(text: string, host: HostFacts): string {
+  const lines = text.split('\n').filter((l) => l !== '');
+  const gids = new Set(lines.map((l) => l.split(':')[2]));
+  for (const g of host.groups) {
+    if (gids.has(String(g.gid))) continue;
+    gids.add(String(g.gid));
+    lines.push(`${g.name}:x:${g.gid}:${host.user}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

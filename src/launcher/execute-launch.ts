@@ -1,0 +1,76 @@
+// The thin executor: checks that user namespaces are usable, spawns /usr/bin/bwrap with a LaunchSpec, feeds the
+// small data files through pipes, forwards signals to the payload and maps the exit status (runtime-contract.md
+// §3.7): the payload's code, 128+N for signal N; a setup failure (bwrap never started the command) is thrown.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { GridboxError, q } from '../errors.js';
+import { FIRST_DATA_FD, STATUS_FD } from './launch-spec.js';
+import type { LaunchSpec } from './launch-spec.js';
+
+export const BWRAP_PATH = '/usr/bin/bwrap';
+const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGCONT', 'SIGWINCH'];
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGALRM: 14, SIGTERM: 15, SIGCONT: 18, SIGWINCH: 28, SIGABRT: 6, SIGSEGV: 11, SIGPIPE: 13 };
+
+function readNumber(path: string): number | undefined {
+  try { return Number(readFileSync(path, 'utf8').trim()); } catch { return undefined; }
+}
+
+/** Throws LAUNCH_NO_USERNS when the kernel forbids unprivileged user namespaces (fuse-and-sandbox-notes.md §3). */
+export function checkUserNamespaces(): void {
+  const max = readNumber('/proc/sys/user/max_user_namespaces');
+  if (max === 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: /proc/sys/user/max_user_namespaces is 0');
+  const clone = readNumber('/proc/sys/kernel/unprivileged_userns_clone');
+  if (clone === 0 && process.getuid?.() !== 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: /proc/sys/kernel/unprivileged_userns_clone is 0');
+}
+
+/** The payload: bwrap's child itself, or with a PID namespace the children of bwrap's init. */
+function payloadPids(childPid: number, pidNamespace: boolean): number[] {
+  if (!pidNamespace) return [childPid];
+  try {
+    const kids = readFileSync(`/proc/${childPid}/task/${childPid}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number);
+    return kids.length > 0 ? kids : [childPid];
+  } catch { return [childPid]; }
+}
+
+/** Runs the spec and resolves with the exit status; setup failures reject with a GridboxError. */
+export async function executeLaunch(spec: LaunchSpec): Promise<number> {
+  checkUserNamespaces();
+  for (const dir of spec.mkdirs) {
+    try { mkdirSync(dir, { recursive: true, mode: 0o755 }); } catch (cause) { throw new GridboxError('LAUNCH_FAILED', `Cannot create work directory ${q(dir)}`, { cause, path: dir }); }
+  }
+  const stdio: Array<'inherit' | 'pipe'> = ['inherit', 'inherit', 'inherit', 'pipe'];
+  for (let i = 0; i < spec.files.length; i++) stdio.push('pipe');
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(BWRAP_PATH, spec.argv, { env: spec.env, stdio });
+    let status = '';
+    let childPid: number | undefined;
+    let exitCode: number | undefined;
+    const onStatus = (chunk: Buffer): void => {
+      status += chunk.toString('utf8');
+      for (const m of status.matchAll(/"child-pid":\s*(\d+)/g)) childPid = Number(m[1]);
+      for (const m of status.matchAll(/"exit-code":\s*(\d+)/g)) exitCode = Number(m[1]);
+    };
+    (child.stdio[STATUS_FD] as NodeJS.ReadableStream).on('data', onStatus);
+    spec.files.forEach((f, i) => {
+      const w = child.stdio[FIRST_DATA_FD + i] as NodeJS.WritableStream;
+      w.on('error', () => { /* bwrap failed before reading; its own error is reported */ });
+      w.end(f.content);
+    });
+    const forward = (sig: NodeJS.Signals): void => {
+      if (sig === 'SIGINT' && process.stdin.isTTY) return; // the terminal already signals the whole group
+      const targets = childPid === undefined ? [child.pid as number] : payloadPids(childPid, spec.pidNamespace);
+      for (const pid of targets) { try { process.kill(pid, sig); } catch { /* already gone */ } }
+    };
+    for (const sig of FORWARDED) process.on(sig, forward);
+    child.on('error', (cause) => {
+      for (const sig of FORWARDED) process.off(sig, forward);
+      reject(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH }));
+    });
+    child.on('close', (code, signal) => {
+      for (const sig of FORWARDED) process.off(sig, forward);
+      if (exitCode !== undefined) resolve(exitCode);
+      else if (signal !== null) resolve(128 + (SIGNAL_NUMBERS[signal] ?? 0));
+      else reject(new GridboxError('LAUNCH_FAILED', `container setup failed: bwrap exited with status ${code} before starting the command`));
+    });
+  });
+}
