@@ -106,6 +106,7 @@ class SqliteCatalogReader implements CatalogReader {
   private readonly stLookup: SqliteStatement;
   private readonly stListing: SqliteStatement;
   private readonly stChunks: SqliteStatement;
+  private nestedCache: NestedCatalogRef[] | undefined;
 
   constructor(private readonly db: SqliteDb, readonly file: string) {
     const tables = tableNames(db);
@@ -167,6 +168,12 @@ class SqliteCatalogReader implements CatalogReader {
   }
 
   nested(): NestedCatalogRef[] {
+    // The file is read-only and immutable while open, so the rows are read once.
+    this.nestedCache ??= this.readNested();
+    return this.nestedCache.map((n) => ({ ...n }));
+  }
+
+  private readNested(): NestedCatalogRef[] {
     const sql = this.hasBind
       ? 'SELECT path, sha1, size, 0 AS bind FROM nested_catalogs UNION ALL SELECT path, sha1, size, 1 AS bind FROM bind_mountpoints'
       : 'SELECT path, sha1, size, 0 AS bind FROM nested_catalogs';
@@ -187,10 +194,11 @@ class SqliteCatalogReader implements CatalogReader {
   findNestedFor(path: string): NestedCatalogRef | undefined {
     const p = normalizeCatalogPath(path);
     let best: NestedCatalogRef | undefined;
-    for (const n of this.nested()) {
+    this.nestedCache ??= this.readNested();
+    for (const n of this.nestedCache) {
       if ((p === n.path || p.startsWith(`${n.path}/`)) && (!best || n.path.length > best.path.length)) best = n;
     }
-    return best;
+    return best ? { ...best } : undefined;
   }
 
   counters(): CatalogCounters {
@@ -295,7 +303,8 @@ class SqliteCatalogReader implements CatalogReader {
       hardlinkGroup: Number(hardlinks >> 32n),
       linkcount: Number(hardlinks & 0xffffffffn),
     };
-    if (r.hash && r.hash.length > 0) ce.id = this.digest(f.algorithm, r.hash, path);
+    // An all-zero digest is CVMFS's null hash (IsNull()), the same as a NULL column.
+    if (r.hash && r.hash.length > 0 && r.hash.some((b) => b !== 0)) ce.id = this.digest(f.algorithm, r.hash, path);
     if (f.nestedMountpoint) ce.nestedMountpoint = true;
     if (f.nestedRoot) ce.nestedRoot = true;
     if (f.hidden) ce.hidden = true;

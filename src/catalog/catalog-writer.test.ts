@@ -96,7 +96,7 @@ test('writeCatalog() output reads back identically for every entry type', async 
 test('a written catalog is what the sqlite3 CLI and the stock client expect (§4.1, §4.9)', async () => {
   await withTempDir(async (tmp) => {
     const file = join(tmp, 'root.db');
-    writeCatalog(file, { properties: { revision: 1, lastModified: T, ttl: 240 }, entries: sampleEntries() });
+    writeCatalog(file, { properties: { revision: 1, lastModified: T, ttl: 240 }, entries: sampleEntries(), nested: [{ path: '/sw', id: id('n'), size: 1 }] });
     assert.equal(existsSync(`${file}-journal`), false);
     assert.equal(existsSync(`${file}-wal`), false);
     const sql = (q: string) => execFileSync('sqlite3', [file, q], { encoding: 'utf8' }).trim();
@@ -156,7 +156,7 @@ test('a nested catalog gets root_prefix, a nested-root entry and feeds its count
     assert.equal(root.counters.subtree.file_size, 7);
     const twoLevels = writeCatalog(join(tmp, 'r2.db'), {
       properties: { revision: 2 },
-      entries: [ce('', ent('', 'dir'))],
+      entries: [ce('', ent('', 'dir')), ce('/sw', ent('/sw', 'dir'), { nestedMountpoint: true })],
       nested: [{ path: '/sw', id: id('child'), size: 1, counters: grand }],
     });
     assert.equal(twoLevels.counters.subtree.regular, 1100, 'subtree = child self + child subtree');
@@ -176,7 +176,7 @@ test('a nested catalog gets root_prefix, a nested-root entry and feeds its count
   });
 });
 
-test('writeCatalog() refuses entries before their parent directory and a missing catalog root', async () => {
+test('writeCatalog() refuses misordered entries, a missing root, duplicates and unmatched nested mountpoints', async () => {
   await withTempDir(async (tmp) => {
     const file = join(tmp, 'bad.db');
     assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [ce('/a', ent('/a', 'dir'))] }),
@@ -184,6 +184,13 @@ test('writeCatalog() refuses entries before their parent directory and a missing
     assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [ce('', ent('', 'dir')), ce('/a/b', ent('/a/b', 'file'))] }),
       (e: unknown) => isGridboxError(e) && e.message.includes('"/a/b"'));
     assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [] }), (e: unknown) => isGridboxError(e));
+    const root = ce('', ent('', 'dir'));
+    assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [root, ce('/m', ent('/m', 'dir'), { nestedMountpoint: true })] }),
+      (e: unknown) => isGridboxError(e) && e.message.includes('mountpoint "/m" has no nested catalog'));
+    assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [root], nested: [{ path: '/m', id: id('m'), size: 1 }] }),
+      (e: unknown) => isGridboxError(e) && e.message.includes('nested catalog "/m" has no mountpoint'));
+    assert.throws(() => writeCatalog(file, { properties: { revision: 1 }, entries: [root, ce('/a', ent('/a', 'file')), ce('/a', ent('/a', 'file'))] }),
+      (e: unknown) => isGridboxError(e) && e.message.includes(file));
   });
 });
 

@@ -130,6 +130,10 @@ export function writeCatalog(file: string, input: CatalogWriteInput): CatalogWri
     db.transaction(() => {
       // Directories written so far, to enforce parent-before-child (and so rowid 1 is the root).
       const dirs = new Set<string>();
+      const mountpoints = new Set<string>();
+      // Siblings arrive together, so the parent's hash is usually the one just computed.
+      let lastParent = '\0';
+      let lastParentMd5 = NULL_MD5PATH;
       for (const ce of input.entries) {
         const path = ce.path;
         const e = ce.entry;
@@ -153,7 +157,14 @@ export function writeCatalog(file: string, input: CatalogWriteInput): CatalogWri
           nestedMountpoint: ce.nestedMountpoint,
         });
         const [m1, m2] = md5path(path);
-        const [p1, p2] = rows === 0 && rootPath === '' ? NULL_MD5PATH : md5path(catalogParentPath(path));
+        let p1: bigint, p2: bigint;
+        if (rows === 0 && rootPath === '') [p1, p2] = NULL_MD5PATH;
+        else {
+          const parent = catalogParentPath(path);
+          if (parent !== lastParent) { lastParent = parent; lastParentMd5 = md5path(parent); }
+          [p1, p2] = lastParentMd5;
+        }
+        if (ce.nestedMountpoint && rows > 0) mountpoints.add(path);
         const hardlinks = (BigInt(ce.hardlinkGroup) << 32n) | BigInt(ce.linkcount >>> 0);
         const name = rows === 0 && rootPath === '' ? '' : path.slice(path.lastIndexOf('/') + 1);
         insEntry.run(
@@ -171,6 +182,11 @@ export function writeCatalog(file: string, input: CatalogWriteInput): CatalogWri
       }
       if (rows === 0) throw invalid(file, `no entries (the catalog root ${q(rootPath)} is required)`);
 
+      // A mountpoint without its nested row (or the reverse) would make the client lose the subtree.
+      for (const n of nested) {
+        if (!mountpoints.delete(n.path)) throw invalid(file, `nested catalog ${q(n.path)} has no mountpoint entry flagged nestedMountpoint`, n.path);
+      }
+      for (const m of mountpoints) throw invalid(file, `mountpoint ${q(m)} has no nested catalog reference`, m);
       for (const n of nested) {
         insNested.run(n.path, formatObjectId(n.id), n.size);
         self.nested++;
