@@ -3,11 +3,11 @@
 // chunks are fetched, and open files that stay readable after cache eviction (each holds its fds or bytes).
 // Not path resolution (catalog-tree.ts) and not networking (the RepositorySource behind the ports).
 import { GridboxError, isGridboxError, q } from '../errors.js';
-import { bufferObject, type CachedObject } from '../cache/cache-store.js';
-import { collapse, type Collapser } from '../cache/collapse.js';
+import { FsCacheStore, cacheKey, type CachedObject } from '../cache/cache-store.js';
+import type { ObjectCache } from '../cache/object-cache.js';
 import type { CatalogEntry, ChunkRef, Compression } from '../catalog/types.js';
 import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
-import type { ObjectCache, RepositorySource } from './ports.js';
+import type { RepositorySource } from './ports.js';
 
 export interface FetcherStats {
   hits: number;
@@ -24,34 +24,24 @@ export interface OpenFile {
   close(): Promise<void>;
 }
 
-type Downloaded = { bytes: Buffer; cached: boolean };
-
 export class Fetcher {
   readonly stats: FetcherStats = { hits: 0, misses: 0, bytesDownloaded: 0, openFiles: 0 };
-
-  private readonly collapse: Collapser<Downloaded> = collapse<Downloaded>();
 
   constructor(private readonly source: RepositorySource, private readonly cache: ObjectCache) {}
 
   /** Cached path of a verified object, downloaded on a miss and pinned (catalogs: SQLite needs a file). */
   async objectPath(id: ObjectId, suffix: ObjectSuffix, compression: Compression): Promise<string> {
-    const key = objectKey(id, suffix);
-    await this.cache.pin(key);
-    let path = await this.cache.path(key);
-    if (path !== undefined) { this.stats.hits++; return path; }
-    await this.download(id, suffix, compression, undefined, true);
-    path = await this.cache.path(key);
-    if (path === undefined) throw new GridboxError('CACHE_IO', `Object ${q(key)} vanished from the cache while pinned`, { objectId: key });
-    return path;
+    const store = this.cache.store;
+    if (!(store instanceof FsCacheStore)) throw new GridboxError('NOT_SUPPORTED', 'Catalogs need a cache on disk (FsCacheStore)');
+    const obj = await this.get(id, suffix, compression, undefined, true);
+    await obj.close();
+    return store.pathOf(id);
   }
 
   /** A small verified object's bytes (certificates), from the cache or downloaded into it. */
   async objectBytes(id: ObjectId, suffix: ObjectSuffix, compression: Compression): Promise<Buffer> {
-    const hit = await this.cache.open(objectKey(id, suffix));
-    if (hit !== null) {
-      try { this.stats.hits++; return await hit.readAll(); } finally { await hit.close(); }
-    }
-    return (await this.download(id, suffix, compression, undefined, false)).bytes;
+    const obj = await this.get(id, suffix, compression, undefined, false);
+    try { return await obj.readAll(); } finally { await obj.close(); }
   }
 
   /** Opens a regular file's content; chunked files fetch nothing until read. */
@@ -75,28 +65,28 @@ export class Fetcher {
     };
   }
 
-  /** The object content as an open cached object, or the downloaded bytes when the cache cannot keep them. */
+  /** The object content as an open handle: cached file, or memory when the quota cannot keep it. */
   private async hold(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number): Promise<CachedObject> {
-    const key = objectKey(id, suffix);
-    const hit = await this.cache.open(key);
-    if (hit !== null) {
-      if (hit.size === expectedSize) { this.stats.hits++; return hit; }
-      // A cached object of the wrong size was not written by us: fetch again.
-      await hit.close();
+    const obj = await this.get(id, suffix, compression, expectedSize, false);
+    if (obj.size === expectedSize) return obj;
+    // A cached file of the wrong size was not written by a verified download: drop it and fetch again.
+    await obj.close();
+    await this.cache.store.remove(id);
+    this.cache.quota.remove(cacheKey(id));
+    const again = await this.get(id, suffix, compression, expectedSize, false);
+    if (again.size !== expectedSize) {
+      await again.close();
+      throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot use object ${q(objectKey(id, suffix))}: expected ${expectedSize} bytes, got ${again.size}`, { objectId: objectKey(id, suffix) });
     }
-    const got = await this.download(id, suffix, compression, expectedSize, false);
-    if (got.cached) {
-      // Evicted between put and open is possible: the bytes we hold still serve this open.
-      const obj = await this.cache.open(key);
-      if (obj !== null && obj.size === expectedSize) return obj;
-      await obj?.close();
-    }
-    return bufferObject(got.bytes);
+    return again;
   }
 
-  private download(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number | undefined, pin: boolean): Promise<Downloaded> {
+  /** cache/ collapses concurrent misses; the fetch runs the verifying download. */
+  private async get(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number | undefined, pin: boolean): Promise<CachedObject> {
     const key = objectKey(id, suffix);
-    return this.collapse(key, async () => {
+    let downloaded = false;
+    const obj = await this.cache.get(id, async () => {
+      downloaded = true;
       this.stats.misses++;
       let bytes: Buffer;
       try {
@@ -104,19 +94,11 @@ export class Fetcher {
       } catch (e) {
         throw surfaceBadData(e, key);
       }
-      if (expectedSize !== undefined && bytes.length !== expectedSize) {
-        throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot use object ${q(key)}: expected ${expectedSize} bytes, got ${bytes.length}`, { objectId: key });
-      }
       this.stats.bytesDownloaded += bytes.length;
-      try {
-        await this.cache.put(key, bytes, { pin });
-        return { bytes, cached: true };
-      } catch (e) {
-        // An object larger than the cache may hold is still served from memory (CVMFS refuses these).
-        if (isGridboxError(e, 'CACHE_FULL') && !pin) return { bytes, cached: false };
-        throw e;
-      }
-    });
+      return bytes;
+    }, { pin });
+    if (!downloaded) this.stats.hits++;
+    return obj;
   }
 
   private openWhole(entry: CatalogEntry, held: CachedObject): OpenFile {

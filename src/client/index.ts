@@ -8,7 +8,9 @@ import { formatObjectId } from '../hash/object-id.js';
 import type { ClientSettings } from './client-config.js';
 import type { ClientNode, NodeAttr, StatfsInfo } from './catalog-tree.js';
 import { Fetcher, type FetcherStats, type OpenFile } from './fetcher.js';
-import type { ObjectCache, OpenCatalog, RepositorySource } from './ports.js';
+import type { ObjectCache } from '../cache/object-cache.js';
+import { FsCacheStore } from '../cache/cache-store.js';
+import type { OpenCatalog, RepositorySource } from './ports.js';
 import { RepositorySession, type TrustPort, type UpdateResult } from './repository.js';
 
 export { ROOT_INODE, normalizeRepoPath, type ClientNode, type NodeAttr, type StatfsInfo } from './catalog-tree.js';
@@ -33,8 +35,10 @@ export interface ClientStats extends FetcherStats {
   offline: boolean;
   host?: string;
   proxy?: string;
-  cacheBytes?: number;
-  cacheLimit?: number;
+  cacheBytes: number;
+  cacheLimit: number;
+  cacheObjects: number;
+  evictions: number;
 }
 
 /** The read API of one mounted-or-opened repository. Paths are repository paths ("/a/b", "/" or ""). */
@@ -68,9 +72,11 @@ export function cacheDirFor(settings: Pick<ClientSettings, 'cacheBase' | 'shared
 }
 
 export async function createClient(settings: ClientSettings, deps: ClientDeps): Promise<Client> {
+  if (!(deps.cache.store instanceof FsCacheStore)) throw new GridboxError('NOT_SUPPORTED', 'The client needs a cache on disk (FsCacheStore): catalogs are opened as files');
+  const cacheDir = deps.cache.store.dir;
   const fetcher = new Fetcher(deps.source, deps.cache);
   const session = await RepositorySession.open({
-    fqrn: settings.fqrn, source: deps.source, cache: deps.cache, fetcher, trust: deps.trust, openCatalog: deps.openCatalog,
+    fqrn: settings.fqrn, source: deps.source, cache: deps.cache, cacheDir, fetcher, trust: deps.trust, openCatalog: deps.openCatalog,
     masterPublicKeysPem: deps.masterPublicKeysPem, maxTtlMs: settings.maxTtlMs, now: deps.now, log: deps.log,
   });
   const handles = new Map<number, OpenFile>();
@@ -127,10 +133,11 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     },
     statfs: () => tree().statfs(),
     stats() {
-      const usage = deps.cache.usage?.();
+      const c = deps.cache.stats();
       return {
         ...fetcher.stats, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
-        host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: usage?.bytes, cacheLimit: usage?.limit,
+        host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: c.bytes, cacheLimit: c.limitBytes,
+        cacheObjects: c.objects, evictions: c.evictions,
       };
     },
     checkForUpdate: () => session.checkForUpdate(),

@@ -10,7 +10,8 @@ import type { NestedCatalogRef } from '../catalog/types.js';
 import { formatBreadcrumb, parseBreadcrumb, type Breadcrumb } from '../manifest/manifest.js';
 import { CatalogTree, InodeAllocator } from './catalog-tree.js';
 import type { Fetcher } from './fetcher.js';
-import type { CatalogFile, ObjectCache, OpenCatalog, RepositorySource } from './ports.js';
+import type { ObjectCache } from '../cache/object-cache.js';
+import type { CatalogFile, OpenCatalog, RepositorySource } from './ports.js';
 
 /** Catalog default when the root has no TTL property (Catalog::kDefaultTTL). */
 export const DEFAULT_TTL_MS = 240_000;
@@ -38,6 +39,8 @@ export interface RepositoryOptions {
   fqrn: string;
   source: RepositorySource;
   cache: ObjectCache;
+  /** Where the breadcrumb lives: the cache directory. */
+  cacheDir: string;
   fetcher: Fetcher;
   trust: TrustPort;
   openCatalog: OpenCatalog;
@@ -61,7 +64,7 @@ function isUnreachable(e: unknown): boolean {
 }
 
 export class RepositorySession {
-  private current!: { tree: CatalogTree; rootId: ObjectId; revision: number; timestamp: number; pinned: Set<string> };
+  private current!: { tree: CatalogTree; rootId: ObjectId; revision: number; timestamp: number; pinned: Map<string, ObjectId> };
   private readonly alloc = new InodeAllocator();
   private readonly now: () => number;
   private checkDueAt = 0;
@@ -88,7 +91,9 @@ export class RepositorySession {
       s.lastError = e;
       o.log?.(`${o.fqrn}: servers unreachable, starting offline at revision ${crumb.revision}`);
       const rootId = crumb.catalogHash;
-      if ((await o.cache.path(objectKey(rootId, 'C'))) === undefined) {
+      const cached = await o.cache.lookup(rootId);
+      await cached?.close();
+      if (cached === null) {
         throw new GridboxError('DOWNLOAD_ALL_FAILED', `Cannot start ${q(o.fqrn)} offline: root catalog ${q(formatObjectId(rootId))} is not in the cache`, { cause: e });
       }
       await s.install({ rootId, revision: crumb.revision, timestamp: crumb.timestamp });
@@ -183,16 +188,16 @@ export class RepositorySession {
 
   /** Fetches (or finds) the root catalog, pins it and makes it current. */
   private async install(m: ManifestInfo): Promise<void> {
-    const pinned = new Set<string>();
+    const pinned = new Map<string, ObjectId>();
     const rootFile = await this.loadCatalog(m.rootId, pinned, '');
     const tree = new CatalogTree(rootFile, (ref: NestedCatalogRef) => this.loadCatalog(ref.id, pinned, ref.path), this.alloc);
     this.current = { tree, rootId: m.rootId, revision: m.revision, timestamp: m.timestamp, pinned };
   }
 
-  private async loadCatalog(id: ObjectId, pinned: Set<string>, mountpoint: string): Promise<CatalogFile> {
+  private async loadCatalog(id: ObjectId, pinned: Map<string, ObjectId>, mountpoint: string): Promise<CatalogFile> {
     const key = objectKey(id, 'C');
     // Catalogs are fetched with no size check (§7.5); the hash over the compressed bytes is checked.
-    pinned.add(key);
+    pinned.set(key, id);
     const path = await this.o.fetcher.objectPath(id, 'C', 'zlib');
     try {
       return this.o.openCatalog(path);
@@ -204,14 +209,14 @@ export class RepositorySession {
 
   private async retire(state: RepositorySession['current']): Promise<void> {
     await state.tree.close();
-    for (const key of state.pinned) {
+    for (const [key, id] of state.pinned) {
       if (this.current !== state && this.current.pinned.has(key)) continue;
-      await this.o.cache.unpin(key);
+      this.o.cache.unpin(id);
     }
   }
 
   private breadcrumbPath(): string {
-    return join(this.o.cache.dir, `cvmfschecksum.${this.o.fqrn}`);
+    return join(this.o.cacheDir, `cvmfschecksum.${this.o.fqrn}`);
   }
 
   private async readBreadcrumb(): Promise<Breadcrumb | undefined> {

@@ -1,0 +1,56 @@
+// The concrete collaborators of a client: the downloader (download/), the posix cache with its LRU quota
+// (cache/), the SQLite catalog reader (catalog/) and the manifest/whitelist trust check (signing/),
+// adapted to the client's ports. Takes settings and a cache directory; reads no config or environment.
+import { basename, dirname } from 'node:path';
+import { ObjectCache } from '../cache/object-cache.js';
+import { openCatalog } from '../catalog/catalog-reader.js';
+import { Downloader } from '../download/downloader.js';
+import { parseSignedManifest } from '../manifest/manifest.js';
+import { verifyRepositoryTrust } from '../manifest/trust.js';
+import type { ClientSettings } from './client-config.js';
+import type { RepositorySource } from './ports.js';
+import type { ManifestInfo, TrustPort } from './repository.js';
+
+/** Manifest fields the session needs, from the signed manifest parser. */
+export function manifestInfoOf(bytes: Buffer): ManifestInfo {
+  const f = parseSignedManifest(bytes).fields;
+  return { rootId: f.C, revision: f.S, timestamp: f.T ?? 0, certId: f.X };
+}
+
+export const defaultTrust: TrustPort = {
+  parseManifest: manifestInfoOf,
+  verify: (input) => { verifyRepositoryTrust(input); },
+};
+
+/** A RepositorySource over the downloader, with the host and proxy in use for status and xattrs. */
+export function downloaderSource(d: Downloader): RepositorySource {
+  return {
+    fetchFile: (rel) => d.fetchFile(rel),
+    fetchObject: (id, suffix, opts) => d.fetchObject(id, suffix, opts),
+    currentHost: () => d.status().host,
+    currentProxy: () => d.status().proxy,
+  };
+}
+
+export interface DefaultDeps {
+  source: RepositorySource;
+  cache: ObjectCache;
+  openCatalog: typeof openCatalog;
+  trust: TrustPort;
+  log?: (line: string) => void;
+  onClose: () => Promise<void>;
+}
+
+/** Everything createClient needs except the master keys. */
+export async function createClientDeps(settings: ClientSettings, o: { cacheDir: string; log?: (line: string) => void }): Promise<DefaultDeps> {
+  const downloader = new Downloader({
+    serverUrls: settings.serverUrls, proxyGroups: settings.proxyGroups, timeoutMs: settings.timeoutMs,
+    timeoutDirectMs: settings.timeoutDirectMs, maxRetries: settings.maxRetries,
+    backoffInitMs: settings.backoffInitMs, backoffMaxMs: settings.backoffMaxMs,
+  });
+  const cache = await ObjectCache.openDir(dirname(o.cacheDir), basename(o.cacheDir), settings.quotaLimitBytes);
+  return {
+    source: downloaderSource(downloader), cache, openCatalog, trust: defaultTrust, log: o.log,
+    onClose: async () => { cache.close(); await downloader.close(); },
+  };
+}
