@@ -14,6 +14,8 @@ import { publishDirectory } from './publisher.js';
 import { DEFAULT_SETTINGS, repoLayout, type RepoSettings } from './repo-layout.js';
 import { forEachCatalog } from './revision-load.js';
 import { acquirePublishLock } from './publish-lock.js';
+import { checkRepository } from './check.js';
+import { objectPath } from '../hash/object-id.js';
 
 const BIG = process.env.GRIDBOX_BIG_TESTS === '1';
 const FQRN = 'test.gridbox.local';
@@ -129,6 +131,14 @@ test('publish round trip: a generated tree reads back byte-identical with metada
     assert.equal(back3.get('/sub/dir/hello')!.content!.toString(), 'hello\n');
     assert.ok(back3.get('/big.bin'));
     assert.equal(back3.get('/sub')!.row.entry.type, 'dir');
+    const report = await checkRepository(layout);
+    assert.ok(report.objects > 2000 && report.catalogs >= 3);
+
+    // check notices a corrupted data object and names it.
+    const victim = back3.get('/sub/dir/hello')!.row.id!;
+    const path = join(layout.data, objectPath(victim));
+    writeFileSync(path, Buffer.concat([readFileSync(path), Buffer.from('x')]));
+    await assert.rejects(checkRepository(layout), (e: Error & { code?: string }) => e.code === 'CHECK_FAILED' && e.message.includes(victim.hex));
   });
 });
 
