@@ -11,7 +11,8 @@ import { planRootfs } from './underlay.js';
 type Mount =
   | { kind: 'bind' | 'ro-bind' | 'dev-bind'; source: string; dest: string }
   | { kind: 'tmpfs'; dest: string; perms?: string }
-  | { kind: 'proc' | 'dev' | 'mqueue'; dest: string }
+  | { kind: 'proc' | 'mqueue'; dest: string }
+  | { kind: 'symlink'; target: string; dest: string }
   | { kind: 'data'; dest: string; content: string };
 
 const SYSTEM_DIRS = ['/etc', '/bin', '/usr', '/var', '/opt', '/sbin', '/lib', '/lib64', '/mnt'];
@@ -43,8 +44,8 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
     else messages.push({ level: 'VERBOSE', text: `Home directory ${q(host.home)} does not exist on the host: not bound` });
   }
 
-  mounts.push(options.contain ? { kind: 'dev', dest: '/dev' } : { kind: 'dev-bind', source: '/dev', dest: '/dev' });
-  if (options.contain && options.ipc) mounts.push({ kind: 'mqueue', dest: '/dev/mqueue' });
+  if (options.contain) mounts.push(...minimalDev(host, options.ipc));
+  else mounts.push({ kind: 'dev-bind', source: '/dev', dest: '/dev' });
   for (const f of ['/etc/localtime', '/etc/hosts']) if (host.fs.typeOf(f) !== undefined) mounts.push({ kind: 'ro-bind', source: f, dest: f });
   mounts.push(options.pid ? { kind: 'proc', dest: '/proc' } : { kind: 'bind', source: '/proc', dest: '/proc' });
   if (host.fs.typeOf('/sys') === 'dir') mounts.push({ kind: 'ro-bind', source: '/sys', dest: '/sys' });
@@ -98,6 +99,10 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   const cwdSystem = host.cwd === '/' || SYSTEM_DIRS.some((d) => under(host.cwd, d)) || ['/proc', '/sys', '/dev'].some((d) => under(host.cwd, d));
   if (!options.contain && !cwdSystem && !cwdVisible && host.fs.typeOf(host.cwd) === 'dir') mounts.push({ kind: 'bind', source: host.cwd, dest: host.cwd });
 
+  // A mount nested in another must come after it (e.g. --home under a contained /tmp): a stable sort by depth
+  // keeps Apptainer's order otherwise, including "later covers earlier" on the same destination.
+  const depthOf = (p: string): number => p.split('/').filter((x) => x !== '').length;
+  mounts.sort((a, b) => depthOf(a.dest) - depthOf(b.dest));
   const typeInside = (path: string): EntryType | undefined => typeInContainer(path, mounts, image, host);
 
   // Working directory (§3.3): --pwd must exist; run honours the image's WorkingDir; else home (contain) or cwd.
@@ -187,14 +192,19 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   if (options.uts) argv.push('--unshare-uts', ...(options.hostname !== undefined ? ['--hostname', options.hostname] : []));
   argv.push('--die-with-parent', '--json-status-fd', String(STATUS_FD));
 
-  const rootfs = planRootfs(image.fs, image.root, [...mounts.map((m) => m.dest), pwd]);
+  // Only destinations that no other mount contains can diverge from the image; the rest get their mount
+  // points inside that mount (a tmpfs or a host directory), never in a read-only underlay layer.
+  const dests = [...mounts.map((m) => m.dest), pwd];
+  const inAnother = (d: string): boolean => mounts.some((m) => m.dest !== d && m.dest !== '/' && under(d, m.dest));
+  const rootfs = planRootfs(image.fs, image.root, dests.filter((d) => !inAnother(d)));
   argv.push(...rootfs.argv);
   const files: DataFile[] = [];
   for (const m of mounts) {
     switch (m.kind) {
       case 'bind': case 'ro-bind': case 'dev-bind': argv.push(`--${m.kind}`, m.source, m.dest); break;
       case 'tmpfs': argv.push(...(m.perms ? ['--perms', m.perms] : []), '--tmpfs', m.dest); break;
-      case 'proc': case 'dev': case 'mqueue': argv.push(`--${m.kind}`, m.dest); break;
+      case 'proc': case 'mqueue': argv.push(`--${m.kind}`, m.dest); break;
+      case 'symlink': argv.push('--symlink', m.target, m.dest); break;
       case 'data':
         argv.push('--ro-bind-data', String(FIRST_DATA_FD + files.length), m.dest);
         files.push({ dest: m.dest, content: m.content });
@@ -206,6 +216,25 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   return { argv, env: launchEnv, files, mkdirs, messages, exitWithoutLaunch, pidNamespace: options.pid };
 }
 
+/**
+ * The contained /dev (§3.3) without bwrap's `--dev`: that option makes bwrap map the caller to uid 0 in an
+ * intermediate user namespace (for devpts), so /proc/self/uid_map would read `<uid> 0 1` instead of `<uid> <uid> 1`.
+ */
+function minimalDev(host: HostFacts, ipc: boolean): Mount[] {
+  const out: Mount[] = [{ kind: 'tmpfs', dest: '/dev' }];
+  for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty']) {
+    if (host.fs.typeOf(`/dev/${n}`) !== undefined) out.push({ kind: 'dev-bind', source: `/dev/${n}`, dest: `/dev/${n}` });
+  }
+  if (host.fs.typeOf('/dev/pts') === 'dir') {
+    out.push({ kind: 'dev-bind', source: '/dev/pts', dest: '/dev/pts' }, { kind: 'symlink', target: 'pts/ptmx', dest: '/dev/ptmx' });
+  }
+  out.push({ kind: 'tmpfs', dest: '/dev/shm', perms: '1777' });
+  for (const [i, n] of ['stdin', 'stdout', 'stderr'].entries()) out.push({ kind: 'symlink', target: `/proc/self/fd/${i}`, dest: `/dev/${n}` });
+  out.push({ kind: 'symlink', target: '/proc/self/fd', dest: '/dev/fd' });
+  if (ipc) out.push({ kind: 'mqueue', dest: '/dev/mqueue' });
+  return out;
+}
+
 /** What `path` is inside the assembled container: the last mount covering it decides. */
 function typeInContainer(path: string, mounts: Mount[], image: ImageInfo, host: HostFacts): EntryType | undefined {
   let best: Mount | undefined;
@@ -214,11 +243,12 @@ function typeInContainer(path: string, mounts: Mount[], image: ImageInfo, host: 
   if (best === undefined) return image.fs.typeOf(path) === 'link' ? resolveLinkType(image, path) : image.fs.typeOf(path) ?? (mountPoint ? 'dir' : undefined);
   const rest = path.slice(best.dest.length);
   if (best.kind === 'data') return rest === '' ? 'file' : undefined;
+  if (best.kind === 'symlink') return rest === '' ? 'link' : undefined;
   if ('source' in best) {
     const t = host.fs.typeOf(best.source + rest);
     return t === 'link' ? host.fs.read(best.source + rest) !== undefined ? 'file' : 'dir' : t ?? (mountPoint ? 'dir' : undefined);
   }
-  return rest === '' || mountPoint ? 'dir' : best.kind === 'proc' || best.kind === 'dev' ? 'other' : undefined;
+  return rest === '' || mountPoint ? 'dir' : best.kind === 'proc' ? 'other' : undefined;
 }
 
 function resolveLinkType(image: ImageInfo, path: string): EntryType | undefined {
