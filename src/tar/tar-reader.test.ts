@@ -49,7 +49,7 @@ test('readTar() reads PAX long/UTF-8 names, GNU long names and SCHILY xattrs', a
   const tar = await buildTar([
     { name: long, content: 'long' },
     { name: 'app/grüße-ñ-日本.txt', content: 'utf8' },
-    { raw: gnuLongNameFile(gnuLong, 'gnu') },
+    { name: gnuLong, raw: gnuLongNameFile(gnuLong, 'gnu') },
     { name: 'bin/ping', content: 'p', pax: { 'SCHILY.xattr.security.capability': 'cap', 'SCHILY.xattr.user.k': 'v' } },
   ]);
   const { items } = await readAll(tar);

@@ -58,7 +58,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
   const maxPax = options.maxPaxBytes ?? DEFAULT_MAX_PAX_BYTES;
   const maxPath = options.maxPathBytes ?? DEFAULT_MAX_PATH_BYTES;
   const maxDepth = options.maxPathDepth ?? DEFAULT_MAX_PATH_DEPTH;
-  const extract = tarStream.extract({ allowUnknownFormat: true });
+  const extract = tarStream.extract({ allowUnknownFormat: true } as Parameters<typeof tarStream.extract>[0]);
   const source = input instanceof Readable ? input : Readable.from(input);
   let sourceError: unknown;
   let extractError: unknown;
@@ -86,7 +86,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
   };
 
   try {
-    for await (const stream of extract as AsyncIterable<Readable & { header: tarStream.Headers }>) {
+    for await (const stream of extract as AsyncIterable<Readable & { header: tarStream.Header }>) {
       const h = stream.header;
       let content: AsyncGenerator<Buffer> | undefined;
       let finished = false;
@@ -135,7 +135,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
           const xattrs: Record<string, Buffer> = {};
           for (const [k, v] of Object.entries(pax)) {
             // PAX carries xattr values as (UTF-8 decoded) strings; tar-stream gives no raw bytes.
-            if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = Buffer.from(v, 'utf8');
+            if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice('SCHILY.xattr.'.length)] = Buffer.from(String(v), 'utf8');
           }
           if (Object.keys(xattrs).length > 0) entry.xattrs = xattrs;
         }

@@ -35,7 +35,7 @@ export async function buildTar(specs: TarSpec[], opts: { noEnd?: boolean } = {})
       name: s.name, type, mode: s.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
       uid: s.uid ?? 0, gid: s.gid ?? 0, mtime: MTIME, linkname: s.linkname, size: body?.length ?? 0,
       devmajor: s.devmajor, devminor: s.devminor, pax: s.pax,
-    }, body);
+    }, body ?? Buffer.alloc(0));
     pack.finalize();
     const all = await done;
     chunks.push(all.subarray(0, all.length - 1024)); // strip this mini-archive's end blocks

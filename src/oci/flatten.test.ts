@@ -1,0 +1,155 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { disposeFlatTree, flattenLayers, openContent, type FlatTree, type FlattenOptions, type LayerSource } from './flatten.js';
+import { buildTar, gzip, rawHeader, zstdCompress, type TarSpec } from '../testing/images.js';
+import { withTempDir } from '../testing/tmp.js';
+import { isGridboxError } from '../errors.js';
+
+async function layer(specs: TarSpec[], compress: 'gzip' | 'none' | 'zstd' = 'gzip'): Promise<LayerSource> {
+  const tar = await buildTar(specs);
+  const data = compress === 'gzip' ? gzip(tar) : compress === 'zstd' ? zstdCompress(tar) ?? gzip(tar) : tar;
+  return { digest: `test-layer-${specs[0]?.name ?? 'empty'}`, open: async function* () { yield data; } };
+}
+
+async function text(tree: FlatTree, path: string): Promise<string> {
+  const ref = tree.contents.get(path);
+  assert.ok(ref, `no content for ${path}`);
+  const parts: Buffer[] = [];
+  for await (const c of openContent(ref)) parts.push(c as Buffer);
+  return Buffer.concat(parts).toString();
+}
+
+const paths = (t: FlatTree): string[] => t.entries.map((e) => e.path);
+const get = (t: FlatTree, p: string) => t.entries.find((e) => e.path === p);
+
+async function flatten(dir: string, layers: LayerSource[], opts: Partial<FlattenOptions> = {}): Promise<FlatTree> {
+  return flattenLayers(layers, { spoolDir: dir, ...opts });
+}
+
+test('flattenLayers() applies whiteouts and opaque dirs to lower layers only', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([
+      { name: 'app/', type: 'directory' }, { name: 'app/keep.txt', content: 'keep' }, { name: 'app/gone.txt', content: 'gone' },
+      { name: 'app/data/a.txt', content: 'a' }, { name: 'opt/old/x', content: 'x' }, { name: 'opt/old/sub/y', content: 'y' },
+    ]);
+    const l2 = await layer([
+      { name: 'app/.wh.gone.txt', content: '' },
+      // same-layer file next to its own whiteout: whiteouts only hide lower layers
+      { name: 'app/new.txt', content: 'new' }, { name: 'app/.wh.new.txt', content: '' },
+      // opaque marker before its directory, as umoci writes it
+      { name: './opt/old/.wh..wh..opq', content: '' }, { name: './opt/old/', type: 'directory', mode: 0o750 }, { name: './opt/old/fresh', content: 'fresh' },
+    ], 'none');
+    const l3 = await layer([{ name: 'app/.wh.data', content: '' }], 'zstd');
+    const t = await flatten(dir, [l1, l2, l3]);
+    assert.deepEqual(paths(t), ['', 'app', 'app/keep.txt', 'app/new.txt', 'opt', 'opt/old', 'opt/old/fresh']);
+    assert.equal(await text(t, 'app/new.txt'), 'new');
+    assert.equal(await text(t, 'opt/old/fresh'), 'fresh');
+    assert.equal(t.stats.whiteouts, 3);
+    assert.equal(t.stats.opaqueDirs, 1);
+    assert.equal(get(t, 'opt/old')?.mode, 0o755, 'owner r/x propagated to other');
+    assert.ok(paths(t).every((p) => !p.includes('.wh.')));
+  });
+});
+
+test('flattenLayers() replaces files and directories across layers and creates missing parents', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([{ name: 'etc/hostname', content: 'one' }, { name: 'd/x', content: 'x' }, { name: 'f', content: 'file' }]);
+    const l2 = await layer([{ name: 'etc/hostname', content: 'two' }, { name: 'd', type: 'symlink', linkname: 'etc' }, { name: 'f/', type: 'directory' }, { name: 'deep/a/b/c', content: 'c' }]);
+    const t = await flatten(dir, [l1, l2]);
+    assert.equal(await text(t, 'etc/hostname'), 'two');
+    assert.equal(get(t, 'd')?.type, 'symlink');
+    assert.equal(get(t, 'd/x'), undefined);
+    assert.equal(get(t, 'f')?.type, 'dir');
+    assert.deepEqual(['deep', 'deep/a', 'deep/a/b'].map((p) => get(t, p)?.type), ['dir', 'dir', 'dir']);
+  });
+});
+
+test('flattenLayers() keeps hard links as shared contents with a per-directory link key', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([
+      { name: 'app/hardlink-to-hello', content: 'hello\n' },
+      { name: 'app/hello.txt', type: 'link', linkname: 'app/hardlink-to-hello' },
+      { name: 'other/elsewhere', type: 'link', linkname: './app/hello.txt' },
+      { name: 'bad', type: 'link', linkname: 'missing' },
+    ]);
+    const t = await flatten(dir, [l1]);
+    assert.equal(await text(t, 'app/hello.txt'), 'hello\n');
+    assert.equal(await text(t, 'other/elsewhere'), 'hello\n');
+    const a = get(t, 'app/hello.txt'), b = get(t, 'app/hardlink-to-hello');
+    assert.ok(a?.hardlinkKey && a.hardlinkKey === b?.hardlinkKey);
+    assert.equal(get(t, 'other/elsewhere')?.hardlinkKey, undefined, 'no cross-directory link groups');
+    assert.equal(t.stats.hardlinks, 2);
+    assert.equal(get(t, 'bad'), undefined);
+    assert.match(t.warnings[0].message, /hard link "bad".*"missing" does not exist/);
+  });
+});
+
+test('flattenLayers() handles devices by policy and counts them', async () => {
+  await withTempDir(async (dir) => {
+    const specs: TarSpec[] = [{ name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }, { name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0 }, { name: 'run/fifo', type: 'fifo' }];
+    const skip = await flatten(dir, [await layer(specs)]);
+    assert.equal(skip.stats.devicesSkipped, 2);
+    assert.deepEqual(paths(skip), ['', 'dev', 'run', 'run/fifo']);
+    const empty = await flatten(dir, [await layer(specs)], { devices: 'empty-file' });
+    assert.equal(empty.stats.devicesEmptied, 2);
+    assert.deepEqual([get(empty, 'dev/null')?.type, get(empty, 'dev/null')?.mode], ['file', 0]);
+    const keep = await flatten(dir, [await layer(specs)], { devices: 'keep' });
+    assert.deepEqual([get(keep, 'dev/null')?.type, get(keep, 'dev/null')?.rdev], ['chardev', 0x103]);
+  });
+});
+
+test('flattenLayers() strips setuid/setgid and normalises permissions by policy', async () => {
+  await withTempDir(async (dir) => {
+    const specs: TarSpec[] = [
+      { name: 'usr/bin/suid-demo', content: 'x', mode: 0o4755 }, { name: 'usr/bin/sgid', content: 'x', mode: 0o2711 },
+      { name: 'root/', type: 'directory', mode: 0o700 }, { name: 'root/secret', content: 's', mode: 0o600 },
+      { name: 'tmp/', type: 'directory', mode: 0o1777 }, { name: 'noread', content: 'n', mode: 0o200 },
+    ];
+    const t = await flatten(dir, [await layer(specs)]);
+    const mode = (p: string) => get(t, p)?.mode;
+    assert.deepEqual([mode('usr/bin/suid-demo'), mode('usr/bin/sgid'), mode('root'), mode('root/secret'), mode('tmp'), mode('noread')],
+      [0o755, 0o755, 0o755, 0o644, 0o1777, 0o200]);
+    assert.equal(t.stats.setidStripped, 2);
+    const kept = await flatten(dir, [await layer(specs)], { permissions: 'keep', keepSetid: true });
+    assert.deepEqual([get(kept, 'usr/bin/suid-demo')?.mode, get(kept, 'root/secret')?.mode], [0o4755, 0o600]);
+  });
+});
+
+test('flattenLayers() refuses escapes (.., absolute, symlinked parent, hard link outside) and keeps the rest', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([{ name: 'evil', type: 'symlink', linkname: '../../../../tmp' }, { name: 'abs', type: 'symlink', linkname: '/etc' }, { name: 'ok1', content: 'ok' }]);
+    const l2 = await layer([
+      { name: '../escape', content: 'x' }, { name: '/abs-file', content: 'x' }, { name: 'evil/planted', content: 'x' },
+      { name: 'abs/passwd', content: 'x' }, { name: 'hl', type: 'link', linkname: '../../etc/shadow' }, { name: 'ok2', content: 'ok' },
+    ]);
+    const t = await flatten(dir, [l1, l2]);
+    assert.deepEqual(paths(t), ['', 'abs', 'evil', 'ok1', 'ok2']);
+    assert.equal(t.stats.unsafeSkipped, 5);
+    assert.ok(t.warnings.every((w) => w.code === 'OCI_UNSAFE_PATH'));
+    assert.ok(t.warnings.some((w) => /"evil\/planted".*symlink to "\.\.\/\.\.\/\.\.\/\.\.\/tmp"/.test(w.message)));
+    await assert.rejects(flatten(dir, [l1, l2], { strict: true }), (e) => isGridboxError(e, 'OCI_UNSAFE_PATH') && /escape/.test(e.message));
+  });
+});
+
+test('flattenLayers() fails a corrupt layer with a clear error', async () => {
+  await withTempDir(async (dir) => {
+    const tar = await buildTar([{ name: 'f', content: Buffer.alloc(40_000, 1) }]);
+    const gz = gzip(tar);
+    const truncated: LayerSource = { digest: 'sha256:trunc', open: async function* () { yield gz.subarray(0, gz.length - 30); } };
+    await assert.rejects(flatten(dir, [truncated]), (e) => isGridboxError(e, 'TAR_INVALID') && /sha256:trunc/.test(e.message));
+    const bomb: LayerSource = { digest: 'sha256:bomb', open: async function* () { yield gzip(Buffer.concat([rawHeader('z', '0', Buffer.alloc(4 * 2 ** 20))])); } };
+    await assert.rejects(flatten(dir, [bomb], { decompress: { maxBytes: 2 ** 20 } }), (e) => isGridboxError(e, 'TAR_LIMIT') && /sha256:bomb/.test(e.message));
+    const pax: LayerSource = await layer([{ name: 'p', content: 'x', pax: { comment: 'c'.repeat(100_000) } }]);
+    await assert.rejects(flatten(dir, [pax], { tar: { maxPaxBytes: 65536 } }), (e) => isGridboxError(e, 'TAR_LIMIT') && /PAX header/.test(e.message));
+  });
+});
+
+test('disposeFlatTree() removes the spool files', async () => {
+  await withTempDir(async (dir) => {
+    const t = await flatten(dir, [await layer([{ name: 'a', content: 'a' }]), await layer([{ name: 'b', content: 'b' }])]);
+    assert.equal((await readdir(dir)).length, 2);
+    await disposeFlatTree(t);
+    assert.deepEqual(await readdir(dir), []);
+  });
+});

@@ -1,0 +1,329 @@
+// Applies image layers in order to an in-memory entry map and returns the flat tree ready to publish:
+// OCI whiteouts and opaque dirs (lower layers only), hard links, devices by policy, setuid/setgid
+// stripped, permissions normalised, every escape from the root refused. Never extracts to disk: file
+// bytes are spooled, one append-only file per layer, and referenced by (spool file, offset, size).
+// Memory therefore holds only entry metadata (~10k entries for a 200 MB Debian image); the spool costs
+// the uncompressed layer size on disk and is read back sequentially by the publisher.
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { GridboxError, q } from '../errors.js';
+import { type Entry, baseName, joinPath, parentPath } from '../fstree/entry.js';
+import { decompressLayer, type DecompressOptions } from '../tar/decompress.js';
+import { readTar, type TarReadOptions } from '../tar/tar-reader.js';
+
+export interface LayerSource {
+  /** Layer name for messages (its digest). */
+  digest: string;
+  /** Opens the layer bytes (gzip, zstd or plain tar; detected). Called once, read to the end. */
+  open(): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
+}
+
+/** What happens to char/block devices: "skip" (default; counted), "empty-file" (mode 0, like rootless umoci), "keep". */
+export type DevicePolicy = 'skip' | 'empty-file' | 'keep';
+/**
+ * "propagate" (default): the owner's read bit is copied to group and other, the owner's execute bit
+ * likewise, so a job user (CVMFS shows files as the mounting user but checks "other" bits) can read
+ * and run what the image owner could. Write bits are untouched; an owner-unreadable file stays so.
+ * "keep": modes as in the layer (setuid/setgid are still stripped unless `keepSetid`).
+ */
+export type PermissionPolicy = 'propagate' | 'keep';
+
+export interface FlattenOptions {
+  /** Directory for the spool files (caller-owned; removed by disposeFlatTree or with the dir). */
+  spoolDir: string;
+  devices?: DevicePolicy;
+  permissions?: PermissionPolicy;
+  /** Keep setuid/setgid bits (default false: stripped and counted; inert under nosuid anyway). */
+  keepSetid?: boolean;
+  /** Unsafe paths throw OCI_UNSAFE_PATH instead of being skipped with a warning. */
+  strict?: boolean;
+  tar?: Omit<TarReadOptions, 'strict' | 'onWarning' | 'label'>;
+  decompress?: Omit<DecompressOptions, 'label'>;
+  onWarning?: (w: FlattenWarning) => void;
+}
+
+export interface FlattenWarning {
+  code: 'OCI_UNSAFE_PATH' | 'TAR_UNSUPPORTED' | 'TAR_INVALID';
+  message: string;
+  path: string;
+  layer: string;
+}
+
+/** Where a file's bytes are: `size` bytes at `offset` of the spool file. */
+export interface ContentRef {
+  spoolPath: string;
+  offset: number;
+  size: number;
+}
+
+export interface FlattenStats {
+  layers: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  /** Hard-link entries applied (each tar "link" record). */
+  hardlinks: number;
+  fifos: number;
+  devicesSkipped: number;
+  devicesEmptied: number;
+  devicesKept: number;
+  whiteouts: number;
+  opaqueDirs: number;
+  setidStripped: number;
+  modesNormalised: number;
+  unsafeSkipped: number;
+  /** Sum of file sizes in the final tree. */
+  bytes: number;
+}
+
+export interface FlatTree {
+  /** Every entry, the root ("") first, parents before children, siblings in byte order. */
+  entries: Entry[];
+  /** Bytes of each regular file, by path. Files sharing a ref are hard links or link copies. */
+  contents: Map<string, ContentRef>;
+  stats: FlattenStats;
+  warnings: FlattenWarning[];
+  /** The spool files backing `contents` (removed by disposeFlatTree). */
+  spoolFiles: string[];
+}
+
+interface Node {
+  entry: Entry;
+  content?: ContentRef;
+  /** Identity of the inode: hard links share it. */
+  inode: number;
+}
+
+interface LayerItem {
+  entry: Entry;
+  linkTo?: string;
+  content?: ContentRef;
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** Applies `layers` bottom to top. Throws on corrupt or over-limit layers; warns (or throws if strict) on unsafe paths. */
+export async function flattenLayers(layers: LayerSource[], options: FlattenOptions): Promise<FlatTree> {
+  const devices = options.devices ?? 'skip';
+  const stats: FlattenStats = {
+    layers: layers.length, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, fifos: 0, devicesSkipped: 0, devicesEmptied: 0,
+    devicesKept: 0, whiteouts: 0, opaqueDirs: 0, setidStripped: 0, modesNormalised: 0, unsafeSkipped: 0, bytes: 0,
+  };
+  const warnings: FlattenWarning[] = [];
+  const spoolFiles: string[] = [];
+  const nodes = new Map<string, Node>();
+  let nextInode = 1;
+  nodes.set('', { entry: dirEntry('', 0), inode: nextInode++ });
+
+  for (let li = 0; li < layers.length; li++) {
+    const layer = layers[li];
+    const label = `layer ${li + 1}/${layers.length} ${layer.digest}`;
+    const warn = (code: FlattenWarning['code'], message: string, path: string): void => {
+      if (code === 'OCI_UNSAFE_PATH') {
+        stats.unsafeSkipped++;
+        if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path, layer: layer.digest });
+      }
+      const w = { code, message, path, layer: layer.digest };
+      warnings.push(w);
+      options.onWarning?.(w);
+    };
+    const spoolPath = join(options.spoolDir, `layer-${li}.spool`);
+    spoolFiles.push(spoolPath);
+    const items = await readLayer(layer, label, spoolPath, options, warn);
+
+    // Phase 1: whiteouts and opaque markers act on the lower layers only, wherever they sit in the archive.
+    const upper: LayerItem[] = [];
+    for (const it of items) {
+      const name = baseName(it.entry.path);
+      if (!name.startsWith(WHITEOUT)) { upper.push(it); continue; }
+      const dir = parentPath(it.entry.path);
+      if (name === OPAQUE) {
+        stats.opaqueDirs++;
+        removeSubtree(nodes, dir, false);
+      } else if (name.startsWith(WHITEOUT + WHITEOUT)) {
+        // other AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless here
+      } else {
+        stats.whiteouts++;
+        removeSubtree(nodes, joinPath(dir, name.slice(WHITEOUT.length)), true);
+      }
+    }
+
+    // Phase 2: this layer's entries in archive order.
+    for (const it of upper) {
+      const path = it.entry.path;
+      if (path === '' && it.entry.type !== 'dir') { warn('TAR_INVALID', `Skipping root entry of type ${it.entry.type} in ${label}`, path); continue; }
+      const blocked = blockedBy(nodes, path);
+      if (blocked) {
+        const why = blocked.entry.type === 'symlink'
+          ? `its parent ${q(blocked.entry.path)} is a symlink to ${q(blocked.entry.target)} (writing through it could leave the root)`
+          : `its parent ${q(blocked.entry.path)} is a ${blocked.entry.type}, not a directory`;
+        warn(blocked.entry.type === 'symlink' ? 'OCI_UNSAFE_PATH' : 'TAR_INVALID', `Refusing ${q(path)} in ${label}: ${why}`, path);
+        continue;
+      }
+      let node: Node;
+      if (it.linkTo !== undefined) {
+        const target = nodes.get(it.linkTo);
+        const via = blockedBy(nodes, it.linkTo);
+        if (via?.entry.type === 'symlink') {
+          warn('OCI_UNSAFE_PATH', `Refusing hard link ${q(path)} in ${label}: target ${q(it.linkTo)} passes through symlink ${q(via.entry.path)}`, path);
+          continue;
+        }
+        if (!target || target.entry.type === 'dir') {
+          warn('TAR_INVALID', `Skipping hard link ${q(path)} in ${label}: target ${q(it.linkTo)} ${target ? 'is a directory' : 'does not exist'}`, path);
+          continue;
+        }
+        stats.hardlinks++;
+        node = target.entry.type === 'file'
+          ? { entry: { ...target.entry, path }, content: target.content, inode: target.inode }
+          : { entry: { ...target.entry, path }, inode: nextInode++ };
+      } else if (it.entry.type === 'chardev' || it.entry.type === 'blockdev') {
+        if (devices === 'skip') {
+          stats.devicesSkipped++;
+          ensureParents(nodes, path, it.entry.mtime, () => nextInode++);
+          removeSubtree(nodes, path, true);
+          continue;
+        }
+        if (devices === 'empty-file') {
+          stats.devicesEmptied++;
+          const { rdev: _rdev, ...rest } = it.entry;
+          node = { entry: { ...rest, type: 'file', mode: 0, size: 0 }, content: { spoolPath, offset: 0, size: 0 }, inode: nextInode++ };
+        } else {
+          stats.devicesKept++;
+          node = { entry: it.entry, inode: nextInode++ };
+        }
+      } else {
+        node = { entry: it.entry, inode: nextInode++ };
+        if (it.content) node.content = it.content;
+      }
+      ensureParents(nodes, path, it.entry.mtime, () => nextInode++);
+      const old = nodes.get(path);
+      if (old && !(old.entry.type === 'dir' && node.entry.type === 'dir')) removeSubtree(nodes, path, true);
+      if (old && old.entry.type === 'dir' && node.entry.type === 'dir') node.inode = old.inode;
+      nodes.set(path, node);
+    }
+  }
+
+  return finish(nodes, options, stats, warnings, spoolFiles);
+}
+
+/** Removes the spool files of a flat tree (its ContentRefs become invalid). */
+export async function disposeFlatTree(tree: Pick<FlatTree, 'spoolFiles'>): Promise<void> {
+  await Promise.all(tree.spoolFiles.map((f) => rm(f, { force: true })));
+}
+
+/** Streams one file's bytes from the spool. */
+export function openContent(ref: ContentRef): Readable {
+  if (ref.size === 0) return createReadStream('/dev/null');
+  return createReadStream(ref.spoolPath, { start: ref.offset, end: ref.offset + ref.size - 1 });
+}
+
+/** Reads one layer fully: entry metadata into memory, file bytes appended to the layer's spool file. */
+async function readLayer(layer: LayerSource, label: string, spoolPath: string, options: FlattenOptions,
+  warn: (code: FlattenWarning['code'], message: string, path: string) => void): Promise<LayerItem[]> {
+  const items: LayerItem[] = [];
+  const fh = await open(spoolPath, 'w');
+  let offset = 0;
+  try {
+    const bytes = decompressLayer(await layer.open(), { ...options.decompress, label });
+    const tar = readTar(bytes, {
+      ...options.tar, strict: options.strict, label,
+      onWarning: (w) => warn(w.code, w.message, w.path),
+    });
+    for await (const t of tar) {
+      const item: LayerItem = { entry: t.entry };
+      if (t.linkTo !== undefined) item.linkTo = t.linkTo;
+      if (t.content) {
+        const start = offset;
+        for await (const chunk of t.content) {
+          await fh.write(chunk);
+          offset += chunk.length;
+        }
+        item.content = { spoolPath, offset: start, size: offset - start };
+      }
+      items.push(item);
+    }
+  } finally {
+    await fh.close();
+  }
+  return items;
+}
+
+function dirEntry(path: string, mtime: number): Entry {
+  return { path, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 4096, mtime, mtimeNs: 0 };
+}
+
+/** The nearest existing ancestor of `path` that is not a directory, if any. */
+function blockedBy(nodes: Map<string, Node>, path: string): Node | undefined {
+  let p = parentPath(path);
+  const chain: string[] = [];
+  while (p !== '') { chain.push(p); p = parentPath(p); }
+  for (const a of chain.reverse()) {
+    const n = nodes.get(a);
+    if (n && n.entry.type !== 'dir') return n;
+  }
+  return undefined;
+}
+
+function ensureParents(nodes: Map<string, Node>, path: string, mtime: number, inode: () => number): void {
+  const missing: string[] = [];
+  for (let p = parentPath(path); p !== '' && !nodes.has(p); p = parentPath(p)) missing.push(p);
+  for (const p of missing.reverse()) nodes.set(p, { entry: dirEntry(p, mtime), inode: inode() });
+}
+
+/** Deletes everything below `path` (and `path` itself when `self`). Linear in the map size. */
+function removeSubtree(nodes: Map<string, Node>, path: string, self: boolean): void {
+  if (self && path !== '') nodes.delete(path);
+  const prefix = path === '' ? '' : `${path}/`;
+  for (const k of nodes.keys()) if (k !== '' && k.startsWith(prefix)) nodes.delete(k);
+}
+
+function finish(nodes: Map<string, Node>, options: FlattenOptions, stats: FlattenStats, warnings: FlattenWarning[], spoolFiles: string[]): FlatTree {
+  const permissions = options.permissions ?? 'propagate';
+  // Hard links: CVMFS links only within one directory (cvmfs-format.md §4.5), so a group gets a key
+  // per directory with two or more members; members elsewhere stay separate files with shared bytes.
+  const groups = new Map<string, string[]>();
+  for (const [path, n] of nodes) {
+    if (n.entry.type !== 'file') continue;
+    const key = `${n.inode}\0${parentPath(path)}`;
+    const g = groups.get(key);
+    if (g) g.push(path); else groups.set(key, [path]);
+  }
+  const linkKey = new Map<string, string>();
+  for (const [key, members] of groups) if (members.length > 1) for (const m of members) linkKey.set(m, `i${key.slice(0, key.indexOf('\0'))}`);
+
+  const entries: Entry[] = [];
+  const contents = new Map<string, ContentRef>();
+  for (const [path, n] of nodes) {
+    const e: Entry = { ...n.entry, path };
+    delete e.hardlinkKey;
+    if (e.type !== 'symlink') {
+      let mode = e.mode;
+      if (!options.keepSetid && mode & 0o6000) { mode &= ~0o6000; stats.setidStripped++; }
+      if (permissions === 'propagate') {
+        const add = (mode & 0o400 ? 0o044 : 0) | (mode & 0o100 ? 0o011 : 0);
+        if ((mode | add) !== mode) { mode |= add; stats.modesNormalised++; }
+      }
+      e.mode = mode;
+    }
+    const lk = linkKey.get(path);
+    if (lk) e.hardlinkKey = lk;
+    if (e.type === 'file') {
+      const ref = n.content ?? { spoolPath: spoolFiles[0] ?? '', offset: 0, size: 0 };
+      e.size = ref.size;
+      contents.set(path, ref);
+      stats.files++;
+      stats.bytes += ref.size;
+    } else if (e.type === 'dir') stats.dirs++;
+    else if (e.type === 'symlink') stats.symlinks++;
+    else if (e.type === 'fifo' || e.type === 'socket') stats.fifos++;
+    entries.push(e);
+  }
+  stats.dirs--; // the root is not counted
+  // Byte order with "/" sorting lowest: parents first, each subtree contiguous.
+  const keys = new Map(entries.map((e) => [e, Buffer.from(e.path.replaceAll('/', '\u0000'))]));
+  entries.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
+  return { entries, contents, stats, warnings, spoolFiles };
+}
