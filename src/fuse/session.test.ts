@@ -4,7 +4,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
 import { findFuseMount } from './mount.js';
@@ -122,5 +122,52 @@ test('cold sequential read and find over many entries (informative timings)', as
     }
     const end = await fx.exited;
     assert.equal(end.code, 0, end.stderr);
+  });
+});
+
+/** Asks the fixture for its counters (SIGUSR2) and waits for the answer line. */
+async function probe(fx: Awaited<ReturnType<typeof startFixture>>): Promise<{ lookups: number; counts: Record<string, number>; inFlight: number }> {
+  const n = fx.lines.length;
+  fx.child.kill('SIGUSR2');
+  for (let i = 0; i < 200 && fx.lines.length === n; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(fx.lines.length > n, 'fixture answered SIGUSR2');
+  return fx.lines[fx.lines.length - 1];
+}
+
+test('every lookup the kernel counted is forgotten; interrupted and undelivered entries too', async (t) => {
+  const skip = fuseSkipReason();
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    const fx = await startFixture(process.execPath, [FIXTURE_SCRIPT, 'serve', mnt, '--many', '3000', '--big', '4096']);
+    try {
+      // READDIRPLUS over 3000 entries: the fixture returns more than fits, the session forgets the rest.
+      assert.equal((await sh('find', [mnt, '-printf', '%s\\n'])).code, 0);
+      assert.equal((await sh('ls', ['-la', join(mnt, 'sub')])).code, 0);
+      assert.equal((await sh('stat', [join(mnt, 'hello.txt'), join(mnt, 'sub', 'nested.txt')])).code, 0);
+      // A lookup that answers after its caller was killed: the kernel sends INTERRUPT, the session
+      // answers EINTR and must forget the late entry.
+      const slow = execFile('stat', [join(mnt, 'slow')]);
+      await new Promise((r) => setTimeout(r, 300));
+      slow.kill('SIGINT');
+      await new Promise((r) => slow.on('close', r));
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = await probe(fx);
+      assert.ok(before.lookups > 3000, `kernel holds lookups (${before.lookups})`);
+      assert.ok((before.counts.INTERRUPT ?? 0) >= 1, 'the kernel interrupted the slow lookup');
+      assert.equal(before.inFlight, 0);
+      // Dropping the dentry/inode caches makes the kernel send FORGET/BATCH_FORGET for all of them.
+      await writeFile('/proc/sys/vm/drop_caches', '2');
+      let after = await probe(fx);
+      for (let i = 0; i < 50 && after.lookups !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await probe(fx);
+      }
+      assert.equal(after.lookups, 0, 'nlookup balance returns to zero');
+    } finally {
+      fx.child.kill('SIGTERM');
+    }
+    assert.equal((await fx.exited).code, 0);
   });
 });

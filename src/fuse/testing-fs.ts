@@ -97,7 +97,13 @@ export function createTestFs(opts: TestTreeOptions = {}): FuseOps & { root: Node
   return {
     root,
     outstandingLookups: () => [...byIno.values()].reduce((s, n) => s + n.nlookup, 0),
-    lookup(_ctx, parent, name) {
+    async lookup(_ctx, parent, name) {
+      // An unlisted name that answers late, whatever happens: lets tests interrupt a request and
+      // check that the session forgets an entry the kernel never received.
+      if (parent === 1 && name === 'slow') {
+        await new Promise((r) => setTimeout(r, 1500));
+        return entryOf(hello);
+      }
       const child = get(parent).children?.get(name);
       if (!child) throw Object.assign(new Error(`no entry ${name}`), { code: 'ENOENT' });
       return entryOf(child);
@@ -164,6 +170,8 @@ export interface RunningFixture {
   child: ChildProcess;
   /** The first JSON line (ready, with the serving pid). */
   ready: { ready: boolean; pid: number; loop: string };
+  /** Every JSON line printed so far. */
+  lines: any[];
   /** Resolves with the exit code and every JSON line printed. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; lines: any[]; stderr: string }>;
 }
@@ -185,7 +193,7 @@ export function startFixture(command: string, args: string[], timeoutMs = 20_000
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         try { lines.push(JSON.parse(line)); } catch { continue; }
-        if (lines.length === 1) { clearTimeout(timer); res({ child, ready: lines[0], exited }); }
+        if (lines.length === 1) { clearTimeout(timer); res({ child, ready: lines[0], exited, lines }); }
       }
     });
     void exited.then((r) => { clearTimeout(timer); if (lines.length === 0) rej(new Error(`fixture exited ${r.code ?? r.signal} before ready: ${r.stderr}`)); });
@@ -210,6 +218,9 @@ async function serve(mnt: string, argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     m.unmount().catch((e) => { process.stderr.write(`unmount failed: ${String(e)}\n`); process.exit(3); });
+  });
+  process.on('SIGUSR2', () => {
+    process.stdout.write(`${JSON.stringify({ lookups: ops.outstandingLookups(), counts: Object.fromEntries(session.counts), inFlight: session.inFlight })}\n`);
   });
   process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, loop: session.loop })}\n`);
   await session.closed;
