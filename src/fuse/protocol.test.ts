@@ -1,3 +1,4 @@
+// Codec checks against the uapi struct layouts, INIT negotiation, dirent packing and errno mapping; no mount.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';

@@ -99,7 +99,10 @@ export interface FuseSession {
   readonly counts: ReadonlyMap<string, number>;
   /** Requests whose handlers have not finished. */
   readonly inFlight: number;
-  /** Stop reading and close the fd. A still-mounted filesystem then answers ENOTCONN until unmounted. */
+  /**
+   * Stop reading and close the fd. A still-mounted filesystem then answers ENOTCONN until unmounted.
+   * In threadpool mode reads parked in the kernel only return at unmount, so prefer unmount + `closed`.
+   */
   close(): void;
 }
 
