@@ -173,3 +173,13 @@ test('proxy failures (refused, X-Squid-Error) burn the proxy and move to the nex
     assert.equal(fwd.hits(), 2);
   } finally { await d.close(); await good.close(); await failing.close(); await fwd.close(); }
 }));
+
+test('file:// hosts work for tests, and a missing file fails over to the next host', () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  const [obj] = await makeObjects(srv, 1);
+  const d = new Downloader({ ...fast, serverUrls: [`file://${join(dir, 'nowhere')}`, `file://${join(srv, FQRN)}`] });
+  try {
+    assert.ok((await d.fetchObject(obj.id, obj.suffix)).equals(obj.content));
+    assert.equal(d.status().counters.hostFailovers, 1);
+  } finally { await d.close(); }
+}));

@@ -1,6 +1,8 @@
 // One HTTP GET attempt with undici: through a forward proxy (absolute-form request target, no
 // CONNECT tunnel) or DIRECT; status and transport errors classified as host or proxy failures
 // (spec §1.4, §7.2). Knows nothing of retries or failover: those are the wrappers in policies.ts.
+import { createReadStream } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Agent, type Dispatcher } from 'undici';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
 import { DIRECT } from './chains.js';
@@ -61,8 +63,9 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 
 /** Runs one attempt; resolves with the sink's result or rejects with a classified GridboxError. */
 export async function transfer<T>(d: Dispatchers, req: AttemptRequest<T>): Promise<T> {
-  const viaProxy = req.proxy !== DIRECT;
   const target = new URL(req.url);
+  if (target.protocol === 'file:') return transferFile(target, req);
+  const viaProxy = req.proxy !== DIRECT;
   const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive' };
   if (req.noCache) { headers['cache-control'] = 'no-cache'; headers.pragma = 'no-cache'; }
   const opts: Dispatcher.RequestOptions = viaProxy
@@ -99,6 +102,27 @@ export async function transfer<T>(d: Dispatchers, req: AttemptRequest<T>): Promi
     req.sink.abort();
     if (e instanceof GridboxError) throw e;
     throw transportError(e, base, 'read from');
+  }
+  return req.sink.finish();
+}
+
+/** file:// hosts (spec §7.1: "handy for tests"): no proxy, a missing file is a host failure like a 404. */
+async function transferFile<T>(target: URL, req: AttemptRequest<T>): Promise<T> {
+  const base: DownloadErrorFields = { url: req.url, proxy: DIRECT, failure: 'host', transfer: false };
+  let received = 0;
+  try {
+    for await (const chunk of createReadStream(fileURLToPath(target)) as AsyncIterable<Buffer>) {
+      received += chunk.length;
+      req.onBytes?.(chunk.length);
+      if (received > req.maxBytes) {
+        throw downloadError('DOWNLOAD_TOO_LARGE', `Cannot read ${q(req.url)}: more than the cap of ${req.maxBytes} bytes`, base);
+      }
+      await req.sink.write(chunk);
+    }
+  } catch (e) {
+    req.sink.abort();
+    if (e instanceof GridboxError) throw e;
+    throw downloadError('DOWNLOAD_HOST', `Cannot read ${q(req.url)}: ${(e as Error).message}`, base, e);
   }
   return req.sink.finish();
 }
