@@ -15,8 +15,8 @@ import { commitHead, readHead, type Head } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
 import { loadRevision } from './revision-load.js';
-import { RevisionTree, toRepoPath, type ContentSource, type TreeItem } from './tree.js';
-import { WorkerPool } from './worker-pool.js';
+import { RevisionTree, toRepoPath, type ContentSource, type FileContent, type TreeItem } from './tree.js';
+import { WorkerPool, type IngestResult } from './worker-pool.js';
 
 /** Named points where tests may kill a publish (the CLI maps GRIDBOX_CRASH_POINT onto this hook). */
 export const CRASH_POINTS = [
@@ -63,7 +63,12 @@ export interface PublishReport {
 export interface SourceItem {
   entry: Entry;
   source?: ContentSource;
+  /** Already stored (tar ingest stores contents while streaming). */
+  content?: FileContent;
 }
+
+/** Given to `collect`: stores bytes on the worker pool now, so a stream need not be held in memory. */
+export type IngestBytes = (bytes: Uint8Array) => Promise<FileContent>;
 
 /** Publishes a directory tree. */
 export async function publishDirectory(sourceDir: string, opts: PublishOptions): Promise<PublishReport> {
@@ -74,7 +79,7 @@ export async function publishDirectory(sourceDir: string, opts: PublishOptions):
 }
 
 /** Publishes entries produced by `collect` (tar ingest); contents come as in-memory bytes or files. */
-export async function runTransaction(opts: PublishOptions, collect: () => Promise<SourceItem[]>): Promise<PublishReport> {
+export async function runTransaction(opts: PublishOptions, collect: (ingest: IngestBytes) => Promise<SourceItem[]>): Promise<PublishReport> {
   const { layout, settings } = opts;
   const hooks = opts.hooks ?? {};
   const at = normalizeAt(opts.at);
@@ -88,7 +93,16 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
     const head = await readHead(layout);
     const old = await loadRevision(store, head.rootId, tmpDir);
     hooks.point?.('loaded');
-    const items = await collect();
+    const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
+    const streamed = { objects: 0, bytes: 0 };
+    const ingestBytes: IngestBytes = async (bytes) => {
+      pool ??= new WorkerPool(layout.srv, opts.workers);
+      const r = await pool.run({ bytes, algorithm: settings.hashAlgorithm, compression: settings.compression, chunk }, bytes.length);
+      streamed.objects += r.objectsWritten;
+      streamed.bytes += r.bytesWritten;
+      return contentOf(r, settings);
+    };
+    const items = await collect(ingestBytes);
     hooks.point?.('walked');
 
     // The new tree: the old one without the replaced subtree, plus the new items under `at`.
@@ -103,7 +117,7 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
       tree.removeSubtree(atRepo);
       ensureParents(tree, at, head);
     }
-    const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 0, catalogsReused: 0 };
+    const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: streamed.objects, bytesWritten: streamed.bytes, catalogsWritten: 0, catalogsReused: 0 };
     const pending: { path: string; item: TreeItem }[] = [];
     const explicitMounts: string[] = [];
     let dirtab: { text: string; base: string } | undefined;
@@ -117,7 +131,8 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
         report.files++;
         report.bytes += entry.size;
         const prev = oldItems.get(path);
-        if (prev !== undefined && sameFile(prev, entry, settings) && await contentPresent(store, prev)) {
+        if (it.content !== undefined) item.content = it.content;
+        else if (prev !== undefined && sameFile(prev, entry, settings) && await contentPresent(store, prev)) {
           item.content = prev.content;
           report.filesReused++;
         } else {
@@ -140,8 +155,7 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
 
     // Ingest changed files: both cores hash and compress.
     if (pending.length > 0) {
-      pool = new WorkerPool(layout.srv, opts.workers);
-      const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
+      pool ??= new WorkerPool(layout.srv, opts.workers);
       let done = 0;
       await Promise.all(pending.map(async ({ path, item }) => {
         const src = item.source!;
@@ -155,11 +169,7 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
           report.bytes += r.size - item.entry.size;
           item.entry.size = r.size;
         }
-        item.content = {
-          compression: settings.compression,
-          ...(r.hex !== undefined ? { id: { algorithm: settings.hashAlgorithm, hex: r.hex } } : {}),
-          ...(r.chunks !== undefined ? { chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, id: { algorithm: settings.hashAlgorithm, hex: c.hex } })) } : {}),
-        };
+        item.content = contentOf(r, settings);
         delete item.source;
         report.objectsWritten += r.objectsWritten;
         report.bytesWritten += r.bytesWritten;
@@ -167,6 +177,8 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
         if (done === 1) hooks.point?.('first-object');
         if (done === Math.ceil(pending.length / 2)) hooks.point?.('half-objects');
       }));
+    }
+    if (pool !== undefined) {
       await pool.close();
       pool = undefined;
     }
@@ -195,6 +207,14 @@ export async function runTransaction(opts: PublishOptions, collect: () => Promis
     await rm(tmpDir, { recursive: true, force: true });
     await lock.release();
   }
+}
+
+function contentOf(r: IngestResult, settings: RepoSettings): FileContent {
+  return {
+    compression: settings.compression,
+    ...(r.hex !== undefined ? { id: { algorithm: settings.hashAlgorithm, hex: r.hex } } : {}),
+    ...(r.chunks !== undefined ? { chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, id: { algorithm: settings.hashAlgorithm, hex: c.hex } })) } : {}),
+  };
 }
 
 /** "/a/b/" → "a/b"; refuses "..". */
