@@ -59,9 +59,10 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   } else {
     for (const d of ['/tmp', '/var/tmp']) if (host.fs.typeOf(d) === 'dir') mounts.push({ kind: 'bind', source: d, dest: d });
   }
+  // Scratch dirs: `<workdir>/scratch/<full path>` so /tmp and /var/tmp never share a backing directory.
   for (const dir of options.scratch) {
     const dest = abs(dir);
-    mounts.push(workdir ? { kind: 'bind', source: backing(posix.join('scratch', posix.basename(dest))), dest } : { kind: 'tmpfs', dest, perms: '1777' });
+    mounts.push(workdir ? { kind: 'bind', source: backing(posix.join('scratch', dest)), dest } : { kind: 'tmpfs', dest, perms: '1777' });
   }
 
   // Identity files: the image's own passwd/group with the caller's entries (§3.2); none when the image has none.
