@@ -57,13 +57,16 @@ export class ObjectCache {
       if (opts.pin) this.quota.pin(cacheKey(id));
       return hit;
     }
-    let fetched: Buffer | undefined;
+    let mine = false;
     const first = await this.collapsed(cacheKey(id), async () => {
+      mine = true;
+      // A previous leader may have finished between our lookup and now: look again before downloading.
+      const late = await this.lookup(id);
+      if (late !== null) { this.counters.hits++; if (opts.pin) this.quota.pin(cacheKey(id)); return late; }
       this.counters.misses++;
-      fetched = await fetch();
-      return this.insert(id, fetched, opts);
+      return this.insert(id, await fetch(), opts);
     });
-    if (fetched !== undefined) return first; // we ran the fetch: the handle is ours
+    if (mine) return first; // we ran it: the handle is ours
     if (opts.pin) this.quota.pin(cacheKey(id));
     // Collapsed callers open their own handle; if it was evicted meanwhile, read it from the leader's copy.
     const again = await this.store.open(id);
