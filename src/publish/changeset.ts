@@ -1,0 +1,204 @@
+// Publishes a list of edits to the current revision in ONE transaction: replace a subtree at a path with
+// entries whose bytes come from callbacks (no extraction to disk), create/replace symlinks, remove
+// subtrees. Image sync's entry point into the publisher; publisher.ts covers "publish a directory/tar at
+// one path". Reuses the same building blocks (lock, revision load, worker pool, catalogs, head commit).
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+import { type Entry, normalizeRelPath, parentPath } from '../fstree/entry.js';
+import { formatObjectId } from '../hash/object-id.js';
+import { FsStore } from '../store/fs-store.js';
+import { buildCatalogs } from './catalog-build.js';
+import { planCatalogs } from './catalog-plan.js';
+import { commitHead, readHead } from './head.js';
+import { acquirePublishLock } from './publish-lock.js';
+import type { PublishHooks, PublishReport } from './publisher.js';
+import type { RepoLayout, RepoSettings } from './repo-layout.js';
+import { loadRevision } from './revision-load.js';
+import { RevisionTree, toRepoPath, type FileContent, type TreeItem } from './tree.js';
+import { WorkerPool, type IngestResult } from './worker-pool.js';
+
+/** One entry of a replaced subtree; `entry.path` is relative to the change's `at` ("" = `at` itself). */
+export interface ChangeItem {
+  entry: Entry;
+  /** Already stored content (e.g. remembered from an earlier publish of the same layer bytes). */
+  content?: FileContent;
+  /** Reads a file's bytes; called at most once, only when `content` is absent. */
+  read?: () => Promise<Uint8Array>;
+}
+
+export type Change =
+  /** Replaces whatever is at `at` (and below) by `items`; items must include the "" directory. */
+  | { kind: 'tree'; at: string; items: ChangeItem[] }
+  /** Creates or replaces `path` by a symlink to `target` (verbatim). */
+  | { kind: 'symlink'; path: string; target: string }
+  /** Removes `path` and everything below; absent paths are ignored. */
+  | { kind: 'remove'; path: string };
+
+export interface ChangesetOptions {
+  layout: RepoLayout;
+  settings: RepoSettings;
+  workers?: number;
+  hooks?: PublishHooks;
+  /** Told the stored content of every file ingested from `read` (callers build reuse indexes from it). */
+  onStored?: (change: number, item: ChangeItem, content: FileContent) => void;
+  /** Bytes read from `read` callbacks and not yet stored, at most (default 64 MiB; one file always fits). */
+  maxInflightBytes?: number;
+}
+
+/** Applies `changes` in order to the head revision and publishes the result as the next revision. */
+export async function publishChanges(changes: readonly Change[], opts: ChangesetOptions): Promise<PublishReport> {
+  const { layout, settings } = opts;
+  const hooks = opts.hooks ?? {};
+  await mkdir(layout.state, { recursive: true });
+  const lock = await acquirePublishLock(layout.lock, layout.fqrn, 'publish');
+  const tmpDir = await mkdtemp(join(layout.state, 'txn-'));
+  let pool: WorkerPool | undefined;
+  try {
+    hooks.point?.('locked');
+    const store = new FsStore(layout.srv);
+    const head = await readHead(layout);
+    const old = await loadRevision(store, head.rootId, tmpDir);
+    hooks.point?.('loaded');
+    const tree = old.tree;
+    const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 0, catalogsReused: 0 };
+    const uid = process.getuid?.() ?? 0;
+    const gid = process.getgid?.() ?? 0;
+    const now = Math.floor(Date.now() / 1000);
+    const pending: { change: number; item: ChangeItem; tree: TreeItem; path: string }[] = [];
+
+    for (let ci = 0; ci < changes.length; ci++) {
+      const c = changes[ci];
+      const at = normalizePath(c.kind === 'tree' ? c.at : c.path);
+      const atRepo = toRepoPath(at);
+      if (c.kind === 'remove') {
+        if (at === '') throw new GridboxError('USAGE', 'Refusing to remove the repository root in a changeset');
+        tree.removeSubtree(atRepo);
+        continue;
+      }
+      if (at === '') throw new GridboxError('USAGE', `Refusing a ${c.kind} change at the repository root`);
+      ensureParents(tree, at, uid, gid, now);
+      tree.removeSubtree(atRepo);
+      if (c.kind === 'symlink') {
+        tree.set(atRepo, { entry: { path: at, type: 'symlink', mode: 0o777, uid, gid, size: Buffer.byteLength(c.target), mtime: now, mtimeNs: 0, target: c.target } });
+        continue;
+      }
+      const root = c.items.find((i) => i.entry.path === '');
+      if (root === undefined || root.entry.type !== 'dir') throw new GridboxError('PUBLISH_SOURCE', `Cannot publish the subtree at ${q(at)}: its root is not a directory`, { path: at });
+      for (const it of c.items) {
+        const rel = it.entry.path === '' ? at : `${at}/${it.entry.path}`;
+        const entry: Entry = { ...it.entry, path: rel };
+        // Hard-link groups are per change: the same key in two changes are two groups.
+        if (entry.hardlinkKey !== undefined) entry.hardlinkKey = `c${ci}:${entry.hardlinkKey}`;
+        const t: TreeItem = { entry };
+        if (entry.type === 'file') {
+          report.files++;
+          report.bytes += entry.size;
+          if (it.content !== undefined) { t.content = it.content; report.filesReused++; }
+          else pending.push({ change: ci, item: it, tree: t, path: rel });
+        }
+        tree.set(toRepoPath(rel), t);
+      }
+    }
+    hooks.point?.('walked');
+
+    if (pending.length > 0) {
+      pool = new WorkerPool(layout.srv, opts.workers);
+      const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
+      const budget = new ByteBudget(opts.maxInflightBytes ?? 64 << 20);
+      let done = 0;
+      await Promise.all(pending.map(async (p) => {
+        await budget.take(p.tree.entry.size);
+        let r: IngestResult;
+        try {
+          const bytes = p.item.read ? await p.item.read() : new Uint8Array(0);
+          if (bytes.length !== p.tree.entry.size) throw new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)}: expected ${p.tree.entry.size} bytes, the source gave ${bytes.length}`, { path: p.path });
+          r = await pool!.run({ bytes, algorithm: settings.hashAlgorithm, compression: settings.compression, chunk }, bytes.length);
+        } catch (e) {
+          throw e instanceof GridboxError ? e : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)} from the changeset`, { path: p.path, cause: e });
+        } finally {
+          budget.give(p.tree.entry.size);
+        }
+        p.tree.content = contentOf(r, settings);
+        opts.onStored?.(p.change, p.item, p.tree.content);
+        report.objectsWritten += r.objectsWritten;
+        report.bytesWritten += r.bytesWritten;
+        done++;
+        if (done === 1) hooks.point?.('first-object');
+        if (done === Math.ceil(pending.length / 2)) hooks.point?.('half-objects');
+      }));
+      await pool.close();
+      pool = undefined;
+    }
+    hooks.point?.('objects-done');
+
+    // Nested catalogs: every `.cvmfscatalog` marker, plus old mountpoints that are still directories.
+    const explicit: string[] = [];
+    for (const m of old.catalogs.keys()) if (m !== '' && tree.isDir(m)) explicit.push(m);
+    for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicit.push(p.slice(0, p.lastIndexOf('/')));
+    const mounts = planCatalogs(tree, { explicit, autocatalogMax: settings.autocatalogMax });
+    let firstCatalog = true;
+    const built = await buildCatalogs(tree, mounts, {
+      store, algorithm: settings.hashAlgorithm, tmpDir, revision: report.revision, ttl: settings.ttl, now, old: old.catalogs,
+      onCatalog: () => { if (firstCatalog) { firstCatalog = false; hooks.point?.('first-catalog'); } },
+    });
+    for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
+    hooks.point?.('catalogs-done');
+    const root = built.get('')!;
+    report.rootHash = formatObjectId(root.id);
+    await commitHead(layout, store, {
+      previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
+      tmpDir, point: hooks.point,
+    });
+    hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${changes.length} changes, ${report.files} files (${report.filesReused} reused), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);
+    return report;
+  } finally {
+    if (pool !== undefined) await pool.close();
+    await rm(tmpDir, { recursive: true, force: true });
+    await lock.release();
+  }
+}
+
+function normalizePath(p: string): string {
+  const n = normalizeRelPath(p);
+  if (n === null) throw new GridboxError('USAGE', `Invalid changeset path ${q(p)}: it must stay inside the repository`);
+  return n;
+}
+
+function contentOf(r: IngestResult, settings: RepoSettings): FileContent {
+  return {
+    compression: settings.compression,
+    ...(r.hex !== undefined ? { id: { algorithm: settings.hashAlgorithm, hex: r.hex } } : {}),
+    ...(r.chunks !== undefined ? { chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, id: { algorithm: settings.hashAlgorithm, hex: c.hex } })) } : {}),
+  };
+}
+
+/** Directories above `path` that are missing (or not directories) become 0755 directories. */
+function ensureParents(tree: RevisionTree, path: string, uid: number, gid: number, mtime: number): void {
+  const chain: string[] = [];
+  for (let p = parentPath(path); p !== ''; p = parentPath(p)) chain.push(p);
+  for (const rel of chain.reverse()) {
+    const p = toRepoPath(rel);
+    const existing = tree.get(p);
+    if (existing?.entry.type === 'dir') continue;
+    if (existing !== undefined) tree.removeSubtree(p);
+    tree.set(p, { entry: { path: rel, type: 'dir', mode: 0o755, uid, gid, size: 4096, mtime, mtimeNs: 0 } });
+  }
+}
+
+/** Bounds the bytes held in memory between read and store; a single oversized file is let through alone. */
+class ByteBudget {
+  private used = 0;
+  private waiters: { n: number; go: () => void }[] = [];
+  constructor(private readonly max: number) {}
+
+  take(n: number): Promise<void> {
+    if (this.used === 0 || this.used + n <= this.max) { this.used += n; return Promise.resolve(); }
+    return new Promise((go) => this.waiters.push({ n, go: () => { this.used += n; go(); } }));
+  }
+
+  give(n: number): void {
+    this.used -= n;
+    while (this.waiters.length > 0 && (this.used === 0 || this.used + this.waiters[0].n <= this.max)) this.waiters.shift()!.go();
+  }
+}
