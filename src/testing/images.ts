@@ -1,6 +1,7 @@
 // Test-image builders: tar layers from plain entry specs (tar-stream pack, plus a raw header writer for
 // forms tar-stream does not emit: GNU long names, hand-broken headers), gzip/zstd, and images pushed
 // to a registry over the distribution API. Only for fixtures in tests; production code never writes tar.
+import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import tarStream from 'tar-stream';
@@ -80,4 +81,120 @@ export function zstdCompress(data: Buffer): Buffer | null {
   const r = spawnSync('zstd', ['-q', '-c', '-3'], { input: data, maxBuffer: 1 << 30 });
   if (r.error || r.status !== 0) return null;
   return r.stdout;
+}
+
+// ---- pushing images over the distribution API (monolithic uploads) ----
+
+export interface PushTarget { url: string; auth: 'none' | 'htpasswd' | 'token'; username: string; password: string }
+export interface PushedBlob { mediaType: string; digest: string; size: number }
+
+const tokenCache = new Map<string, string>();
+
+async function pushAuth(t: PushTarget, repo: string): Promise<Record<string, string>> {
+  if (t.auth === 'none') return {};
+  const basic = `Basic ${Buffer.from(`${t.username}:${t.password}`).toString('base64')}`;
+  if (t.auth === 'htpasswd') return { authorization: basic };
+  const key = `${t.url}|${repo}`;
+  let token = tokenCache.get(key);
+  if (!token) {
+    const probe = await fetch(`${t.url}/v2/`);
+    const m = /realm="([^"]+)",service="([^"]+)"/.exec(probe.headers.get('www-authenticate') ?? '');
+    if (!m) throw new Error('registry gave no Bearer challenge');
+    const r = await fetch(`${m[1]}?service=${encodeURIComponent(m[2])}&scope=${encodeURIComponent(`repository:${repo}:pull,push`)}`, { headers: { authorization: basic } });
+    token = ((await r.json()) as { token: string }).token;
+    tokenCache.set(key, token);
+  }
+  return { authorization: `Bearer ${token}` };
+}
+
+export function sha256(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export async function pushBlob(t: PushTarget, repo: string, data: Buffer, mediaType: string): Promise<PushedBlob> {
+  const digest = sha256(data);
+  const auth = await pushAuth(t, repo);
+  const start = await fetch(`${t.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: auth });
+  if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status} ${await start.text()}`);
+  const loc = new URL(start.headers.get('location') ?? '', t.url);
+  loc.searchParams.set('digest', digest);
+  const put = await fetch(loc, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: new Uint8Array(data) });
+  if (put.status !== 201) throw new Error(`blob upload: HTTP ${put.status} ${await put.text()}`);
+  return { mediaType, digest, size: data.length };
+}
+
+export async function pushManifest(t: PushTarget, repo: string, reference: string, doc: object, mediaType: string): Promise<PushedBlob> {
+  const body = Buffer.from(JSON.stringify(doc));
+  const r = await fetch(`${t.url}/v2/${repo}/manifests/${reference}`, { method: 'PUT', headers: { ...(await pushAuth(t, repo)), 'content-type': mediaType }, body });
+  if (r.status !== 201) throw new Error(`manifest push: HTTP ${r.status} ${await r.text()}`);
+  return { mediaType, digest: sha256(body), size: body.length };
+}
+
+export interface TestLayer { data: Buffer; mediaType: string }
+
+/** Pushes layers + config and an OCI manifest (without top-level mediaType, as umoci writes it) under `tag`. */
+export async function pushImage(t: PushTarget, repo: string, tag: string, layers: TestLayer[], config: object): Promise<PushedBlob> {
+  const pushed: PushedBlob[] = [];
+  for (const l of layers) pushed.push(await pushBlob(t, repo, l.data, l.mediaType));
+  const cfg = await pushBlob(t, repo, Buffer.from(JSON.stringify(config)), 'application/vnd.oci.image.config.v1+json');
+  return pushManifest(t, repo, tag, { schemaVersion: 2, config: cfg, layers: pushed }, 'application/vnd.oci.image.manifest.v1+json');
+}
+
+export async function pushIndex(t: PushTarget, repo: string, tag: string, manifests: (PushedBlob & { platform: object; annotations?: Record<string, string> })[]): Promise<PushedBlob> {
+  const mt = 'application/vnd.oci.image.index.v1+json';
+  return pushManifest(t, repo, tag, { schemaVersion: 2, mediaType: mt, manifests }, mt);
+}
+
+export const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
+export const ZST = 'application/vnd.oci.image.layer.v1.tar+zstd';
+export const TAR = 'application/vnd.oci.image.layer.v1.tar';
+
+export function imageConfig(arch: string, env: string[], extra: object = {}): object {
+  return {
+    architecture: arch, os: 'linux',
+    config: { Env: env, Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo hello'], WorkingDir: '/app', Labels: { 'org.test.name': 'gridbox', 'org.test.v': '1' }, ...extra },
+    rootfs: { type: 'layers', diff_ids: [] },
+  };
+}
+
+/** The four layers of the main test image: every entry kind, whiteouts, an opaque dir; gzip, plain and zstd. */
+export async function standardLayers(): Promise<TestLayer[]> {
+  const long = `app/${'d'.repeat(60)}/${'f'.repeat(60)}.txt`;
+  const l1 = await buildTar([
+    { name: './', type: 'directory' },
+    { name: 'app/', type: 'directory' }, { name: 'app/hardlink-to-hello', content: 'hello world\n' },
+    { name: 'app/hello.txt', type: 'link', linkname: 'app/hardlink-to-hello' },
+    { name: 'app/link-to-hello', type: 'symlink', linkname: 'hello.txt' }, { name: 'app/abs-link', type: 'symlink', linkname: '/etc/hostname' },
+    { name: long, content: 'long name\n' }, { name: 'app/grüße-ñ-日本.txt', content: 'utf8\n' },
+    { name: 'app/to-delete.txt', content: 'bye' }, { name: 'app/data/a.txt', content: 'a' }, { name: 'app/data/b.txt', content: 'b' },
+    { name: 'opt/old/x', content: 'x' }, { name: 'opt/old/sub/y', content: 'y' },
+    { name: 'usr/bin/suid-demo', content: '#!/bin/sh\n', mode: 0o4755 },
+    { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+    { name: 'root/', type: 'directory', mode: 0o700 }, { name: 'root/secret', content: 's', mode: 0o600 },
+    { name: 'etc/hostname', content: 'one\n' },
+  ]);
+  const l2 = await buildTar([{ name: 'app/.wh.to-delete.txt', content: '' }, { name: 'app/v2.txt', content: 'v2' }, { name: 'etc/hostname', content: 'two\n' }]);
+  const l3 = await buildTar([{ name: './opt/old/.wh..wh..opq', content: '' }, { name: './opt/old/', type: 'directory' }, { name: './opt/old/new.txt', content: 'new' }]);
+  const l4 = await buildTar([{ name: './app/.wh.data', content: '' }]);
+  const z = zstdCompress(l3);
+  return [
+    { data: gzip(l1), mediaType: GZ }, { data: l2, mediaType: TAR },
+    z ? { data: z, mediaType: ZST } : { data: gzip(l3), mediaType: GZ }, { data: gzip(l4), mediaType: GZ },
+  ];
+}
+
+/** Malicious single-layer images by tag; each must be refused with a clear message. */
+export async function maliciousLayers(): Promise<Record<string, TestLayer>> {
+  const ok: TarSpec = { name: 'ok.txt', content: 'fine' };
+  const gz = async (specs: TarSpec[]): Promise<TestLayer> => ({ data: gzip(await buildTar(specs)), mediaType: GZ });
+  const truncated = gzip(await buildTar([ok, { name: 'big', content: Buffer.alloc(64 * 1024, 3) }]));
+  return {
+    dotdot: await gz([ok, { name: '../../escape.txt', content: 'x' }]),
+    absolute: await gz([ok, { name: '/etc/evil', content: 'x' }]),
+    'symlink-parent': await gz([ok, { name: 'evil', type: 'symlink', linkname: '../../../../tmp' }, { name: 'evil/planted', content: 'x' }]),
+    'hardlink-out': await gz([ok, { name: 'hl', type: 'link', linkname: '../../../etc/shadow' }]),
+    truncated: { data: truncated.subarray(0, truncated.length - 100), mediaType: GZ },
+    bomb: { data: gzip(Buffer.concat([rawHeader('zeros', '0', Buffer.alloc(32 * 2 ** 20))])), mediaType: GZ },
+    pax: await gz([ok, { name: 'p', content: 'x', pax: { comment: 'c'.repeat(200_000) } }]),
+  };
 }
