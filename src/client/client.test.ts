@@ -218,3 +218,33 @@ test('a newer revision becomes visible after checkForUpdate; files opened before
   assert.equal(again.updated, false);
   assert.equal(readdirSync(join(cacheBase, 'shared')).includes(`cvmfschecksum.${FQRN}`), true);
 });
+
+test('the catalog TTL (default 240 s, capped by CVMFS_MAX_TTL) schedules checks; a failed check retries after 180 s', async () => {
+  let now = Date.now();
+  const c = await open({}, () => now);
+  // The fixture's root catalog has no TTL property: 240 s.
+  assert.equal(c.ttlMs(), 240_000);
+  writeManifest(fx, { T: fx.original.T! + 50, D: 240 });
+  now += 239_000;
+  await c.lookup('/foo');
+  assert.equal(c.stats().offline, false);
+  // Break the repository: the next check fails and the session goes offline, still serving revision 2.
+  writeWhitelist(fx, { created: new Date(Date.now() - 40 * 86_400_000), expires: new Date(Date.now() - 2 * 3_600_000) });
+  now += 2_000;
+  await c.lookup('/foo'); // triggers the background check
+  await c.checkForUpdate().catch(() => undefined); // joins it
+  assert.equal(c.stats().offline, true);
+  assert.equal(c.revision(), 2);
+  writeWhitelist(fx);
+  now += 170_000;
+  await c.lookup('/foo');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(c.stats().offline, true, 'no retry before 180 s');
+  now += 11_000;
+  const r = await c.checkForUpdate();
+  assert.equal(r.error, undefined);
+  assert.equal(c.stats().offline, false);
+  const capped = await openFixtureClient(fx, join(fx.tmp, 'cache-ttl'), { CVMFS_MAX_TTL: '1' });
+  clients.push(capped);
+  assert.equal(capped.ttlMs(), 60_000);
+});

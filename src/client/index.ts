@@ -46,6 +46,8 @@ export interface Client {
   readonly fqrn: string;
   revision(): number;
   rootHash(): string;
+  /** Current catalog TTL: how long entries may be cached before a revision check (§7.4). */
+  ttlMs(): number;
   lookup(path: string): Promise<ClientNode | undefined>;
   /** NOT_FOUND when absent. */
   getattr(path: string): Promise<NodeAttr>;
@@ -99,6 +101,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     fqrn: settings.fqrn,
     revision: () => session.revision,
     rootHash: () => session.rootHash,
+    ttlMs: () => session.ttlMs(),
     lookup: (path) => tree().lookup(path),
     getattr: async (path) => (await tree().stat(path)).attr,
     stat: (path) => tree().stat(path),
