@@ -16,11 +16,12 @@ function readNumber(path: string): number | undefined {
 }
 
 /** Throws LAUNCH_NO_USERNS when the kernel forbids unprivileged user namespaces (fuse-and-sandbox-notes.md §3). */
-export function checkUserNamespaces(): void {
-  const max = readNumber('/proc/sys/user/max_user_namespaces');
-  if (max === 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: /proc/sys/user/max_user_namespaces is 0');
-  const clone = readNumber('/proc/sys/kernel/unprivileged_userns_clone');
-  if (clone === 0 && process.getuid?.() !== 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: /proc/sys/kernel/unprivileged_userns_clone is 0');
+export function checkUserNamespaces(procSys = '/proc/sys', uid = process.getuid?.() ?? 0): void {
+  const max = readNumber(`${procSys}/user/max_user_namespaces`);
+  if (max === 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: user.max_user_namespaces is 0 (sysctl user.max_user_namespaces=15000 enables them)');
+  // Debian/Ubuntu kernels gate unprivileged use; the file is absent on mainline kernels (as on this machine kind).
+  const clone = readNumber(`${procSys}/kernel/unprivileged_userns_clone`);
+  if (clone === 0 && uid !== 0) throw new GridboxError('LAUNCH_NO_USERNS', 'Cannot create a user namespace: kernel.unprivileged_userns_clone is 0 (sysctl kernel.unprivileged_userns_clone=1 enables them)');
 }
 
 /** The payload: bwrap's child itself, or with a PID namespace the children of bwrap's init. */
