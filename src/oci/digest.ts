@@ -47,7 +47,7 @@ export interface VerifyOptions {
  * with another digest or size than expected. The last chunk is only released once verified, so a
  * consumer never sees the whole content of a corrupt blob.
  */
-export async function* verifyDigestStream(source: AsyncIterable<Uint8Array>, expected: Digest, options: VerifyOptions = {}): AsyncGenerator<Buffer> {
+export async function* verifyDigestStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, expected: Digest, options: VerifyOptions = {}): AsyncGenerator<Buffer> {
   const hash = createHash(digestAlgorithm(expected));
   const label = options.label ?? `content ${expected}`;
   let bytes = 0;
