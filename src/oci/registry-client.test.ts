@@ -88,7 +88,12 @@ for (const auth of ['none', 'token'] as const) {
       const counted = { ...client.counters.byMethod };
       const tokens = client.counters.tokens;
       for (const tag of TAGS) assert.equal((await client.headManifest(parseReference(`${reg.host}/${REPO}:${tag}`))).digest, first.get(tag));
-      const seen = (await reg.accessLog()).slice(before);
+      // The access log reaches the file through a pipe: wait until the lines are there, then a little more
+      // so an unexpected extra request would show too.
+      let seen = (await reg.accessLog()).slice(before);
+      for (let i = 0; i < 40 && seen.length < TAGS.length; i++) { await new Promise((r) => setTimeout(r, 50)); seen = (await reg.accessLog()).slice(before); }
+      await new Promise((r) => setTimeout(r, 150));
+      seen = (await reg.accessLog()).slice(before);
       assert.deepEqual(seen.map((r) => [r.method, r.status]), TAGS.map(() => ['HEAD', 200]));
       assert.equal((client.counters.byMethod.HEAD ?? 0) - (counted.HEAD ?? 0), TAGS.length);
       assert.equal(client.counters.byMethod.GET ?? 0, counted.GET ?? 0);
