@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { GridboxError, describeError, edgeOf, isGridboxError, q } from '../../errors.js';
 import { buildLaunchSpec } from '../../launcher/build-launch-spec.js';
-import { executeLaunch } from '../../launcher/execute-launch.js';
+import { BWRAP_PATH, executeLaunch } from '../../launcher/execute-launch.js';
 import { createFsView, openImage } from '../../launcher/image-info.js';
 import { inspectImage } from '../../launcher/inspect-image.js';
 import type { HostFacts, Message, MessageLevel, NvidiaDriver } from '../../launcher/launch-spec.js';
@@ -84,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
         const image = openImage(options.image, process.cwd());
         const spec = buildLaunchSpec(options, process.env, image, hostFacts(options.nv));
         for (const m of spec.messages) say(m, level);
+        say({ level: 'DEBUG', text: `${BWRAP_PATH} ${spec.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')}` }, level);
         if (spec.exitWithoutLaunch !== undefined) return spec.exitWithoutLaunch;
         return await executeLaunch(spec);
       }
