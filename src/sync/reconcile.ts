@@ -1,0 +1,320 @@
+// One sync cycle: expand the list, HEAD every tag, fetch and flatten only what changed, and publish all
+// edits (new trees, moved or dropped names, expired trees) in ONE transaction; then remember the state
+// in the repository's server-side state dir. One failing image is reported and never blocks the others.
+// Not the CLI (argv, progress bars) and not the registry protocol (oci/registry-client.ts).
+import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeError, GridboxError, q } from '../errors.js';
+import { formatObjectId } from '../hash/object-id.js';
+import { type Digest } from '../oci/digest.js';
+import { disposeFlatTree, flattenLayers, type DevicePolicy, type FlatTree, type PermissionPolicy } from '../oci/flatten.js';
+import { formatReference } from '../oci/reference.js';
+import type { Platform } from '../oci/image.js';
+import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
+import { publishChanges, type Change, type ChangeItem } from '../publish/changeset.js';
+import type { PublishReport } from '../publish/publisher.js';
+import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
+import type { FileContent } from '../publish/tree.js';
+import { FsStore } from '../store/fs-store.js';
+import { expandImageList, type ImageList, type WantedImage } from './image-list.js';
+import { imageItems, imageTreePath, relativeTarget } from './layout.js';
+
+export const DEFAULT_GRACE_MS = 2 * 24 * 3600 * 1000;
+
+/** What the last cycle left, per public name and per tree (state/sync/state.json). */
+export interface SyncState {
+  version: 1;
+  images: Record<string, {
+    reference: string;
+    /** The list entry that produced this name (globs keep names when their tag list fails). */
+    entry: string;
+    /** What HEAD returned (index digest for multi-arch tags). */
+    digest: string;
+    platform: string;
+    configDigest: string;
+    tree: string;
+    syncedAt: number;
+  }>;
+  trees: Record<string, { configDigest: string; publishedAt: number; unreferencedSince?: number }>;
+}
+
+export type ImageStatus = 'new' | 'changed' | 'unchanged' | 'removed' | 'failed' | 'kept';
+
+export interface ImageOutcome {
+  name: string;
+  reference: string;
+  status: ImageStatus;
+  tree?: string;
+  error?: string;
+  warnings?: string[];
+}
+
+export interface CycleReport {
+  outcomes: ImageOutcome[];
+  /** Trees deleted after their grace period. */
+  treesRemoved: string[];
+  /** Lines of the list that did not parse. */
+  listErrors: string[];
+  published?: PublishReport;
+  dryRun: boolean;
+  /** True when anything failed: the CLI exits non-zero. */
+  failed: boolean;
+}
+
+export type SyncEvent =
+  | { action: 'start_cycle'; images: number }
+  | { action: 'image'; name: string; step: 'head' | 'fetch' | 'flatten' | 'done'; status?: ImageStatus; error?: string }
+  | { action: 'publish'; changes: number; report?: PublishReport; error?: string }
+  | { action: 'end_cycle'; failed: boolean };
+
+export interface SyncOptions {
+  layout: RepoLayout;
+  settings: RepoSettings;
+  client: RegistryClient;
+  platform?: Platform;
+  /** HEAD only; report what would change; publish nothing, write no state. */
+  dryRun?: boolean;
+  strict?: boolean;
+  devices?: DevicePolicy;
+  permissions?: PermissionPolicy;
+  /** Dropped images' trees stay this long after losing their last name (default 2 days). */
+  graceMs?: number;
+  /** JSON-lines notification file (appended). */
+  notifyFile?: string;
+  onEvent?: (e: SyncEvent) => void;
+  workers?: number;
+  now?: () => number;
+}
+
+export function statePath(layout: RepoLayout): string {
+  return join(layout.state, 'sync', 'state.json');
+}
+
+export async function readSyncState(layout: RepoLayout): Promise<SyncState> {
+  let text: string;
+  try { text = await readFile(statePath(layout), 'utf8'); } catch { return { version: 1, images: {}, trees: {} }; }
+  try {
+    const s = JSON.parse(text) as SyncState;
+    if (s.version !== 1) throw new Error(`version ${s.version}`);
+    return s;
+  } catch (e) {
+    throw new GridboxError('CONFIG_INVALID', `Cannot read sync state ${q(statePath(layout))}`, { path: statePath(layout), cause: e });
+  }
+}
+
+interface Prepared {
+  want: WantedImage;
+  digest: Digest;
+  resolved?: ResolvedImage;
+  flat?: FlatTree;
+  items?: { items: ChangeItem[]; keys: Map<ChangeItem, string> };
+  status: 'new' | 'changed';
+  tree: string;
+  warnings: string[];
+}
+
+/** Runs one cycle of `list` against the repository. Never throws for a single image's failure. */
+export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<CycleReport> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+  const platformText = opts.platform ? [opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/') : 'host';
+  const state = await readSyncState(opts.layout);
+  const report: CycleReport = { outcomes: [], treesRemoved: [], listErrors: list.errors.map((e) => `line ${e.line} ${q(e.text)}: ${e.message}`), dryRun: !!opts.dryRun, failed: list.errors.length > 0 };
+  const notify = async (rec: Record<string, unknown>): Promise<void> => {
+    if (!opts.notifyFile) return;
+    await appendFile(opts.notifyFile, JSON.stringify({ time: new Date(now()).toISOString(), pid: process.pid, ...rec }) + '\n');
+  };
+  const event = (e: SyncEvent): void => { opts.onEvent?.(e); };
+
+  const expanded = await expandImageList(list, (r, repo) => opts.client.listTags(r, repo));
+  const keepEntries = new Set<string>();
+  for (const f of expanded.failed) {
+    keepEntries.add(f.entry.text);
+    report.failed = true;
+    report.outcomes.push({ name: f.entry.text, reference: f.entry.text, status: 'failed', error: `Cannot expand ${q(f.entry.text)}: ${describeError(f.error)}` });
+  }
+  event({ action: 'start_cycle', images: expanded.images.length });
+  await notify({ action: 'start_cycle', images: expanded.images.length, dry_run: !!opts.dryRun });
+
+  const spoolRoot = join(opts.layout.state, 'sync');
+  await mkdir(spoolRoot, { recursive: true });
+  const spool = await mkdtemp(join(spoolRoot, 'spool-'));
+  const prepared: Prepared[] = [];
+  const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
+  const keptNames = new Set<string>();
+  try {
+    // 1. HEAD every wanted tag; fetch and flatten only new or changed images.
+    for (const [i, want] of expanded.images.entries()) {
+      const prev = state.images[want.name];
+      const ref = formatReference(want.reference);
+      const outcome: ImageOutcome = { name: want.name, reference: ref, status: 'unchanged' };
+      const t0 = now();
+      try {
+        event({ action: 'image', name: want.name, step: 'head' });
+        const digest = want.reference.digest && want.reference.tag === undefined ? want.reference.digest : (await opts.client.headManifest(want.reference)).digest;
+        if (prev && prev.digest === digest && prev.platform === platformText && state.trees[prev.tree]) {
+          next.images[want.name] = prev;
+          outcome.tree = prev.tree;
+        } else if (opts.dryRun) {
+          outcome.status = prev ? 'changed' : 'new';
+        } else {
+          event({ action: 'image', name: want.name, step: 'fetch' });
+          const resolved = await opts.client.resolveImage(want.reference, opts.platform);
+          const tree = imageTreePath(resolved.configDigest);
+          const p: Prepared = { want, digest, resolved, status: prev ? 'changed' : 'new', tree, warnings: [] };
+          // A tree already published (another tag, or an earlier cycle) is only linked, not rebuilt.
+          const known = next.trees[tree] !== undefined || prepared.some((o) => o.tree === tree);
+          if (!known) {
+            event({ action: 'image', name: want.name, step: 'flatten' });
+            const dir = join(spool, `img-${i}`);
+            await mkdir(dir);
+            const layers = resolved.manifest.layers;
+            p.flat = await flattenLayers(layers.map((l) => ({
+              digest: l.digest, open: () => opts.client.openBlob(want.reference.registry, want.reference.repository, l),
+            })), { spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions });
+            p.warnings = p.flat.warnings.map((w) => w.message);
+            const created = Date.parse(String((resolved.config as { created?: unknown }).created ?? ''));
+            p.items = imageItems(p.flat, resolved.settings, layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
+          }
+          prepared.push(p);
+          outcome.status = p.status;
+          outcome.tree = tree;
+          if (p.warnings.length > 0) outcome.warnings = p.warnings;
+        }
+      } catch (e) {
+        outcome.status = 'failed';
+        outcome.error = `Cannot sync ${q(ref)} as ${q(want.name)}: ${describeError(e)}`;
+        report.failed = true;
+        // The name keeps what it had: a broken push must not take a working image away.
+        if (prev) { next.images[want.name] = prev; keptNames.add(want.name); }
+      }
+      report.outcomes.push(outcome);
+      event({ action: 'image', name: want.name, step: 'done', status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
+      await notify({ action: 'image', image: want.name, image_request: ref, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
+    }
+
+    // 2. Names no longer wanted go at once, except those of globs whose tag list failed this cycle.
+    const wanted = new Set(expanded.images.map((w) => w.name));
+    const changes: Change[] = [];
+    for (const [name, img] of Object.entries(state.images)) {
+      if (wanted.has(name)) continue;
+      if (keepEntries.has(img.entry)) { next.images[name] = img; report.outcomes.push({ name, reference: img.reference, status: 'kept', tree: img.tree }); continue; }
+      changes.push({ kind: 'remove', path: name });
+      report.outcomes.push({ name, reference: img.reference, status: 'removed', tree: img.tree });
+    }
+
+    // 3. New trees and (re)pointed names.
+    const index = new ContentIndex(join(spoolRoot, 'content'), opts.settings, new FsStore(opts.layout.srv));
+    const keyOf = new Map<ChangeItem, string>();
+    for (const p of prepared) {
+      if (p.items) {
+        for (const it of p.items.items) {
+          const key = p.items.keys.get(it);
+          if (key === undefined) continue;
+          const c = await index.lookup(key);
+          if (c !== undefined) it.content = c; else keyOf.set(it, key);
+        }
+        changes.push({ kind: 'tree', at: p.tree, items: p.items.items });
+      }
+      changes.push({ kind: 'symlink', path: p.want.name, target: relativeTarget(p.want.name, p.tree) });
+      next.images[p.want.name] = {
+        reference: formatReference(p.want.reference), entry: p.want.entry.text, digest: p.digest, platform: platformText,
+        configDigest: p.resolved!.configDigest, tree: p.tree, syncedAt: now(),
+      };
+      next.trees[p.tree] ??= { configDigest: p.resolved!.configDigest, publishedAt: now() };
+    }
+
+    // 4. Grace period: a tree without names is marked, and removed once the mark is old enough.
+    const referenced = new Set(Object.values(next.images).map((i) => i.tree));
+    for (const [tree, info] of Object.entries(next.trees)) {
+      if (referenced.has(tree)) { if (info.unreferencedSince !== undefined) next.trees[tree] = { configDigest: info.configDigest, publishedAt: info.publishedAt }; continue; }
+      const since = info.unreferencedSince ?? now();
+      if (now() - since >= graceMs) {
+        changes.push({ kind: 'remove', path: tree });
+        report.treesRemoved.push(tree);
+        delete next.trees[tree];
+      } else next.trees[tree] = { ...info, unreferencedSince: since };
+    }
+
+    // 5. One publish for everything; nothing at all in a steady state.
+    if (opts.dryRun) return report;
+    if (changes.length > 0) {
+      event({ action: 'publish', changes: changes.length });
+      try {
+        report.published = await publishChanges(changes, {
+          layout: opts.layout, settings: opts.settings, workers: opts.workers,
+          onStored: (_c, item, content) => { const k = keyOf.get(item); if (k !== undefined) index.remember(k, content); },
+        });
+        await index.save();
+        await notify({ action: 'publish', changes: changes.length, revision: report.published.revision, files: report.published.files, objects_written: report.published.objectsWritten, bytes_written: report.published.bytesWritten });
+        event({ action: 'publish', changes: changes.length, report: report.published });
+      } catch (e) {
+        report.failed = true;
+        const error = `Cannot publish the cycle's ${changes.length} changes to ${q(opts.layout.fqrn)}: ${describeError(e)}`;
+        for (const o of report.outcomes) if (o.status === 'new' || o.status === 'changed' || o.status === 'removed') { o.status = 'failed'; o.error = error; }
+        event({ action: 'publish', changes: changes.length, error });
+        await notify({ action: 'publish', status: 'error', error });
+        return report;
+      }
+    }
+    if (changes.length > 0 || JSON.stringify(next) !== JSON.stringify(state)) {
+      await writeFileAtomic(statePath(opts.layout), JSON.stringify(next, null, 1) + '\n', spoolRoot);
+    }
+    return report;
+  } finally {
+    for (const p of prepared) if (p.flat) await disposeFlatTree(p.flat);
+    await rm(spool, { recursive: true, force: true });
+    event({ action: 'end_cycle', failed: report.failed });
+    await notify({ action: 'end_cycle', status: report.failed ? 'error' : 'ok', time_elapsed_s: (now() - started) / 1000 });
+  }
+}
+
+/**
+ * Stored contents by layer-content identity (`<layer digest>@<offset>+<size>` in the decompressed
+ * spool, which a layer digest pins), so a re-sync after only the top layer changed stores only that
+ * layer's files. One JSON file per layer under state/sync/content/; entries are checked against the
+ * store before use and are only valid for the repository's hash algorithm and compression.
+ */
+class ContentIndex {
+  private loaded = new Map<string, Record<string, FileContent>>();
+  private dirty = new Set<string>();
+  constructor(private readonly dir: string, private readonly settings: RepoSettings, private readonly store: FsStore) {}
+
+  private file(layer: string): string {
+    return join(this.dir, `${layer.replace(':', '-')}.${this.settings.hashAlgorithm}.${this.settings.compression}.json`);
+  }
+
+  private async layer(layer: string): Promise<Record<string, FileContent>> {
+    let m = this.loaded.get(layer);
+    if (m === undefined) {
+      try { m = JSON.parse(await readFile(this.file(layer), 'utf8')) as Record<string, FileContent>; } catch { m = {}; }
+      this.loaded.set(layer, m);
+    }
+    return m;
+  }
+
+  async lookup(key: string): Promise<FileContent | undefined> {
+    const at = key.indexOf('@');
+    const c = (await this.layer(key.slice(0, at)))[key.slice(at + 1)];
+    if (c === undefined) return undefined;
+    if (c.id !== undefined) return (await this.store.has(formatObjectId(c.id))) ? c : undefined;
+    for (const ch of c.chunks ?? []) if (!(await this.store.has(formatObjectId(ch.id) + 'P'))) return undefined;
+    return c.chunks !== undefined ? c : undefined;
+  }
+
+  remember(key: string, content: FileContent): void {
+    const at = key.indexOf('@');
+    const layer = key.slice(0, at);
+    const m = this.loaded.get(layer) ?? {};
+    this.loaded.set(layer, m);
+    m[key.slice(at + 1)] = content;
+    this.dirty.add(layer);
+  }
+
+  async save(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    for (const layer of this.dirty) await writeFileAtomic(this.file(layer), JSON.stringify(this.loaded.get(layer)), this.dir);
+    this.dirty.clear();
+  }
+}
