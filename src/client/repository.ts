@@ -15,6 +15,8 @@ import type { CatalogFile, OpenCatalog, RepositorySource } from './ports.js';
 
 /** Catalog default when the root has no TTL property (Catalog::kDefaultTTL). */
 export const DEFAULT_TTL_MS = 240_000;
+/** How long a replaced revision's catalogs stay open for operations that started on it. */
+export const RETIRE_GRACE_MS = 10_000;
 /** Retry period after a failed revision check (kShortTermTTL). */
 export const OFFLINE_RETRY_MS = 180_000;
 
@@ -68,6 +70,7 @@ export class RepositorySession {
   private readonly alloc = new InodeAllocator();
   private readonly now: () => number;
   private checkDueAt = 0;
+  private readonly retiring = new Map<RepositorySession['current'], NodeJS.Timeout>();
   private checking: Promise<UpdateResult> | undefined;
   /** True while the last contact with the servers failed; the session serves what it has. */
   offline = false;
@@ -153,8 +156,9 @@ export class RepositorySession {
       await this.install(m);
       await this.writeBreadcrumb();
       this.checkDueAt = this.now() + this.ttlMs();
-      // Open files hold their own fds, so closing the old tree does not disturb them.
-      await this.retire(cur);
+      // Open files hold their own handles; operations still walking the old tree get a grace period
+      // before its catalogs are closed and unpinned.
+      this.retireLater(cur);
       this.o.log?.(`${this.o.fqrn}: now at revision ${m.revision}`);
       return { updated: true, revision: m.revision };
     } catch (e) {
@@ -167,7 +171,18 @@ export class RepositorySession {
   }
 
   async close(): Promise<void> {
+    for (const [state, timer] of this.retiring) { clearTimeout(timer); await this.retire(state); }
+    this.retiring.clear();
     if (this.current !== undefined) await this.retire(this.current);
+  }
+
+  private retireLater(state: RepositorySession['current']): void {
+    const timer = setTimeout(() => {
+      this.retiring.delete(state);
+      this.retire(state).catch((e: unknown) => this.o.log?.(`${this.o.fqrn}: closing old catalogs failed: ${(e as Error).message}`));
+    }, RETIRE_GRACE_MS);
+    timer.unref();
+    this.retiring.set(state, timer);
   }
 
   /** §3.4: download, parse, refuse older than `seen`, fetch the certificate, verify signatures and whitelist. */
