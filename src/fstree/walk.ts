@@ -31,7 +31,9 @@ const XATTR_MAX_BYTES = 255;
 export async function walkTree(root: string, options: WalkOptions = {}): Promise<WalkedEntry[]> {
   const out: WalkedEntry[] = [];
   const inodes = new Map<string, string>();
-  const visit = async (rel: string, abs: string): Promise<void> => {
+  // One lstat per entry; a directory's children are stat'ed concurrently (the libuv pool overlaps the
+  // system calls) and then recursed into in name order, so the output order stays deterministic.
+  const describe = async (rel: string, abs: string): Promise<Entry> => {
     // bigint stats: exact nanoseconds and inode numbers beyond 2^53.
     const st = await lstat(abs, { bigint: true }).catch((e: unknown) => { throw sourceError('stat', abs, e); });
     const type = typeFromMode(Number(st.mode));
@@ -46,13 +48,17 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
     }
     if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
     if (type === 'file' && st.nlink > 1n) inodes.set(rel, `${st.dev}:${st.ino}`);
+    return entry;
+  };
+  const visit = async (entry: Entry, abs: string): Promise<void> => {
     out.push({ entry, sourcePath: abs });
-    if (type !== 'dir') return;
+    if (entry.type !== 'dir') return;
     const names = await readdir(abs).catch((e: unknown) => { throw sourceError('list directory', abs, e); });
     names.sort(compareNames);
-    for (const name of names) await visit(joinPath(rel, name), join(abs, name));
+    const kids = await Promise.all(names.map((n) => describe(joinPath(entry.path, n), join(abs, n))));
+    for (let i = 0; i < names.length; i++) await visit(kids[i], join(abs, names[i]));
   };
-  await visit('', root);
+  await visit(await describe('', root), root);
   assignHardlinkKeys(out, inodes);
   const wantXattrs = options.xattrs ?? 'auto';
   if (wantXattrs !== false) {

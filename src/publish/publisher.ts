@@ -119,6 +119,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     }
     const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: streamed.objects, bytesWritten: streamed.bytes, catalogsWritten: 0, catalogsReused: 0 };
     const pending: { path: string; item: TreeItem }[] = [];
+    const reuseCandidates: { path: string; item: TreeItem }[] = [];
     const explicitMounts: string[] = [];
     let dirtab: { text: string; base: string } | undefined;
     for (const it of items) {
@@ -132,9 +133,11 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
         report.bytes += entry.size;
         const prev = oldItems.get(path);
         if (it.content !== undefined) item.content = it.content;
-        else if (prev !== undefined && sameFile(prev, entry, settings) && await contentPresent(store, prev)) {
+        else if (prev !== undefined && sameFile(prev, entry, settings)) {
+          // Taken over if its objects still exist (checked below, concurrently).
           item.content = prev.content;
-          report.filesReused++;
+          item.source = it.source;
+          reuseCandidates.push({ path, item });
         } else {
           item.source = it.source ?? { kind: 'bytes', bytes: new Uint8Array(0) };
           pending.push({ path, item });
@@ -153,6 +156,13 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     // Markers kept from old parts of the tree.
     for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicitMounts.push(p.slice(0, p.lastIndexOf('/')));
 
+    const present = await mapLimit(reuseCandidates, 64, ({ item }) => contentPresent(store, item));
+    reuseCandidates.forEach((c, i) => {
+      if (present[i]) { report.filesReused++; delete c.item.source; return; }
+      delete c.item.content;
+      c.item.source ??= { kind: 'bytes', bytes: new Uint8Array(0) };
+      pending.push(c);
+    });
     // Ingest changed files: both cores hash and compress.
     if (pending.length > 0) {
       pool ??= new WorkerPool(layout.srv, opts.workers);
@@ -215,6 +225,15 @@ function contentOf(r: IngestResult, settings: RepoSettings): FileContent {
     ...(r.hex !== undefined ? { id: { algorithm: settings.hashAlgorithm, hex: r.hex } } : {}),
     ...(r.chunks !== undefined ? { chunks: r.chunks.map((c) => ({ offset: c.offset, size: c.size, id: { algorithm: settings.hashAlgorithm, hex: c.hex } })) } : {}),
   };
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) { const i = next++; out[i] = await fn(items[i]); }
+  }));
+  return out;
 }
 
 /** "/a/b/" → "a/b"; refuses "..". */

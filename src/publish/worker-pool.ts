@@ -42,7 +42,7 @@ export type WorkerReply =
 
 /** Stop scheduling more work while this many file bytes are in flight (at least one task always runs). */
 const MAX_INFLIGHT_BYTES = 256 << 20;
-const MAX_INFLIGHT_PER_WORKER = 4;
+const MAX_INFLIGHT_PER_WORKER = 32;
 
 interface Pending {
   seq: number;
