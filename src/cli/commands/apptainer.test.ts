@@ -286,6 +286,36 @@ test('--nv binds a fake driver layout: libraries in /.singularity.d/libs on LD_L
   assert.equal(r.stdout, 'libcuda.so.1\nlibnvidia-ml.so.1\nLD=/.singularity.d/libs\nsmi\n');
 });
 
+test('test runs /.singularity.d/test when present and returns its status', (t) => {
+  if (!ready(t)) return;
+  const img = join(fx!.dir, `img-test-${process.pid}`);
+  execFileSync('cp', ['-a', fx!.img, img]);
+  writeFileSync(join(img, '.singularity.d/test'), '#!/bin/sh\necho "testing $*"\nexit 9\n', { mode: 0o755 });
+  const r = rt(['-s', '-q', 'test', '-C', img, 'x'], { nobody: true });
+  assert.deepEqual([r.code, r.stdout], [9, 'testing x\n']);
+});
+
+test('--env and --env-file reach the container and beat APPTAINERENV_ values', (t) => {
+  if (!ready(t)) return;
+  const envFile = join(jobDir('envfile'), 'vars');
+  writeFileSync(envFile, '# site vars\nexport FROMFILE="file value"\nX=file\n');
+  const r = rt(['exec', '-C', '--env', 'X=cli,Y=2', '--env-file', envFile, fx!.img, 'report', '0', 'X', 'Y', 'FROMFILE'], { env: { APPTAINERENV_X: 'env' }, nobody: true });
+  assert.equal(r.code, 0, r.stderr);
+  const v = parse(r.stdout);
+  assert.deepEqual([v.X, v.Y, v.FROMFILE], ['cli', '2', 'file value']);
+});
+
+test('HTCondor launcher mode: a file bound onto a path missing from the image is run and marks the scratch dir', (t) => {
+  if (!ready(t)) return;
+  const exec = jobDir('launcher', true);
+  const launcher = join(jobDir('libexec'), 'condor_container_launcher.sh');
+  writeFileSync(launcher, '#!/bin/sh\ntouch "$_CONDOR_SCRATCH_DIR/.condor_container_launched"\nexec "$@"\n', { mode: 0o755 });
+  const r = rt(['-s', 'exec', '-S', '/tmp', '-B', `${launcher}:/condor_container_launcher.sh`, '-W', exec, '--pwd', exec, '-B', exec, '--home', exec, '-C', fx!.img, '/condor_container_launcher.sh', 'report', '4'],
+    { env: { APPTAINERENV__CONDOR_SCRATCH_DIR: exec }, nobody: true });
+  assert.equal(r.code, 4, r.stderr);
+  assert.ok(existsSync(join(exec, '.condor_container_launched')));
+});
+
 test('inspect shows sorted labels, the runscript and JSON', (t) => {
   if (!ready(t)) return;
   assert.equal(rt(['inspect', fx!.img]).stdout, 'org.a: 1\norg.b: 2\n');
