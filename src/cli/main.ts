@@ -14,13 +14,13 @@ const COMMANDS: Record<string, string> = {
   demo: 'demo', mkfs: 'mkfs', resign: 'resign', publish: 'publish', ingest: 'ingest', tag: 'tag',
   rollback: 'rollback', gc: 'gc', check: 'check', serve: 'serve', ls: 'ls', stat: 'stat', cat: 'cat', get: 'get',
   exec: 'apptainer', run: 'apptainer', shell: 'apptainer', test: 'apptainer', inspect: 'apptainer',
-  version: 'apptainer', 'install-shims': 'install-shims', mount: 'mount', umount: 'umount', status: 'status',
+  version: 'apptainer', 'install-shims': 'install-shims', mount: 'mount', umount: 'umount', status: 'status', enter: 'enter',
   sync: 'sync', pilot: 'pilot', snapshot: 'snapshot',
 };
 
 const USAGE = `usage: gridbox <command> [options]
 repository: mkfs resign publish ingest tag rollback gc check serve snapshot
-client:     ls stat cat get mount umount status
+client:     ls stat cat get mount umount status enter
 runtime:    exec run shell test inspect version install-shims (also callable as apptainer/singularity)
 images:     sync
 job:        pilot

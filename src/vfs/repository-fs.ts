@@ -1,0 +1,349 @@
+// The filesystem view of a mounted repository: FuseOps over a Client. It maps kernel nodeids to client
+// paths with nlookup counting, keeps per-node attributes immutable (so the kernel may cache them long),
+// and carries nodes across revision switches only when their content is identical.
+// Not the kernel protocol (fuse/) and not fetching or verifying (client/).
+import { constants as osConstants } from 'node:os';
+import { GridboxError, isGridboxError, q } from '../errors.js';
+import { formatObjectId } from '../hash/object-id.js';
+import type { Client, ClientNode } from '../client/index.js';
+import type { Attr, AttrOut, DirEntry, DirEntryPlus, EntryOut, OpenOut, Statfs } from '../fuse/protocol.js';
+import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
+import type { FuseOps, RequestContext } from '../fuse/session.js';
+
+const { ENODATA, ESTALE, ENOTDIR, EINVAL } = osConstants.errno;
+
+/** Attributes of a nodeid never change (a changed entry gets a new nodeid), so the kernel may keep them a day. */
+export const IMMUTABLE_ATTR_TTL_S = 86_400;
+/** Entry (name → nodeid) TTL ceiling; the catalog TTL bounds it further since names change per revision. */
+export const MAX_ENTRY_TTL_S = 3_600;
+const S_IFMT = 0o170000, S_IFDIR = 0o040000;
+
+export interface RepositoryFsOptions {
+  /** Failures that reach the application as EIO, with their cause. */
+  log?: (line: string) => void;
+  /** Extra virtual xattrs (e.g. user.pid of the serving process); computed on each request. */
+  extraXattrs?: () => Record<string, string>;
+}
+
+/** Counters for status and tests. */
+export interface RepositoryFsStats {
+  /** Nodeids the kernel holds (root included). */
+  nodes: number;
+  openFiles: number;
+  openDirs: number;
+  /** Errors answered as EIO since the mount. */
+  ioErrors: number;
+  /** Revision switches seen while mounted. */
+  revisionSwitches: number;
+}
+
+interface Node {
+  nodeid: number;
+  /** The first path this node was found at; any other path of a hardlink group reads the same content. */
+  path: string;
+  attr: Attr;
+  /** What makes two entries interchangeable (type, mode, size, owner, times, content hash, target). */
+  sig: string;
+  target?: string;
+  nlookup: number;
+  /** Client inode numbers (one per revision seen) mapped to this node. */
+  inos: Set<number>;
+  paths: Set<string>;
+  /** Revision in which the node was last confirmed to match its path. */
+  revision: number;
+  /** Revision whose listing the kernel may have cached (directories). */
+  listedRevision?: number;
+}
+
+function signature(n: ClientNode, revision: number): string {
+  const a = n.attr;
+  const e = n.entry;
+  const content = e.id !== undefined ? formatObjectId(e.id) : (e.chunks ?? []).map((c) => formatObjectId(c.id)).join(',');
+  // Directories are never carried over: their listing may differ though their attributes do not.
+  const dir = (a.mode & S_IFMT) === S_IFDIR ? `@${revision}` : '';
+  return `${a.mode}:${a.size}:${a.uid}:${a.gid}:${a.nlink}:${a.rdev}:${a.mtime}.${a.mtimeNs}:${content}:${e.entry.target ?? ''}${dir}`;
+}
+
+function fuseAttr(n: ClientNode): Attr {
+  const a = n.attr;
+  const t = a.mtime + a.mtimeNs / 1e9;
+  return { ino: a.ino, size: a.size, atime: t, mtime: t, ctime: t, mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, blksize: 65536 };
+}
+
+/** FuseOps over `client`, plus counters. The client must stay open while the ops are served. */
+export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {}): FuseOps & { stats(): RepositoryFsStats } {
+  const nodes = new Map<number, Node>();
+  const byIno = new Map<number, number>();
+  const byPath = new Map<string, number>();
+  const dirHandles = new Map<number, ClientNode[]>();
+  let nextNodeid = FUSE_ROOT_ID + 1;
+  let nextDirHandle = 1;
+  let openFiles = 0;
+  let ioErrors = 0;
+  let revisionSwitches = 0;
+  let seenRevision = client.revision();
+
+  const root: Node = {
+    nodeid: FUSE_ROOT_ID, path: '', attr: { ino: 256, size: 4096, atime: 0, mtime: 0, ctime: 0, mode: S_IFDIR | 0o755, nlink: 2, uid: 0, gid: 0 },
+    sig: '', nlookup: 1, inos: new Set(), paths: new Set(), revision: seenRevision,
+  };
+  nodes.set(FUSE_ROOT_ID, root);
+
+  /** The revision now served; notices switches (the client applies them on its own TTL check). */
+  const revision = (): number => {
+    const r = client.revision();
+    if (r !== seenRevision) {
+      opts.log?.(`${client.fqrn}: serving revision ${r} (was ${seenRevision}); entries expire within ${entryTtl()} s`);
+      seenRevision = r;
+      revisionSwitches++;
+    }
+    return r;
+  };
+  // Names may change with each revision: the kernel keeps them no longer than the catalog TTL.
+  const entryTtl = (): number => Math.max(1, Math.min(MAX_ENTRY_TTL_S, Math.floor(client.ttlMs() / 1000)));
+
+  const nodeOf = (nodeid: number): Node => {
+    const n = nodes.get(nodeid);
+    if (n === undefined) throw new GridboxError('INTERNAL', `Unknown nodeid ${nodeid}`);
+    return n;
+  };
+
+  /** The node for a client answer: the same client inode, or an identical entry at the same path, or a new node. */
+  const nodeFor = (cn: ClientNode, rev: number): Node => {
+    const known = byIno.get(cn.attr.ino);
+    if (known !== undefined) {
+      const n = nodes.get(known);
+      if (n !== undefined) {
+        n.paths.add(cn.path);
+        byPath.set(cn.path, n.nodeid);
+        return n;
+      }
+    }
+    const sig = signature(cn, rev);
+    const prev = byPath.get(cn.path);
+    const p = prev === undefined ? undefined : nodes.get(prev);
+    if (p !== undefined && p.nodeid !== FUSE_ROOT_ID && p.sig === sig) {
+      // Unchanged across a revision switch: same nodeid, so the kernel keeps its page cache.
+      p.inos.add(cn.attr.ino);
+      p.revision = rev;
+      byIno.set(cn.attr.ino, p.nodeid);
+      return p;
+    }
+    const n: Node = {
+      nodeid: nextNodeid++, path: cn.path, attr: fuseAttr(cn), sig, target: cn.entry.entry.target, nlookup: 0,
+      inos: new Set([cn.attr.ino]), paths: new Set([cn.path]), revision: rev,
+    };
+    nodes.set(n.nodeid, n);
+    byIno.set(cn.attr.ino, n.nodeid);
+    byPath.set(cn.path, n.nodeid);
+    return n;
+  };
+
+  const entryOf = (n: Node): EntryOut => {
+    n.nlookup++;
+    return { nodeid: n.nodeid, entryTtl: entryTtl(), attrTtl: IMMUTABLE_ATTR_TTL_S, attr: n.attr };
+  };
+
+  /**
+   * The node's entry in the revision now served. A node from an older revision whose path now holds
+   * something else is stale: ESTALE makes the kernel walk the path again and find the new entry.
+   */
+  const current = async (n: Node): Promise<ClientNode> => {
+    const rev = revision();
+    const cn = await client.lookup(n.path);
+    if (n.nodeid === FUSE_ROOT_ID) {
+      if (cn === undefined) throw new GridboxError('NOT_FOUND', 'The repository root is missing');
+      return cn;
+    }
+    if (n.revision === rev && cn !== undefined) return cn;
+    if (cn === undefined || signature(cn, rev) !== n.sig) {
+      if ((n.attr.mode & S_IFMT) === S_IFDIR && cn !== undefined && (cn.attr.mode & S_IFMT) === S_IFDIR) return cn;
+      throw ESTALE;
+    }
+    n.revision = rev;
+    n.inos.add(cn.attr.ino);
+    byIno.set(cn.attr.ino, n.nodeid);
+    return cn;
+  };
+
+  const childPath = (parent: Node, name: string): string => `${parent.path}/${name}`;
+
+  /** Counts EIO answers and logs their cause; other errors pass through unchanged. */
+  const guard = async <T>(what: string, path: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isGridboxError(e) && e.code !== 'NOT_FOUND' && e.code !== 'USAGE') {
+        ioErrors++;
+        opts.log?.(`${what} ${q(path || '/')} failed: ${describe(e)}`);
+      }
+      throw e;
+    }
+  };
+
+  const listingPlus = (n: Node, list: ClientNode[], offset: number, size: number, plus: boolean): DirEntryPlus[] => {
+    const rev = revision();
+    const out: DirEntryPlus[] = [];
+    let used = 0;
+    const total = list.length + 2;
+    for (let i = offset; i < total; i++) {
+      let e: DirEntryPlus;
+      if (i < 2) {
+        e = { name: i === 0 ? '.' : '..', ino: i === 0 ? n.attr.ino : 1, mode: S_IFDIR, off: i + 1 };
+      } else {
+        const cn = list[i - 2];
+        e = { name: cn.name, ino: cn.attr.ino, mode: cn.attr.mode, off: i + 1 };
+        if (plus) e.entry = entryOf(nodeFor(cn, rev));
+      }
+      out.push(e);
+      used += (plus ? direntPlusSize : direntSize)(Buffer.byteLength(e.name));
+      // A little more than fits is fine: the session forgets what it could not send.
+      if (used >= size) break;
+    }
+    return out;
+  };
+
+  const ops: FuseOps & { stats(): RepositoryFsStats } = {
+    async lookup(_ctx: RequestContext, parent: number, name: string): Promise<EntryOut> {
+      const p = nodeOf(parent);
+      const path = childPath(p, name);
+      return guard('lookup', path, async () => {
+        const rev = revision();
+        const cn = await client.lookup(path);
+        if (cn === undefined) {
+          // A remembered miss, valid as long as names are.
+          return { nodeid: 0, entryTtl: entryTtl(), attrTtl: 0, attr: { ino: 0, size: 0, atime: 0, mtime: 0, ctime: 0, mode: 0, nlink: 0, uid: 0, gid: 0 } };
+        }
+        return entryOf(nodeFor(cn, rev));
+      });
+    },
+
+    forget(nodeid: number, nlookup: number): void {
+      const n = nodes.get(nodeid);
+      if (n === undefined || nodeid === FUSE_ROOT_ID) return;
+      n.nlookup -= nlookup;
+      if (n.nlookup > 0) return;
+      nodes.delete(nodeid);
+      for (const ino of n.inos) if (byIno.get(ino) === nodeid) byIno.delete(ino);
+      for (const p of n.paths) if (byPath.get(p) === nodeid) byPath.delete(p);
+    },
+
+    async getattr(_ctx, nodeid): Promise<AttrOut> {
+      const n = nodeOf(nodeid);
+      if (nodeid !== FUSE_ROOT_ID) return { attrTtl: IMMUTABLE_ATTR_TTL_S, attr: n.attr };
+      // The root's attributes follow the revision; it is the one node that is never replaced.
+      const cn = await guard('getattr', '', () => current(n));
+      n.attr = fuseAttr(cn);
+      return { attrTtl: entryTtl(), attr: n.attr };
+    },
+
+    async readlink(_ctx, nodeid): Promise<string> {
+      const n = nodeOf(nodeid);
+      if (n.target === undefined) throw EINVAL;
+      return n.target;
+    },
+
+    async open(_ctx, nodeid): Promise<OpenOut> {
+      const n = nodeOf(nodeid);
+      return guard('open', n.path, async () => {
+        await current(n);
+        const fh = await client.open(n.path);
+        openFiles++;
+        // Content of a nodeid never changes, so the page cache stays valid across opens.
+        return { fh, keepCache: true };
+      });
+    },
+
+    async read(_ctx, nodeid, fh, offset, size): Promise<Uint8Array> {
+      return guard('read', nodes.get(nodeid)?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
+    },
+
+    async release(_ctx, _nodeid, fh): Promise<void> {
+      openFiles--;
+      await client.release(fh);
+    },
+
+    async opendir(_ctx, nodeid): Promise<OpenOut> {
+      const n = nodeOf(nodeid);
+      return guard('opendir', n.path, async () => {
+        const cn = await current(n);
+        if ((cn.attr.mode & S_IFMT) !== S_IFDIR) throw ENOTDIR;
+        const list = await client.listing(n.path);
+        const fh = nextDirHandle++;
+        dirHandles.set(fh, list);
+        // The kernel's cached listing is reused only if it came from the revision served now.
+        const rev = revision();
+        const keep = n.listedRevision === rev;
+        n.listedRevision = rev;
+        return { fh, keepCache: keep, cacheDir: true };
+      });
+    },
+
+    async readdir(_ctx, nodeid, fh, offset, size): Promise<DirEntry[]> {
+      const list = dirHandles.get(fh);
+      if (list === undefined) throw EINVAL;
+      return listingPlus(nodeOf(nodeid), list, offset, size, false);
+    },
+
+    async readdirplus(_ctx, nodeid, fh, offset, size): Promise<DirEntryPlus[]> {
+      const list = dirHandles.get(fh);
+      if (list === undefined) throw EINVAL;
+      return listingPlus(nodeOf(nodeid), list, offset, size, true);
+    },
+
+    async releasedir(_ctx, _nodeid, fh): Promise<void> {
+      dirHandles.delete(fh);
+    },
+
+    async statfs(): Promise<Statfs> {
+      // As CernVM-FS: capacity and use are the local cache's; the file count is the repository's.
+      const s = client.stats();
+      const fs = client.statfs();
+      const bsize = 4096;
+      const cap = s.cacheLimit > 0 ? s.cacheLimit : Math.max(fs.bytes, s.cacheBytes);
+      const blocks = Math.ceil(cap / bsize);
+      const used = Math.min(blocks, Math.ceil(s.cacheBytes / bsize));
+      return { blocks, bfree: blocks - used, bavail: blocks - used, files: fs.files, ffree: 0, bsize, namelen: 255, frsize: bsize };
+    },
+
+    async getxattr(_ctx, nodeid, name): Promise<Buffer> {
+      const all = await xattrsOf(nodeOf(nodeid));
+      const v = all[name];
+      if (v === undefined) throw ENODATA;
+      return v;
+    },
+
+    async listxattr(_ctx, nodeid): Promise<string[]> {
+      return Object.keys(await xattrsOf(nodeOf(nodeid))).sort();
+    },
+
+    stats: () => ({ nodes: nodes.size, openFiles, openDirs: dirHandles.size, ioErrors, revisionSwitches }),
+  };
+
+  const xattrsOf = async (n: Node): Promise<Record<string, Buffer>> => {
+    await current(n);
+    const out = await client.xattrs(n.path);
+    const s = client.stats();
+    const put = (k: string, v: string | number): void => { out[k] = Buffer.from(String(v)); };
+    put('user.nopen', s.openFiles);
+    put('user.ndownload', s.misses);
+    put('user.rx', Math.round(s.bytesDownloaded / 1024));
+    put('user.nioerr', ioErrors);
+    put('user.inode', n.attr.ino);
+    put('user.expires', Math.max(0, Math.round(client.ttlMs() / 60_000)));
+    for (const [k, v] of Object.entries(opts.extraXattrs?.() ?? {})) put(k, v);
+    return out;
+  };
+
+  return ops;
+}
+
+function describe(e: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = e;
+  for (let i = 0; i < 4 && cur instanceof Error; i++) {
+    parts.push(isGridboxError(cur) ? `${cur.code}: ${cur.message}` : cur.message);
+    cur = (cur as Error & { cause?: unknown }).cause;
+  }
+  return parts.join(' <- ');
+}
