@@ -70,6 +70,7 @@ export const ERROR_TABLE = {
   CHECK_FAILED: E(false, 'EIO', 500, 1),
   // server
   SERVER_FORBIDDEN_PATH: E(false, 'EACCES', 403, 1),
+  REPLICA_NOT_ALLOWED: E(false, 'EACCES', 403, 1),
   // tar and OCI
   TAR_INVALID: E(false, 'EIO', 422, 1),
   TAR_LIMIT: E(false, 'EIO', 422, 1),
