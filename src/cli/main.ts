@@ -51,6 +51,14 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: unknown) => {
+    // Commands parse with commander's exitOverride: help and version are thrown as "errors", and a
+    // usage error has already been printed by commander itself.
+    const commanderCode = (e as { code?: unknown } | null)?.code;
+    if (typeof commanderCode === 'string' && commanderCode.startsWith('commander.')) {
+      const done = commanderCode === 'commander.helpDisplayed' || commanderCode === 'commander.help' || commanderCode === 'commander.version';
+      process.exitCode = done ? 0 : 2;
+      return;
+    }
     process.stderr.write(`gridbox: ${describeError(e)}\n`);
     process.exitCode = edgeOf(e).exit;
   },
