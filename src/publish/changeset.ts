@@ -86,6 +86,7 @@ export async function publishChanges(changes: readonly Change[], opts: Changeset
       const root = c.items.find((i) => i.entry.path === '');
       if (root === undefined || root.entry.type !== 'dir') throw new GridboxError('PUBLISH_SOURCE', `Cannot publish the subtree at ${q(at)}: its root is not a directory`, { path: at });
       for (const it of c.items) {
+        if (normalizeRelPath(it.entry.path) !== it.entry.path) throw new GridboxError('PUBLISH_SOURCE', `Cannot publish the subtree at ${q(at)}: entry path ${q(it.entry.path)} is not a plain relative path`, { path: at });
         const rel = it.entry.path === '' ? at : `${at}/${it.entry.path}`;
         const entry: Entry = { ...it.entry, path: rel };
         // Hard-link groups are per change: the same key in two changes are two groups.

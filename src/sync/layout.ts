@@ -119,6 +119,7 @@ export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDiges
   }
   const dir = (path: string, mode = 0o755): Entry => ({ path, type: 'dir', mode, uid: 0, gid: 0, size: 4096, mtime, mtimeNs: 0 });
   const ensureDir = (path: string, mode = 0o755): void => {
+    if (path === '' || path === '.') return;
     const parts = path.split('/');
     for (let i = 1; i <= parts.length; i++) {
       const p = parts.slice(0, i).join('/');

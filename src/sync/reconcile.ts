@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { type Digest } from '../oci/digest.js';
-import { disposeFlatTree, flattenLayers, type DevicePolicy, type FlatTree, type PermissionPolicy } from '../oci/flatten.js';
+import { disposeFlatTree, type DevicePolicy, type FlatTree, type FlattenOptions, type PermissionPolicy } from '../oci/flatten.js';
+import { flattenImage } from '../oci/pull.js';
 import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/image.js';
 import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
@@ -77,6 +78,8 @@ export interface SyncOptions {
   strict?: boolean;
   devices?: DevicePolicy;
   permissions?: PermissionPolicy;
+  /** Limits for layers (tar header/PAX sizes, decompression caps); defaults are the flattener's. */
+  flatten?: Pick<FlattenOptions, 'tar' | 'decompress' | 'keepSetid'>;
   /** Dropped images' trees stay this long after losing their last name (default 2 days). */
   graceMs?: number;
   /** JSON-lines notification file (appended). */
@@ -170,9 +173,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
             const dir = join(spool, `img-${i}`);
             await mkdir(dir);
             const layers = resolved.manifest.layers;
-            p.flat = await flattenLayers(layers.map((l) => ({
-              digest: l.digest, open: () => opts.client.openBlob(want.reference.registry, want.reference.repository, l),
-            })), { spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions });
+            p.flat = await flattenImage(opts.client, resolved, { ...opts.flatten, spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions });
             p.warnings = p.flat.warnings.map((w) => w.message);
             const created = Date.parse(String((resolved.config as { created?: unknown }).created ?? ''));
             p.items = imageItems(p.flat, resolved.settings, layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));

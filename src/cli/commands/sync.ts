@@ -1,0 +1,110 @@
+// `gridbox sync <list> --repo FQRN --root DIR`: keeps a repository's unpacked images in step with an
+// image list (OSG docker_images.txt or DUCC wish-list YAML), once or every --loop seconds. Argument
+// parsing, the registry client's wiring, progress bars on a terminal and the exit status; the cycle is
+// sync/reconcile.ts.
+import { readFile } from 'node:fs/promises';
+import cliProgress from 'cli-progress';
+import { describeError } from '../../errors.js';
+import { parsePlatform } from '../../oci/image.js';
+import { DOCKER_HUB } from '../../oci/reference.js';
+import { parseDockerConfig, RegistryClient, type RegistryClientOptions } from '../../oci/registry-client.js';
+import { readSettings, repoLayout } from '../../publish/repo-layout.js';
+import { parseImageList } from '../../sync/image-list.js';
+import { syncCycle, type CycleReport, type SyncEvent } from '../../sync/reconcile.js';
+import { intArg, newCommand, parseCommand } from '../options.js';
+
+export const summary = 'publish container images from registries, kept in step with an image list';
+
+interface SyncFlags {
+  repo: string; root: string; dryRun?: boolean; loop?: number; platform?: string; strict?: boolean; auth?: string;
+  mirror: string[]; notify?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep';
+  permissions?: 'propagate' | 'keep'; json?: boolean;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let status = 0;
+  const cmd = newCommand('gridbox sync', summary)
+    .argument('<list>', 'docker_images.txt (OSG) or wish-list YAML (DUCC)')
+    .requiredOption('--repo <fqrn>', 'repository to publish into')
+    .requiredOption('--root <dir>', 'repository root directory (as for mkfs/publish)')
+    .option('--dry-run', 'only HEAD the manifests and report what would change')
+    .option('--loop <seconds>', 're-read the list and sync again every SECONDS', intArg('--loop'))
+    .option('--platform <os/arch>', 'platform chosen from multi-arch images (default: this host\'s)')
+    .option('--strict', 'refuse a layer with unsafe paths instead of skipping those entries')
+    .option('--auth <file>', 'docker config.json-style credentials ({"auths": {host: {auth}}})')
+    .option('--mirror <url>', 'pull-through mirror for Docker Hub, or HOST=URL for another registry (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--notify <file>', 'append JSON-lines notifications to FILE')
+    .option('--grace-days <days>', 'keep trees of dropped images this many days (default 2)', intArg('--grace-days'))
+    .option('--devices <policy>', 'device nodes in layers: skip (default), empty-file or keep')
+    .option('--permissions <policy>', 'propagate (default: job users can read what the owner could) or keep')
+    .option('--json', 'print the cycle report as JSON')
+    .action(async (listFile: string, o: SyncFlags) => {
+      const layout = repoLayout(o.root, o.repo);
+      const settings = await readSettings(layout);
+      const clientOpts: RegistryClientOptions = {};
+      if (o.auth) clientOpts.credentials = parseDockerConfig(await readFile(o.auth, 'utf8'));
+      if (o.platform) clientOpts.platform = parsePlatform(o.platform);
+      if (o.mirror.length > 0) {
+        clientOpts.mirrors = {};
+        for (const m of o.mirror) {
+          const eq = m.indexOf('=');
+          if (eq > 0 && !m.slice(0, eq).includes('/')) clientOpts.mirrors[m.slice(0, eq)] = m.slice(eq + 1);
+          else clientOpts.mirrors[DOCKER_HUB] = m;
+        }
+      }
+      const client = new RegistryClient(clientOpts);
+      for (;;) {
+        const list = parseImageList(await readFile(listFile, 'utf8'));
+        const progress = process.stderr.isTTY && !o.json ? new Progress() : undefined;
+        let report: CycleReport;
+        try {
+          report = await syncCycle(list, {
+            layout, settings, client, platform: clientOpts.platform, dryRun: o.dryRun, strict: o.strict,
+            devices: o.devices, permissions: o.permissions, notifyFile: o.notify,
+            graceMs: o.graceDays !== undefined ? o.graceDays * 86_400_000 : undefined,
+            onEvent: progress ? (e) => progress.on(e) : undefined,
+          });
+        } finally {
+          progress?.stop();
+        }
+        printReport(report, !!o.json);
+        status = report.failed ? 1 : 0;
+        if (o.loop === undefined) break;
+        await new Promise((r) => setTimeout(r, o.loop! * 1000));
+      }
+    });
+  await parseCommand(cmd, argv);
+  return status;
+}
+
+function printReport(r: CycleReport, json: boolean): void {
+  if (json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
+  for (const e of r.listErrors) process.stderr.write(`gridbox sync: list: ${e}\n`);
+  for (const o of r.outcomes) {
+    if (o.status === 'failed') { process.stderr.write(`gridbox sync: FAILED ${o.name}: ${o.error}\n`); continue; }
+    process.stdout.write(`${o.status.padEnd(9)} ${o.name}${o.tree ? ` -> ${o.tree}` : ''}${o.warnings ? ` (${o.warnings.length} warnings)` : ''}\n`);
+    for (const w of o.warnings ?? []) process.stderr.write(`gridbox sync: warning: ${o.name}: ${w}\n`);
+  }
+  for (const t of r.treesRemoved) process.stdout.write(`expired   ${t}\n`);
+  if (r.published) process.stdout.write(`published revision ${r.published.revision}: ${r.published.files} files, ${r.published.objectsWritten} new objects\n`);
+  else if (!r.dryRun) process.stdout.write('nothing to publish\n');
+  const failed = r.outcomes.filter((o) => o.status === 'failed').length + r.listErrors.length;
+  if (failed > 0) process.stderr.write(`gridbox sync: ${failed} of ${r.outcomes.length + r.listErrors.length} entries failed: ${describeError(r.outcomes.find((o) => o.status === 'failed')?.error ?? r.listErrors[0])}\n`);
+}
+
+/** Two bars for a person at a terminal: images examined, and the publish. */
+class Progress {
+  private readonly multi = new cliProgress.MultiBar({ format: '{bar} {value}/{total} {label}', hideCursor: true, clearOnComplete: false, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  private images?: cliProgress.SingleBar;
+
+  on(e: SyncEvent): void {
+    if (e.action === 'start_cycle') this.images = this.multi.create(e.images, 0, { label: 'images' });
+    else if (e.action === 'image' && e.step !== 'done') this.images?.update({ label: `${e.step} ${e.name}` });
+    else if (e.action === 'image') this.images?.increment({ label: `${e.status} ${e.name}` });
+    else if (e.action === 'publish' && !e.report && !e.error) this.multi.create(1, 0, { label: `publishing ${e.changes} changes` });
+  }
+
+  stop(): void {
+    this.multi.stop();
+  }
+}

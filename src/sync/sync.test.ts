@@ -1,0 +1,224 @@
+// End to end: images the test builds are pushed to a real docker-registry on 127.0.0.1, `gridbox sync`
+// publishes them, and the published trees are read back through the gridbox client (served on
+// loopback) and run with the runtime. Also: steady state counted at the registry, malicious layers,
+// dropped images and the grace period, and token auth.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { GZ, buildTar, gzip, imageConfig, maliciousLayers, pushImage, pushIndex, standardLayers } from '../testing/images.js';
+import { haveRegistry, startRegistry, type RegistryAuth, type TestRegistry } from '../testing/registry.js';
+import { withTempDir } from '../testing/tmp.js';
+import { listenSrv } from '../server/srv-handler.js';
+import { RegistryClient } from '../oci/registry-client.js';
+import { readHead } from '../publish/head.js';
+import { readSettings, repoLayout } from '../publish/repo-layout.js';
+import { parseImageList } from './image-list.js';
+import { readSyncState, syncCycle, type SyncOptions } from './reconcile.js';
+
+const FQRN = 'images.example.org';
+const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
+const run = promisify(execFile);
+
+async function gridbox(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [MAIN, ...args], { maxBuffer: 64 << 20, env: { ...process.env, ...env } });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+async function withRegistry(t: TestContext, auth: RegistryAuth, fn: (reg: TestRegistry, dir: string) => Promise<void>): Promise<void> {
+  if (!haveRegistry()) { t.skip('docker-registry not installed (apt-get install docker-registry)'); return; }
+  await withTempDir(async (dir) => {
+    const reg = await startRegistry(dir, { auth });
+    try { await fn(reg, dir); } finally { await reg.stop(); }
+  });
+}
+
+/** A runnable image: busybox as /bin/sh plus a file, so a job can run inside the published tree. */
+async function busyboxLayer(): Promise<Buffer> {
+  const bb = await readFile('/bin/busybox');
+  return gzip(await buildTar([
+    { name: 'bin/', type: 'directory' }, { name: 'bin/busybox', content: bb, mode: 0o755 },
+    { name: 'bin/sh', type: 'symlink', linkname: 'busybox' }, { name: 'app/', type: 'directory' }, { name: 'app/data.txt', content: 'payload\n' },
+  ]));
+}
+
+/** Registry requests logged since `from`, waiting until the log has at least `atLeast` more lines. */
+async function requestsSince(reg: TestRegistry, from: number, atLeast: number): Promise<{ method: string; path: string; status: number }[]> {
+  let seen = (await reg.accessLog()).slice(from);
+  for (let i = 0; i < 60 && seen.length < atLeast; i++) { await new Promise((r) => setTimeout(r, 50)); seen = (await reg.accessLog()).slice(from); }
+  await new Promise((r) => setTimeout(r, 200));
+  return (await reg.accessLog()).slice(from);
+}
+
+test('sync publishes test images, keeps a steady state for one HEAD per tag, and drops names then trees', { timeout: 300_000 }, async (t) => {
+  await withRegistry(t, 'none', async (reg, dir) => {
+    if (!(await gridbox(['--help'])).stdout.includes('sync')) { t.skip('CLI main.js not built'); return; }
+    const root = join(dir, 'repo');
+    assert.equal((await gridbox(['mkfs', FQRN, '--root', root])).code, 0);
+    const env = ['PATH=/usr/local/bin:/usr/bin:/bin', 'GREETING=hello'];
+    const layers = await standardLayers();
+    const amd = await pushImage(reg, 'org/test', 'latest', layers, imageConfig('amd64', env));
+    await pushImage(reg, 'org/test', 'config-only', layers, imageConfig('amd64', [...env, 'EXTRA=1']));
+    const arm = await pushImage(reg, 'org/test', 'arm', layers, imageConfig('arm64', env, { WorkingDir: '/arm' }));
+    await pushIndex(reg, 'org/test', 'multi', [
+      { ...amd, platform: { os: 'linux', architecture: 'amd64' } }, { ...arm, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    ]);
+    await pushImage(reg, 'org/job', '1', [{ data: await busyboxLayer(), mediaType: GZ }],
+      { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin', 'GREETING=hi'], Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo "$GREETING from $(pwd) $(cat data.txt)"'], WorkingDir: '/app' } });
+    const list = join(dir, 'docker_images.txt');
+    const names = ['org/test:latest', 'org/test:config-only', 'org/test:multi', 'org/job:1'].map((n) => `${reg.host}/${n}`);
+    await writeFile(list, `# test images\n${names.join('\n')}\n\n`);
+    const notify = join(dir, 'notify.jsonl');
+
+    // Cycle 1: everything is new.
+    const c1 = await gridbox(['sync', list, '--repo', FQRN, '--root', root, '--platform', 'linux/amd64', '--notify', notify]);
+    assert.equal(c1.code, 0, c1.stderr);
+    assert.match(c1.stdout, /^new +127\.0\.0\.1:\d+\/org\/test:latest -> \.images\//m);
+    const layout = repoLayout(root, FQRN);
+    const state = await readSyncState(layout);
+    const tree = (n: string): string => state.images[`${reg.host}/${n}`].tree;
+    assert.notEqual(tree('org/test:latest'), tree('org/test:config-only'), 'a config-only change gets its own tree');
+    assert.equal(tree('org/test:latest'), tree('org/test:multi'), 'the index resolves to the amd64 manifest');
+    const revision1 = (await readHead(layout)).revision;
+    const notes = (await readFile(notify, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { action: string; status?: string });
+    assert.deepEqual(notes.map((n) => n.action), ['start_cycle', 'image', 'image', 'image', 'image', 'publish', 'end_cycle']);
+
+    // Published trees, read through the client.
+    const server = await listenSrv({ srvDir: join(root, 'srv') });
+    const dest = join(dir, 'job');
+    try {
+      const common = ['--server', server.url, '--keys', join(root, 'keys'), '--cache', join(dir, 'cache')];
+      const cat = async (p: string): Promise<string> => { const r = await gridbox(['cat', FQRN, p, ...common]); assert.equal(r.code, 0, `${p}: ${r.stderr}`); return r.stdout; };
+      const ls = async (p: string): Promise<string> => (await gridbox(['ls', FQRN, p, ...common])).stdout;
+      const t1 = `/${tree('org/test:latest')}`;
+      assert.match(await ls(`/${reg.host}/org`), new RegExp(`test:latest -> \\.\\./\\.\\./${tree('org/test:latest').replaceAll('.', '\\.')}$`, 'm'));
+      assert.equal(await cat(`${t1}/app/hello.txt`), 'hello world\n');
+      assert.equal(await cat(`${t1}/app/${'d'.repeat(60)}/${'f'.repeat(60)}.txt`), 'long name\n');
+      assert.equal(await cat(`${t1}/app/grüße-ñ-日本.txt`), 'utf8\n');
+      assert.equal(await cat(`${t1}/etc/hostname`), 'two\n');
+      assert.equal(await cat(`${t1}/opt/old/new.txt`), 'new');
+      const app = await ls(`${t1}/app`);
+      assert.doesNotMatch(app, /to-delete|\bdata\b/, 'whiteouts removed lower-layer entries');
+      assert.match(app, /^-rw-r--r-- +2 .* hello\.txt$/m, 'hard link kept within the directory');
+      assert.doesNotMatch(await ls(`${t1}/opt/old`), /\bx$|\bsub$/m, 'opaque directory hid the lower layer');
+      assert.match(await ls(`${t1}/usr/bin`), /^-rwxr-xr-x .* suid-demo$/m, 'setuid stripped');
+      assert.doesNotMatch(await ls(`${t1}/dev`), /null/, 'device skipped by the default policy');
+      assert.match(await ls(`${t1}/root`), /^-rw-r--r-- .* secret$/m, 'owner-readable file readable by job users');
+      for (const m of ['cvmfs', 'srv', 'proc', 'sys', 'tmp', 'home']) assert.match(await ls(t1), new RegExp(`^d.* ${m}$`, 'm'));
+      assert.equal(await cat(`${t1}/etc/resolv.conf`), '');
+      assert.equal(await cat(`${t1}/.singularity.d/workdir`), '/app\n');
+      assert.deepEqual(JSON.parse(await cat(`${t1}/.singularity.d/labels.json`)), { 'org.test.name': 'gridbox', 'org.test.v': '1' });
+      assert.match(await cat(`${t1}/.singularity.d/env/90-environment.sh`), /^export GREETING="\$\{GREETING:-hello\}"$/m);
+      assert.match(await cat(`/${tree('org/test:config-only')}/.singularity.d/env/90-environment.sh`), /EXTRA:-1/);
+
+      // A job runs inside a published tree with the runtime.
+      // (The parent is fetched: `get` of a nested-catalog root itself trips over its mountpoint.)
+      const got = await gridbox(['get', FQRN, `/${dirname(tree('org/job:1'))}`, dest, '--quiet', ...common]);
+      assert.equal(got.code, 0, got.stderr);
+    } finally {
+      await server.close();
+    }
+    const job = await gridbox(['run', join(dest, tree('org/job:1').split('/').pop()!)], { GREETING: '' });
+    if (job.code !== 0 && /user namespace|bwrap|LAUNCH_NO/i.test(job.stderr)) t.diagnostic(`runtime unavailable here: ${job.stderr}`);
+    else assert.equal(job.stdout.trim(), 'hi from /app payload', job.stderr);
+
+    // Cycle 2: steady state — one HEAD per tag, no GET, no publish.
+    const before = (await reg.accessLog()).length;
+    const c2 = await gridbox(['sync', list, '--repo', FQRN, '--root', root, '--platform', 'linux/amd64']);
+    assert.equal(c2.code, 0, c2.stderr);
+    assert.match(c2.stdout, /nothing to publish/);
+    const seen = (await requestsSince(reg, before, names.length)).filter((r) => r.path !== '/v2/');
+    assert.equal(seen.filter((r) => r.method === 'HEAD').length, names.length, JSON.stringify(seen));
+    assert.equal(seen.filter((r) => r.method === 'GET').length, 0, JSON.stringify(seen));
+    assert.equal((await readHead(layout)).revision, revision1);
+
+    // Cycle 3: a tag dropped from the list loses its name at once; its tree waits for the grace period.
+    await writeFile(list, names.filter((n) => !n.endsWith('config-only')).join('\n'));
+    const settings = await readSettings(layout);
+    const client = new RegistryClient({ platform: { os: 'linux', architecture: 'amd64' } });
+    const base: SyncOptions = { layout, settings, client, platform: { os: 'linux', architecture: 'amd64' } };
+    const list3 = parseImageList(await readFile(list, 'utf8'));
+    const r3 = await syncCycle(list3, base);
+    assert.deepEqual(r3.outcomes.filter((o) => o.status === 'removed').map((o) => o.name), [`${reg.host}/org/test:config-only`]);
+    assert.equal(r3.treesRemoved.length, 0);
+    const s3 = await readSyncState(layout);
+    assert.ok(s3.trees[tree('org/test:config-only')].unreferencedSince !== undefined);
+    // Cycle 4, past the grace period: the tree goes too.
+    const r4 = await syncCycle(list3, { ...base, now: () => Date.now() + 3 * 86_400_000 });
+    assert.deepEqual(r4.treesRemoved, [tree('org/test:config-only')]);
+    assert.equal((await readHead(layout)).revision, revision1 + 2);
+  });
+});
+
+test('malicious layers are each refused with a clear message and the rest of the cycle publishes', { timeout: 300_000 }, async (t) => {
+  await withRegistry(t, 'none', async (reg, dir) => {
+    const root = join(dir, 'repo');
+    assert.equal((await gridbox(['mkfs', FQRN, '--root', root])).code, 0);
+    const evil = await maliciousLayers();
+    for (const [tag, layer] of Object.entries(evil)) await pushImage(reg, 'org/evil', tag, [layer], imageConfig('amd64', []));
+    await pushImage(reg, 'org/good', '1', [{ data: await busyboxLayer(), mediaType: GZ }], imageConfig('amd64', ['A=1']));
+    const layout = repoLayout(root, FQRN);
+    const list = parseImageList(`${reg.host}/org/evil:*\n${reg.host}/org/good:1\n`);
+    const report = await syncCycle(list, {
+      layout, settings: await readSettings(layout), client: new RegistryClient(), strict: true,
+      flatten: { decompress: { maxBytes: 8 * 2 ** 20 }, tar: { maxPaxBytes: 64 * 1024 } },
+    });
+    assert.equal(report.failed, true);
+    const byName = new Map(report.outcomes.map((o) => [o.name.replace(/^.*:/, ''), o]));
+    assert.equal(byName.get('1')?.status, 'new');
+    const why: Record<string, RegExp> = {
+      dotdot: /\.\.|escap|outside/i, absolute: /absolute|outside|escap/i, 'symlink-parent': /symlink/i, 'hardlink-out': /link/i,
+      truncated: /truncat|unexpected end|corrupt/i, bomb: /TAR_LIMIT|limit|bytes/i, pax: /PAX/i,
+    };
+    for (const [tag, re] of Object.entries(why)) {
+      const o = byName.get(tag);
+      assert.equal(o?.status, 'failed', `${tag}: ${JSON.stringify(o)}`);
+      assert.match(o!.error!, re, `${tag}: ${o!.error}`);
+      assert.match(o!.error!, new RegExp(`org/evil:${tag}`), 'the message names the image');
+    }
+    const state = await readSyncState(layout);
+    assert.deepEqual(Object.keys(state.images), [`${reg.host}/org/good:1`]);
+    // Nothing outside the good image was published: the repository root holds only its name and .images.
+    const server = await listenSrv({ srvDir: join(root, 'srv') });
+    try {
+      const common = ['--server', server.url, '--keys', join(root, 'keys'), '--cache', join(dir, 'cache')];
+      const rootLs = (await gridbox(['ls', FQRN, '/', ...common])).stdout.trim().split('\n').map((l) => l.split(' ').pop());
+      assert.deepEqual(rootLs.sort(), ['.images', reg.host].sort());
+      const img = (await gridbox(['ls', FQRN, `/${state.images[`${reg.host}/org/good:1`].tree}`, ...common])).stdout;
+      assert.doesNotMatch(img, /escape|evil|planted|shadow/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+test('sync pulls through token auth and a dry run publishes nothing', { timeout: 120_000 }, async (t) => {
+  await withRegistry(t, 'token', async (reg, dir) => {
+    const root = join(dir, 'repo');
+    assert.equal((await gridbox(['mkfs', FQRN, '--root', root])).code, 0);
+    await pushImage(reg, 'org/private', 'v1', [{ data: await busyboxLayer(), mediaType: GZ }], imageConfig('amd64', ['X=1']));
+    const list = join(dir, 'wishlist.yaml');
+    await writeFile(list, `version: 1\ninput:\n  - 'http://${reg.host}/org/private:v1'\noutput_format: '$(scheme)://mirror/$(repository):$(tag)'\n`);
+    const auth = join(dir, 'auth.json');
+    await writeFile(auth, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }));
+    const layout = repoLayout(root, FQRN);
+    const rev0 = (await readHead(layout)).revision;
+    const dry = await gridbox(['sync', list, '--repo', FQRN, '--root', root, '--auth', auth, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^new +mirror\/org\/private:v1$/m);
+    assert.equal((await readHead(layout)).revision, rev0);
+    const real = await gridbox(['sync', list, '--repo', FQRN, '--root', root, '--auth', auth, '--json']);
+    assert.equal(real.code, 0, real.stderr);
+    const rep = JSON.parse(real.stdout) as { outcomes: { name: string; status: string }[] };
+    assert.deepEqual(rep.outcomes.map((o) => [o.name, o.status]), [['mirror/org/private:v1', 'new']]);
+    assert.equal((await readHead(layout)).revision, rev0 + 1);
+  });
+});
