@@ -1,0 +1,137 @@
+// Copies content-addressed objects from a stratum-0 (or another replica) into a replica store exactly
+// as served: the raw bytes must hash to the object's name before the store sees them (spec §1.3), a
+// bounded number of fetches run at once, and an object already present or being copied is not fetched again.
+// Decides nothing about *which* objects to copy: that is the catalog walk in snapshot.ts.
+import { GridboxError, q } from '../errors.js';
+import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
+import type { ObjectStore } from '../store/object-store.js';
+
+/** What a snapshot reads from its source; the Downloader (src/download) satisfies it as is. */
+export interface SnapshotSource {
+  /** A non-content-addressed file below the repository base URL, size-capped and unverified. */
+  fetchFile(relPath: string, opts?: { maxBytes?: number }): Promise<Buffer>;
+  /** With compression "none": the object's stored bytes, returned only after they hashed to `id`. */
+  fetchObject(id: ObjectId, suffix: ObjectSuffix, opts: { compression: 'none' }): Promise<Buffer>;
+}
+
+export interface CopyStats {
+  /** Objects fetched and stored by this run. */
+  objects: number;
+  /** Stored (compressed) bytes of those objects. */
+  bytes: number;
+  /** Objects found already present in the replica, not fetched. */
+  present: number;
+}
+
+/** Codes that say the bytes a source served were wrong, as opposed to the source being unreachable. */
+const BAD_DATA = new Set(['STORE_HASH_MISMATCH', 'STORE_SIZE_MISMATCH', 'COMPRESSION_BAD']);
+
+/** The innermost bad-data error or HTTP status below a download failure, so the report names the real problem. */
+function rootCause(e: unknown): { badData?: GridboxError; status?: number } {
+  let cur: unknown = e;
+  let status: number | undefined;
+  for (let depth = 0; cur instanceof Error && depth < 6; depth++) {
+    if (cur instanceof GridboxError) {
+      if (BAD_DATA.has(cur.code)) return { badData: cur };
+      if (typeof cur.fields.status === 'number') status ??= cur.fields.status;
+    }
+    cur = cur.cause;
+  }
+  return { status };
+}
+
+/** True when a failed fetch means "the source does not have this object" (HTTP 404 on every attempt). */
+export function isMissingAtSource(e: unknown): boolean {
+  return e instanceof GridboxError && e.code === 'STORE_MISSING';
+}
+
+/**
+ * Re-labels a download failure of one object: a hash mismatch becomes STORE_HASH_MISMATCH naming the
+ * object key, a 404 becomes STORE_MISSING; anything else keeps its code and gains the object key.
+ */
+export function objectFetchError(e: unknown, key: string): GridboxError {
+  const { badData, status } = rootCause(e);
+  if (badData !== undefined) {
+    return new GridboxError(badData.code, `Cannot replicate object ${q(key)}: the source serves bytes that fail verification (${badData.message})`,
+      { objectId: key, cause: e });
+  }
+  if (status === 404) {
+    return new GridboxError('STORE_MISSING', `Cannot replicate object ${q(key)}: the source does not have it (HTTP 404)`, { objectId: key, cause: e });
+  }
+  if (e instanceof GridboxError) return new GridboxError(e.code, `Cannot replicate object ${q(key)}: ${e.message}`, { ...e.fields, objectId: key, cause: e });
+  return new GridboxError('INTERNAL', `Cannot replicate object ${q(key)}: ${(e as Error)?.message ?? String(e)}`, { objectId: key, cause: e });
+}
+
+/** Runs at most `max` tasks at once, in call order; `stop()` makes tasks not yet started fail fast. */
+export class Limiter {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  private stopped: unknown;
+
+  constructor(private readonly max: number) {
+    if (!Number.isInteger(max) || max < 1) throw new GridboxError('USAGE', `Concurrency must be a positive integer, got ${q(max)}`);
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      if (this.stopped !== undefined) throw this.stopped;
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); else this.running--;
+    }
+  }
+
+  /** Tasks that have not started yet reject with `reason`; running ones finish. */
+  stop(reason: unknown): void {
+    this.stopped ??= reason;
+  }
+}
+
+export class ObjectCopier {
+  readonly stats: CopyStats = { objects: 0, bytes: 0, present: 0 };
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(private readonly source: SnapshotSource, private readonly store: ObjectStore, readonly limiter: Limiter) {}
+
+  /** Ensures the object is in the replica; concurrent calls for one key share one copy. */
+  copy(id: ObjectId, suffix: ObjectSuffix): Promise<void> {
+    const key = objectKey(id, suffix);
+    let p = this.inFlight.get(key);
+    if (p === undefined) {
+      p = this.copyOnce(id, suffix, key);
+      this.inFlight.set(key, p);
+    }
+    return p;
+  }
+
+  /** Verified stored bytes of an object, not stored: catalogs and histories are stored after what they reference. */
+  async fetch(id: ObjectId, suffix: ObjectSuffix): Promise<Buffer> {
+    const key = objectKey(id, suffix);
+    return this.limiter.run(async () => {
+      try {
+        return await this.source.fetchObject(id, suffix, { compression: 'none' });
+      } catch (e) {
+        throw objectFetchError(e, key);
+      }
+    });
+  }
+
+  /** Stores verified bytes got from fetch(), counting them. */
+  async put(key: string, bytes: Buffer): Promise<void> {
+    await this.store.put(key, bytes);
+    this.stats.objects++;
+    this.stats.bytes += bytes.length;
+  }
+
+  private async copyOnce(id: ObjectId, suffix: ObjectSuffix, key: string): Promise<void> {
+    if (await this.store.has(key)) {
+      this.stats.present++;
+      return;
+    }
+    const bytes = await this.fetch(id, suffix);
+    await this.put(key, bytes);
+  }
+}
