@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { GridboxError } from '../errors.js';
 import { Downloader } from '../download/downloader.js';
 import { listenSrv, type RunningServer } from '../server/srv-handler.js';
+import { squidBinary, startSquid } from '../testing/squid.js';
 import { withTempDir } from '../testing/tmp.js';
 import { snapshotRepository, type SnapshotReport } from './snapshot.js';
 
@@ -237,4 +238,26 @@ test('a tampered or older manifest is refused and the replica keeps its revision
   await assert.rejects(snapshotInProcess(f), { code: 'MANIFEST_OUTDATED' });
   assert.deepEqual(await readFile(join(replicaSrv(f), '.cvmfspublished')), good);
   await rm(join(f.dir, 'cache'), { recursive: true, force: true });
+}));
+
+test('a snapshot through a squid proxy (--proxy) fetches via the proxy and reads back', { skip: squidBinary() === undefined ? 'squid is not installed' : false, timeout: 180_000 }, async () => withSource(async (f) => {
+  await chmod(f.dir, 0o755); // squid drops to user proxy, which must traverse to its state dir
+  const squid = await startSquid(join(f.dir, 'squid'));
+  try {
+    const out = (await gridbox(['snapshot', FQRN, '--from', f.server.url, '--root', f.replica, '--keys', f.keys, '--proxy', squid.url])).stdout.toString();
+    const copied = Number(/copied (\d+) objects/.exec(out)?.[1]);
+    assert.ok(copied > 10, out);
+    const viaSquid = (await squid.accessLog()).filter((l) => l.includes(`/cvmfs/${FQRN}/data/`));
+    assert.ok(viaSquid.length >= copied, `every object came through squid (${viaSquid.length} log lines for ${copied} objects)`);
+    const replicaServer = await listenSrv({ srvDir: join(f.replica, 'srv') });
+    try {
+      const common = ['--server', replicaServer.url, '--keys', f.keys, '--cache', join(f.dir, 'cache')];
+      const big = (await gridbox(['cat', FQRN, '/sw/v1/lib/big.bin', ...common])).stdout;
+      assert.ok(big.equals(await readFile(join(f.src, 'sw', 'v1', 'lib', 'big.bin'))));
+    } finally {
+      await replicaServer.close();
+    }
+  } finally {
+    await squid.stop();
+  }
 }));

@@ -3,7 +3,7 @@
 // exactly as served, then install the whitelist and the manifest last. Not a publisher and not a server.
 // Invariant that makes runs incremental and crash-safe: a catalog (or history object) is stored only after
 // everything it references, so one found in the replica stands for its whole subtree.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { openCatalog } from '../catalog/catalog-reader.js';
@@ -73,6 +73,8 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
     const pkcs7 = await fetchOptional(o.source, '.cvmfswhitelist.pkcs7', MAX_WHITELIST_BYTES);
 
     const store = await FsStore.create(layout.srv);
+    // We hold the lock, so scratch dirs left by a killed snapshot are nobody's.
+    for (const name of await readdir(layout.state)) if (name.startsWith('snapshot-')) await rm(join(layout.state, name), { recursive: true, force: true });
     tmpDir = await mkdtemp(join(layout.state, 'snapshot-'));
     const limiter = new Limiter(o.concurrency ?? DEFAULT_SNAPSHOT_CONCURRENCY);
     const copier = new ObjectCopier(o.source, store, limiter);
