@@ -1,15 +1,19 @@
-// Publish benchmark (issue 2): a tree copied from /usr/share and /usr/lib (capped at ~700 MB / 50k files;
-// GRIDBOX_BENCH_PUBLISH_MB and GRIDBOX_BENCH_PUBLISH_FILES turn it down), published by gridbox vs
-// `mksquashfs -comp gzip -Xcompression-level 6 -processors 2` in one run, plus an unchanged republish.
+// Publish benchmark (issue 2): gridbox publish vs `mksquashfs -comp gzip -Xcompression-level 6` on the same
+// tree, same core count, page cache in the same state, interleaved rounds; plus an unchanged republish.
+// The tree (~700 MB / 50k files from /usr/share then /usr/lib) is built once into a cache dir and reused.
+// Knobs: GRIDBOX_BENCH_PUBLISH_MB, _FILES, _ROUNDS, GRIDBOX_BENCH_TREE_DIR, GRIDBOX_BENCH_DROP_CACHES=1 (root).
 import { spawnSync } from 'node:child_process';
-import { copyFile, lstat, mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRepository } from '../publish/create-repository.js';
 import { publishDirectory } from '../publish/publisher.js';
 import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 
-async function copyCapped(from: string[], to: string, maxBytes: number, maxFiles: number): Promise<{ files: number; bytes: number }> {
+interface TreeStats { files: number; bytes: number }
+
+async function copyCapped(from: string[], to: string, maxBytes: number, maxFiles: number): Promise<TreeStats> {
   const acc = { files: 0, bytes: 0 };
   const visit = async (src: string, dst: string): Promise<void> => {
     let names: string[];
@@ -31,38 +35,92 @@ async function copyCapped(from: string[], to: string, maxBytes: number, maxFiles
   return acc;
 }
 
+/** The cached input tree: built once (into a temp name, renamed when complete), reused by later runs. */
+async function benchTree(dir: string, maxBytes: number, maxFiles: number): Promise<TreeStats> {
+  const statsFile = `${dir}.json`;
+  try {
+    return JSON.parse(await readFile(statsFile, 'utf8')) as TreeStats;
+  } catch { /* not built yet */ }
+  const partial = `${dir}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
+  const stats = await copyCapped(['/usr/share', '/usr/lib'], partial, maxBytes, maxFiles);
+  await rename(partial, dir);
+  await writeFile(statsFile, JSON.stringify(stats));
+  return stats;
+}
+
+/** Brings every file of the tree into the page cache (or drops all caches), after flushing dirty pages. */
+async function settleCache(tree: string, drop: boolean): Promise<void> {
+  spawnSync('sync');
+  if (drop) { writeFileSync('/proc/sys/vm/drop_caches', '3'); return; }
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const visit = async (dir: string): Promise<void> => {
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) await visit(p);
+      else if (d.isFile()) {
+        const fd = openSync(p, 'r');
+        try { while (readSync(fd, buf, 0, buf.length, null) > 0); } finally { closeSync(fd); }
+      }
+    }
+  };
+  await visit(tree);
+}
+
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
-const row = (name: string, files: number, bytes: number, s: number) =>
-  `${name.padEnd(28)} ${s.toFixed(2).padStart(8)} s ${(files / s).toFixed(0).padStart(8)} files/s ${(bytes / 1e6 / s).toFixed(1).padStart(8)} MB/s`;
+const row = (what: string, who: string, s: TreeStats, t: number, extra = '') =>
+  `${what.padEnd(10)} ${who.padEnd(18)} ${t.toFixed(2).padStart(7)} s ${(s.files / t).toFixed(0).padStart(7)} files/s ${(s.bytes / 1e6 / t).toFixed(1).padStart(7)} MB/s${extra}`;
 
 export async function run(): Promise<string[]> {
   const maxMb = Number(process.env.GRIDBOX_BENCH_PUBLISH_MB ?? 700);
   const maxFiles = Number(process.env.GRIDBOX_BENCH_PUBLISH_FILES ?? 50_000);
-  const dir = await mkdtemp(join(tmpdir(), 'gridbox-bench-publish-'));
-  const rows: string[] = [];
+  const rounds = Math.max(1, Number(process.env.GRIDBOX_BENCH_PUBLISH_ROUNDS ?? 2));
+  const drop = process.env.GRIDBOX_BENCH_DROP_CACHES === '1';
+  const cores = availableParallelism();
+  const treeDir = process.env.GRIDBOX_BENCH_TREE_DIR ?? `/var/tmp/gridbox-bench-tree-${maxMb}mb-${maxFiles}`;
+  const tree = await benchTree(treeDir, maxMb * 1e6, maxFiles);
+  const rows = [`tree: ${treeDir}: ${tree.files} files, ${(tree.bytes / 1e6).toFixed(1)} MB; ${cores} cores for both; page cache ${drop ? 'dropped' : 'warm'} before each run; ${rounds} interleaved rounds`];
+  const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-publish-'));
+  const best = { ours: Infinity, theirs: Infinity, again: Infinity };
   try {
-    const src = join(dir, 'src');
-    const { files, bytes } = await copyCapped(['/usr/share', '/usr/lib'], src, maxMb * 1e6, maxFiles);
-    rows.push(`tree: ${files} files, ${(bytes / 1e6).toFixed(1)} MB, ${availableParallelism()} cores`);
-    spawnSync('sync');
-    const layout = repoLayout(join(dir, 'repo'), 'bench.gridbox.local');
-    await createRepository(layout, DEFAULT_SETTINGS);
-    let t0 = process.hrtime.bigint();
-    await publishDirectory(src, { layout, settings: DEFAULT_SETTINGS, xattrs: false });
-    const ours = secs(t0);
-    rows.push(row('gridbox publish', files, bytes, ours));
-    t0 = process.hrtime.bigint();
-    const sq = spawnSync('mksquashfs', [src, join(dir, 'out.sqfs'), '-comp', 'gzip', '-Xcompression-level', '6', '-processors', String(availableParallelism()), '-no-progress', '-quiet'], { encoding: 'utf8' });
-    const theirs = secs(t0);
-    if (sq.status !== 0) rows.push(`mksquashfs failed: ${sq.stderr || sq.error}`);
-    else rows.push(row('mksquashfs gzip-6', files, bytes, theirs));
-    t0 = process.hrtime.bigint();
-    const r2 = await publishDirectory(src, { layout, settings: DEFAULT_SETTINGS, xattrs: false });
-    const again = secs(t0);
-    rows.push(row('gridbox republish unchanged', files, bytes, again) + ` (${r2.objectsWritten} new objects)`);
-    rows.push(`speed vs mksquashfs: ${(theirs / ours).toFixed(2)}x (target >= 0.8x); republish/publish: ${((again / ours) * 100).toFixed(1)}% (target <= 5%)`);
+    const ours = async (round: number): Promise<void> => {
+      const layout = repoLayout(join(work, `repo-${round}`), 'bench.gridbox.local');
+      await createRepository(layout, DEFAULT_SETTINGS);
+      await settleCache(treeDir, drop);
+      let t0 = process.hrtime.bigint();
+      await publishDirectory(treeDir, { layout, settings: DEFAULT_SETTINGS, workers: cores, xattrs: 'auto' });
+      const first = secs(t0);
+      rows.push(row('publish', 'gridbox', tree, first));
+      await settleCache(treeDir, drop);
+      t0 = process.hrtime.bigint();
+      const r2 = await publishDirectory(treeDir, { layout, settings: DEFAULT_SETTINGS, workers: cores, xattrs: 'auto' });
+      const again = secs(t0);
+      rows.push(row('republish', 'gridbox', tree, again, ` ${((again / first) * 100).toFixed(1)}% of publish (${r2.objectsWritten} new objects)`));
+      best.ours = Math.min(best.ours, first);
+      best.again = Math.min(best.again, again);
+      await rm(layout.root, { recursive: true, force: true });
+    };
+    const theirs = async (): Promise<void> => {
+      const out = join(work, 'out.sqfs');
+      await rm(out, { force: true });
+      await settleCache(treeDir, drop);
+      const t0 = process.hrtime.bigint();
+      const sq = spawnSync('mksquashfs', [treeDir, out, '-comp', 'gzip', '-Xcompression-level', '6', '-processors', String(cores), '-no-progress', '-quiet'], { encoding: 'utf8' });
+      const t = secs(t0);
+      if (sq.status !== 0) throw new Error(`mksquashfs failed: ${sq.stderr || String(sq.error)}`);
+      rows.push(row('publish', 'mksquashfs gzip-6', tree, t));
+      best.theirs = Math.min(best.theirs, t);
+      await rm(out, { force: true });
+    };
+    for (let i = 0; i < rounds; i++) {
+      // Alternate who goes first, so neither always runs on a machine the other just heated.
+      if (i % 2 === 0) { await ours(i); await theirs(); } else { await theirs(); await ours(i); }
+    }
+    rows.push(`best of ${rounds}: gridbox ${best.ours.toFixed(2)} s, mksquashfs ${best.theirs.toFixed(2)} s: gridbox speed ${(best.theirs / best.ours).toFixed(2)}x mksquashfs (target >= 0.8x)`);
+    rows.push(`best of ${rounds}: republish ${best.again.toFixed(2)} s = ${((best.again / best.ours) * 100).toFixed(1)}% of publish (target <= 5%)`);
     return rows;
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
   }
 }

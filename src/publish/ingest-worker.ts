@@ -1,46 +1,63 @@
-// Worker-thread body for worker-pool.ts: read one file, cut it with the xor32 chunker when it is larger
-// than the minimum chunk size, compress and hash each piece, and put it into the repository's FsStore.
-// Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the open stores.
+// Worker-thread body for worker-pool.ts: read each file of a batch, cut it with the xor32 chunker when it
+// is larger than the minimum chunk size, compress and hash each piece, and put it into the repository's
+// FsStore. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the open stores.
 import { parentPort, threadId } from 'node:worker_threads';
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
 import { chunkOffsets } from '../hash/chunker.js';
 import { FsStore } from '../store/fs-store.js';
 import { isGridboxError } from '../errors.js';
-import type { IngestResult, IngestTask, WorkerReply, WorkerRequest } from './worker-pool.js';
+import type { IngestResult, IngestTask, TaskOutcome, WorkerReply, WorkerRequest } from './worker-pool.js';
 
 const stores = new Map<string, FsStore>();
+/** Objects this thread is storing: a duplicate met meanwhile waits for that write, not a second one. */
+const writing = new Map<string, Promise<void>>();
+let tmpSeq = 0;
 
 /**
- * Synchronous put: this thread exists to block, and sync calls skip the shared libuv pool that made
- * small files cost a round trip each. Same layout and temp+rename discipline as FsStore.put (its
- * pathOf() names the object; the temp file lives in data/txn/), so a reader never sees a partial object.
+ * Same layout and temp+rename discipline as FsStore.put (its pathOf() names the object; the temp file
+ * lives in data/txn/), so a reader never sees a partial object. Runs on the libuv pool, so that this
+ * thread compresses the next file while the file system creates this one (creating a file costs about
+ * as much as compressing a small one, and mostly waits on the journal).
  */
-function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult): string {
+async function writeObject(store: FsStore, key: string, path: string, stored: Uint8Array): Promise<void> {
+  const tmp = join(store.dataDir, 'txn', `${key.slice(0, 12)}.${process.pid}.${threadId}.${tmpSeq++}`);
+  try {
+    await writeFile(tmp, stored, { flag: 'wx', mode: 0o644 });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw Object.assign(new Error(`Cannot store object ${JSON.stringify(key)}: ${(e as Error).message}`), { gridboxCode: 'STORE_IO' });
+  }
+}
+
+function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
   const stored = task.compression === 'zlib' ? compressZlib(piece) : piece;
   const id = hashBytes(task.algorithm, stored);
   const key = objectKey(id, suffix);
-  const path = store.pathOf(key);
-  if (!existsSync(path)) {
-    const tmp = join(store.dataDir, 'txn', `${key.slice(0, 12)}.${process.pid}.${threadId}.${tmpSeq++}`);
-    try {
-      writeFileSync(tmp, stored);
-      renameSync(tmp, path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw Object.assign(new Error(`Cannot store object ${JSON.stringify(key)}: ${(e as Error).message}`), { gridboxCode: 'STORE_IO' });
+  const pendingWrite = writing.get(key);
+  if (pendingWrite !== undefined) writes.push(pendingWrite);
+  else {
+    const path = store.pathOf(key);
+    if (!existsSync(path)) {
+      const w = writeObject(store, key, path, stored);
+      // Once settled, existsSync answers (a failed write is reported by the task that started it).
+      writing.set(key, w);
+      const forget = () => { writing.delete(key); };
+      w.then(forget, forget);
+      writes.push(w);
+      acc.objectsWritten++;
+      acc.bytesWritten += stored.length;
     }
-    acc.objectsWritten++;
-    acc.bytesWritten += stored.length;
   }
   return id.hex;
 }
 
-let tmpSeq = 0;
-
-async function ingest(task: IngestTask, srvDir: string): Promise<IngestResult> {
+/** Reads, cuts, compresses and hashes synchronously; the returned writes finish the stores. */
+function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[]): IngestResult {
   let store = stores.get(srvDir);
   if (store === undefined) stores.set(srvDir, (store = new FsStore(srvDir)));
   let data: Uint8Array;
@@ -61,22 +78,40 @@ async function ingest(task: IngestTask, srvDir: string): Promise<IngestResult> {
       acc.chunks = [];
       for (let i = 0; i < starts.length; i++) {
         const end = i + 1 < starts.length ? starts[i + 1] : data.length;
-        const hex = storePiece(store, task, data.subarray(starts[i], end), 'P', acc);
+        const hex = storePiece(store, task, data.subarray(starts[i], end), 'P', acc, writes);
         acc.chunks.push({ offset: starts[i], size: end - starts[i], hex });
       }
       return acc;
     }
   }
-  acc.hex = storePiece(store, task, data, '', acc);
+  acc.hex = storePiece(store, task, data, '', acc, writes);
   return acc;
 }
 
+function failure(e: unknown): TaskOutcome {
+  const code = isGridboxError(e) ? e.code : (e as { gridboxCode?: string }).gridboxCode;
+  return { ok: false, code, message: (e as Error)?.message ?? String(e) };
+}
+
 parentPort!.on('message', (req: WorkerRequest) => {
-  ingest(req.task, req.srvDir).then(
-    (result) => parentPort!.postMessage({ seq: req.seq, ok: true, result } satisfies WorkerReply),
-    (e: unknown) => {
-      const code = isGridboxError(e) ? e.code : (e as { gridboxCode?: string }).gridboxCode;
-      parentPort!.postMessage({ seq: req.seq, ok: false, code, message: (e as Error)?.message ?? String(e) } satisfies WorkerReply);
-    },
-  );
+  // Compute now, in order; reply when this batch's objects are all in place. Meanwhile the next
+  // batch's message can already be handled.
+  const done = req.tasks.map(async (task): Promise<TaskOutcome> => {
+    const writes: Promise<void>[] = [];
+    let result: IngestResult;
+    try {
+      result = ingest(task, req.srvDir, writes);
+    } catch (e) {
+      await Promise.allSettled(writes);
+      return failure(e);
+    }
+    try {
+      await Promise.all(writes);
+    } catch (e) {
+      await Promise.allSettled(writes);
+      return failure(e);
+    }
+    return { ok: true, result };
+  });
+  void Promise.all(done).then((outcomes) => parentPort!.postMessage({ seq: req.seq, outcomes } satisfies WorkerReply));
 });

@@ -14,6 +14,7 @@ import { matchDirtab, planCatalogs } from './catalog-plan.js';
 import { commitHead, readHead, type Head } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
+import { phaseTimer } from './phase-timer.js';
 import { loadRevision } from './revision-load.js';
 import { RevisionTree, toRepoPath, type ContentSource, type FileContent, type TreeItem } from './tree.js';
 import { WorkerPool, type IngestResult } from './worker-pool.js';
@@ -82,6 +83,7 @@ export async function publishDirectory(sourceDir: string, opts: PublishOptions):
 export async function runTransaction(opts: PublishOptions, collect: (ingest: IngestBytes) => Promise<SourceItem[]>): Promise<PublishReport> {
   const { layout, settings } = opts;
   const hooks = opts.hooks ?? {};
+  const timer = phaseTimer();
   const at = normalizeAt(opts.at);
   await mkdir(layout.state, { recursive: true });
   const lock = await acquirePublishLock(layout.lock, layout.fqrn, 'publish');
@@ -93,6 +95,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     const head = await readHead(layout);
     const old = await loadRevision(store, head.rootId, tmpDir);
     hooks.point?.('loaded');
+    timer.mark('lock+load');
     const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
     const streamed = { objects: 0, bytes: 0 };
     const ingestBytes: IngestBytes = async (bytes) => {
@@ -104,6 +107,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     };
     const items = await collect(ingestBytes);
     hooks.point?.('walked');
+    timer.mark('collect');
 
     // The new tree: the old one without the replaced subtree, plus the new items under `at`.
     const tree = old.tree;
@@ -156,6 +160,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     // Markers kept from old parts of the tree.
     for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicitMounts.push(p.slice(0, p.lastIndexOf('/')));
 
+    timer.mark('merge');
     const present = await mapLimit(reuseCandidates, 64, ({ item }) => contentPresent(store, item));
     reuseCandidates.forEach((c, i) => {
       if (present[i]) { report.filesReused++; delete c.item.source; return; }
@@ -163,29 +168,49 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
       c.item.source ??= { kind: 'bytes', bytes: new Uint8Array(0) };
       pending.push(c);
     });
-    // Ingest changed files: both cores hash and compress.
+    timer.mark('reuse-check');
+    // Ingest changed files: both cores hash and compress, many small files per worker message.
     if (pending.length > 0) {
       pool ??= new WorkerPool(layout.srv, opts.workers);
       let done = 0;
-      await Promise.all(pending.map(async ({ path, item }) => {
-        const src = item.source!;
-        const r = await pool!.run({
-          ...(src.kind === 'file' ? { sourcePath: src.path } : { bytes: src.bytes }),
-          algorithm: settings.hashAlgorithm, compression: settings.compression, chunk,
-        }, item.entry.size).catch((e: unknown) => {
-          throw e instanceof GridboxError && e.code === 'PUBLISH_SOURCE' ? e : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(path)} from the publish source`, { path, cause: e });
-        });
-        if (src.kind === 'file' && r.size !== item.entry.size) {
-          report.bytes += r.size - item.entry.size;
-          item.entry.size = r.size;
+      const batches: { path: string; item: TreeItem }[][] = [];
+      let batch: { path: string; item: TreeItem }[] = [];
+      let batchBytes = 0;
+      for (const p of pending) {
+        if (batch.length >= BATCH_FILES || (batch.length > 0 && batchBytes + p.item.entry.size > BATCH_BYTES)) {
+          batches.push(batch);
+          batch = [];
+          batchBytes = 0;
         }
-        item.content = contentOf(r, settings);
-        delete item.source;
-        report.objectsWritten += r.objectsWritten;
-        report.bytesWritten += r.bytesWritten;
-        done++;
-        if (done === 1) hooks.point?.('first-object');
-        if (done === Math.ceil(pending.length / 2)) hooks.point?.('half-objects');
+        batch.push(p);
+        batchBytes += p.item.entry.size;
+      }
+      if (batch.length > 0) batches.push(batch);
+      await Promise.all(batches.map(async (b) => {
+        const tasks = b.map(({ item }) => {
+          const src = item.source!;
+          return { ...(src.kind === 'file' ? { sourcePath: src.path } : { bytes: src.bytes }), algorithm: settings.hashAlgorithm, compression: settings.compression, chunk };
+        });
+        const outcomes = await pool!.runBatch(tasks, b.reduce((n, p) => n + p.item.entry.size, 0));
+        b.forEach(({ path, item }, i) => {
+          const r = outcomes[i];
+          if (r instanceof Error) {
+            throw r.code === 'PUBLISH_SOURCE' ? r : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(path)} from the publish source`, { path, cause: r });
+          }
+          if (item.source!.kind === 'file' && r.size !== item.entry.size) {
+            report.bytes += r.size - item.entry.size;
+            item.entry.size = r.size;
+          }
+          item.content = contentOf(r, settings);
+          delete item.source;
+          report.objectsWritten += r.objectsWritten;
+          report.bytesWritten += r.bytesWritten;
+        });
+        const before = done;
+        done += b.length;
+        if (before === 0) hooks.point?.('first-object');
+        const half = Math.ceil(pending.length / 2);
+        if (before < half && done >= half) hooks.point?.('half-objects');
       }));
     }
     if (pool !== undefined) {
@@ -193,9 +218,11 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
       pool = undefined;
     }
     hooks.point?.('objects-done');
+    timer.mark('ingest');
 
     if (dirtab !== undefined) explicitMounts.push(...matchDirtab(dirtab.text, dirtab.base, tree));
     const mounts = planCatalogs(tree, { explicit: explicitMounts, autocatalogMax: settings.autocatalogMax });
+    timer.mark('plan');
     const now = Math.floor(Date.now() / 1000);
     let firstCatalog = true;
     const built = await buildCatalogs(tree, mounts, {
@@ -204,12 +231,15 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     });
     for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
     hooks.point?.('catalogs-done');
+    timer.mark('catalogs');
     const root = built.get('')!;
     report.rootHash = formatObjectId(root.id);
     await commitHead(layout, store, {
       previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
       tag: opts.tag, tagDescription: opts.tagDescription, tmpDir, point: hooks.point,
     });
+    timer.mark('commit');
+    timer.done(`${report.files} files, ${report.filesReused} reused, ${report.objectsWritten} objects written`);
     hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${report.files} files (${report.filesReused} unchanged), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);
     return report;
   } finally {
@@ -218,6 +248,10 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     await lock.release();
   }
 }
+
+/** A worker message carries up to this many files or bytes (a larger file goes alone). */
+const BATCH_FILES = 64;
+const BATCH_BYTES = 4 << 20;
 
 function contentOf(r: IngestResult, settings: RepoSettings): FileContent {
   return {

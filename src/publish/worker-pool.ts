@@ -1,6 +1,8 @@
 // A small pool of worker threads that turn source files into stored objects (read → chunk → compress
 // → hash → put into the FsStore at srvDir), so hashing and compression use every core.
 // The main thread only schedules and collects ids; it never touches file bytes. Not a general pool.
+// Work goes out in batches (many small files per message): a message round trip costs more than
+// compressing a small file.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
@@ -34,21 +36,24 @@ export interface IngestResult {
   bytesWritten: number;
 }
 
-/** Message shapes between pool and worker (ingest-worker.ts). */
-export interface WorkerRequest { seq: number; task: IngestTask; srvDir: string }
-export type WorkerReply =
-  | { seq: number; ok: true; result: IngestResult }
-  | { seq: number; ok: false; code?: string; message: string };
+/** Message shapes between pool and worker (ingest-worker.ts): one reply per batch, one outcome per task. */
+export interface WorkerRequest { seq: number; tasks: IngestTask[]; srvDir: string }
+export type TaskOutcome = { ok: true; result: IngestResult } | { ok: false; code?: string; message: string };
+export interface WorkerReply { seq: number; outcomes: TaskOutcome[] }
+
+/** Per task of a batch: its result, or the error that task alone failed with. */
+export type BatchOutcome = IngestResult | GridboxError;
 
 /** Stop scheduling more work while this many file bytes are in flight (at least one task always runs). */
 const MAX_INFLIGHT_BYTES = 256 << 20;
-const MAX_INFLIGHT_PER_WORKER = 32;
+/** Batches queued on one worker: enough that it never waits for the main thread. */
+const MAX_INFLIGHT_PER_WORKER = 4;
 
 interface Pending {
   seq: number;
-  task: IngestTask;
+  tasks: IngestTask[];
   weight: number;
-  resolve(r: IngestResult): void;
+  resolve(r: BatchOutcome[]): void;
   reject(e: unknown): void;
 }
 
@@ -72,10 +77,20 @@ export class WorkerPool {
   }
 
   /** Queues one file; resolves when its objects are stored. Fails with PUBLISH_SOURCE for unreadable input. */
-  run(task: IngestTask, weight = 0): Promise<IngestResult> {
+  async run(task: IngestTask, weight = 0): Promise<IngestResult> {
+    const [r] = await this.runBatch([task], weight);
+    if (r instanceof GridboxError) throw r;
+    return r;
+  }
+
+  /**
+   * Queues several files as one message; resolves when all are done, with one outcome per task
+   * (a failed task does not fail the others). Rejects only when the worker itself dies.
+   */
+  runBatch(tasks: IngestTask[], weight = 0): Promise<BatchOutcome[]> {
     if (this.closed) return Promise.reject(new GridboxError('INTERNAL', 'Worker pool is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, task, weight, resolve, reject });
+      this.queue.push({ seq: ++this.seq, tasks, weight, resolve, reject });
       this.pump();
     });
   }
@@ -94,7 +109,7 @@ export class WorkerPool {
       this.queue.shift();
       this.inflightBytes += next.weight;
       slot.inflight.set(next.seq, next);
-      const req: WorkerRequest = { seq: next.seq, task: next.task, srvDir: this.srvDir };
+      const req: WorkerRequest = { seq: next.seq, tasks: next.tasks, srvDir: this.srvDir };
       slot.w.postMessage(req);
     }
   }
@@ -104,12 +119,13 @@ export class WorkerPool {
     if (p === undefined) return;
     slot.inflight.delete(m.seq);
     this.inflightBytes -= p.weight;
-    if (m.ok) p.resolve(m.result);
-    else {
-      const code = (m.code ?? 'PUBLISH_FAILED') as ErrorCode;
-      const where = p.task.sourcePath ?? 'in-memory content';
-      p.reject(new GridboxError(code, m.message.includes(where) ? m.message : `Cannot ingest ${q(where)}: ${m.message}`, { path: p.task.sourcePath }));
-    }
+    p.resolve(m.outcomes.map((o, i) => {
+      if (o.ok) return o.result;
+      const task = p.tasks[i];
+      const code = (o.code ?? 'PUBLISH_FAILED') as ErrorCode;
+      const where = task.sourcePath ?? 'in-memory content';
+      return new GridboxError(code, o.message.includes(where) ? o.message : `Cannot ingest ${q(where)}: ${o.message}`, { path: task.sourcePath });
+    }));
     this.pump();
   }
 
