@@ -1,8 +1,7 @@
-// Stratum-1 snapshot (spec §8.5, stock `cvmfs_server snapshot` → `swissknife pull`): verify the source's
-// manifest as a client would (§3.4), copy every object the revision and its tags reference, stored bytes
-// exactly as served, then install the whitelist and the manifest last. Not a publisher and not a server.
-// Invariant that makes runs incremental and crash-safe: a catalog (or history object) is stored only after
-// everything it references, so one found in the replica stands for its whole subtree.
+// Stratum-1 snapshot (spec §8.5, `cvmfs_server snapshot` → `swissknife pull`): verify the source's manifest as a
+// client would (§3.4), copy every object the revision and its tags reference, stored bytes exactly as served,
+// then install the whitelist and the manifest last. Not a publisher, not a server. Invariant: a catalog (or history
+// object) is stored only after all it references, so one found in the replica stands for its whole subtree.
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
