@@ -67,6 +67,10 @@ export function parseDuccWishlist(text: string): ImageList {
   if (!Array.isArray(o.input)) throw new GridboxError('SYNC_LIST_INVALID', 'Cannot use the wish list: `input` must be a list of image URLs');
   if (o.output_format !== undefined && typeof o.output_format !== 'string') throw new GridboxError('SYNC_LIST_INVALID', 'Cannot use the wish list: `output_format` must be a string');
   const outputFormat = typeof o.output_format === 'string' && o.output_format.trim() !== '' ? o.output_format.trim() : undefined;
+  // A misspelt variable is a list error, said once here rather than once per image at expansion.
+  for (const [all, name] of outputFormat?.matchAll(/\$\((\w+)\)/g) ?? []) {
+    if (!OUTPUT_VARIABLES.includes(name)) throw new GridboxError('SYNC_LIST_INVALID', `Cannot use the wish list: unknown variable ${q(all)} in output_format ${q(outputFormat)} (known: ${OUTPUT_VARIABLES.map((v) => `$(${v})`).join(' ')})`);
+  }
   const list: ImageList = { format: 'ducc', entries: [], errors: [] };
   o.input.forEach((item, i) => {
     const text = String(item).trim();
@@ -106,6 +110,9 @@ export function tagMatches(glob: string, tag: string): boolean {
 export function isGlob(ref: ImageReference): boolean {
   return ref.tag !== undefined && ref.tag.includes('*');
 }
+
+/** DUCC's output_format variables. */
+const OUTPUT_VARIABLES = ['scheme', 'registry', 'repository', 'tag', 'digest', 'reference', 'image'];
 
 /** DUCC's `$(reference)`: ":tag", "@digest" or ":tag@digest". */
 function referencePart(ref: ImageReference): string {
@@ -161,7 +168,10 @@ export interface ExpandResult {
   failed: { entry: ListEntry; error: unknown }[];
 }
 
-/** Resolves globs with `listTags`; concrete entries pass through. Duplicate names keep the first entry. */
+/**
+ * Resolves globs with `listTags` (matching tags in sorted order; a glob matching no tag is a failure of
+ * its entry); concrete entries pass through. Duplicate names keep the first entry.
+ */
 export async function expandImageList(list: ImageList, listTags: (registry: string, repository: string) => Promise<string[]>): Promise<ExpandResult> {
   const out: ExpandResult = { images: [], failed: [] };
   const seen = new Set<string>();
@@ -179,7 +189,14 @@ export async function expandImageList(list: ImageList, listTags: (registry: stri
     if (!isGlob(entry.reference)) { add(entry, entry.reference); continue; }
     try {
       const tags = await listTags(entry.reference.registry, entry.reference.repository);
-      for (const tag of tags) if (tagMatches(entry.reference.tag!, tag)) add(entry, { ...entry.reference, tag });
+      // Registries may list tags unsorted; a stable order keeps names, reports and publishes reproducible.
+      const matching = [...new Set(tags.filter((t) => tagMatches(entry.reference.tag!, t)))].sort();
+      // A glob matching nothing is most often a typo or a push that never happened: say so, and keep
+      // what the entry published before (an empty list can also be a registry hiccup).
+      if (matching.length === 0) {
+        throw new GridboxError('OCI_NOT_FOUND', `No tag of ${q(`${entry.reference.registry}/${entry.reference.repository}`)} matches ${q(entry.reference.tag)} (${tags.length} tags listed)`);
+      }
+      for (const tag of matching) add(entry, { ...entry.reference, tag });
     } catch (error) {
       out.failed.push({ entry, error });
     }
