@@ -18,7 +18,9 @@ export async function parseCommand(cmd: Command, argv: string[]): Promise<boolea
     await cmd.parseAsync(argv, { from: 'user' });
     return true;
   } catch (e) {
-    const code = (e as { code?: string }).code;
+    const code = (e as { code?: unknown }).code;
+    // Only commander's own parse errors are usage errors; a failure inside the action keeps its code.
+    if (typeof code !== 'string' || !code.startsWith('commander.')) throw e;
     if (code === 'commander.helpDisplayed' || code === 'commander.help' || code === 'commander.version') return false;
     throw new GridboxError('USAGE', (e as Error).message.replace(/^error: /, ''));
   }
