@@ -54,7 +54,7 @@ interface EnvCase {
   want: Record<string, string | undefined>;
 }
 
-const TRICKY = ['it\'s "quoted"', '$HOME and `id` and $(id) and ${X:-y}', 'back\\slash\\n\\', 'x}y{z}', 'line1\nline2\n', 'k=v=w', ' lead and trail ', '*', "'", '"', '\\', '!event', '~'];
+const TRICKY = ['it\'s "quoted"', '$HOME and `id` and $(id) and ${X:-y}', 'back\\slash\\n\\', 'x}y{z}', 'line1\nline2\n', 'k=v=w', ' lead and trail ', '*', "'", '"', '\\', '!event', '~', `"'`, "\\'", "'}'", `x"y'z\\`, '"\'"\'"', '}}}{{{'];
 
 const ENV_CASES: EnvCase[] = [
   { what: 'a plain value', env: ['A=1'], want: { A: '1' } },
