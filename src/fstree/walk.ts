@@ -1,7 +1,8 @@
 // Directory walker for the publisher: lstat-based, never follows symlinks, children sorted by name
 // (byte order), parents before children. Reads xattrs with one `getfattr` child process per tree
-// (Node has no xattr API). Not a change detector: comparing against an older revision is publish/'s job.
-import { lstat, readdir, readlink } from 'node:fs/promises';
+// (Node has no xattr API), which runs while the walk does. Not a change detector: comparing against an
+// older revision is publish/'s job.
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
@@ -31,11 +32,16 @@ const XATTR_MAX_BYTES = 255;
 export async function walkTree(root: string, options: WalkOptions = {}): Promise<WalkedEntry[]> {
   const out: WalkedEntry[] = [];
   const inodes = new Map<string, string>();
-  // One lstat per entry; a directory's children are stat'ed concurrently (the libuv pool overlaps the
-  // system calls) and then recursed into in name order, so the output order stays deterministic.
-  const describe = async (rel: string, abs: string): Promise<Entry> => {
+  // getfattr walks the tree in its own process meanwhile (its output waits in the pipe).
+  const wantXattrs = options.xattrs ?? 'auto';
+  const xattrs = wantXattrs === false ? undefined : readXattrs(root, wantXattrs === true);
+  xattrs?.catch(() => undefined); // awaited below; a walk error must not leave it unhandled
+  // Synchronous system calls: on a cached tree an lstat costs ~2 µs, a promise round trip through the
+  // libuv pool ~20 µs (measured: 12k entries in 57 ms vs 220-400 ms with concurrent async lstat).
+  const describe = (rel: string, abs: string): Entry => {
     // bigint stats: exact nanoseconds and inode numbers beyond 2^53.
-    const st = await lstat(abs, { bigint: true }).catch((e: unknown) => { throw sourceError('stat', abs, e); });
+    let st;
+    try { st = lstatSync(abs, { bigint: true }); } catch (e) { throw sourceError('stat', abs, e); }
     const type = typeFromMode(Number(st.mode));
     const entry: Entry = {
       path: rel, type, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid),
@@ -43,26 +49,28 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
       mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
     };
     if (type === 'symlink') {
-      entry.target = await readlink(abs).catch((e: unknown) => { throw sourceError('read link', abs, e); });
+      try { entry.target = readlinkSync(abs); } catch (e) { throw sourceError('read link', abs, e); }
       entry.size = Buffer.byteLength(entry.target);
     }
     if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
     if (type === 'file' && st.nlink > 1n) inodes.set(rel, `${st.dev}:${st.ino}`);
     return entry;
   };
-  const visit = async (entry: Entry, abs: string): Promise<void> => {
+  const visit = (entry: Entry, abs: string): void => {
     out.push({ entry, sourcePath: abs });
     if (entry.type !== 'dir') return;
-    const names = await readdir(abs).catch((e: unknown) => { throw sourceError('list directory', abs, e); });
+    let names: string[];
+    try { names = readdirSync(abs); } catch (e) { throw sourceError('list directory', abs, e); }
     names.sort(compareNames);
-    const kids = await Promise.all(names.map((n) => describe(joinPath(entry.path, n), join(abs, n))));
-    for (let i = 0; i < names.length; i++) await visit(kids[i], join(abs, names[i]));
+    for (const n of names) {
+      const childAbs = join(abs, n);
+      visit(describe(joinPath(entry.path, n), childAbs), childAbs);
+    }
   };
-  await visit(await describe('', root), root);
+  visit(describe('', root), root);
   assignHardlinkKeys(out, inodes);
-  const wantXattrs = options.xattrs ?? 'auto';
-  if (wantXattrs !== false) {
-    const found = await readXattrs(root, wantXattrs === true);
+  if (xattrs !== undefined) {
+    const found = await xattrs;
     const byAbs = new Map(out.map((w) => [w.sourcePath, w.entry]));
     for (const [abs, attrs] of found) {
       const e = byAbs.get(abs);
@@ -72,9 +80,13 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
   return out;
 }
 
+/** UTF-16 order equals UTF-8 byte order unless a string holds a surrogate or a char from U+E000 up. */
+const NOT_BYTE_ORDERED = /[\uD800-\uFFFF]/;
+
 /** Byte-wise order, as CVMFS and most tools list directories; stable across locales. */
 export function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  if (NOT_BYTE_ORDERED.test(a) || NOT_BYTE_ORDERED.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function assignHardlinkKeys(out: WalkedEntry[], inodes: Map<string, string>): void {

@@ -123,7 +123,6 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     }
     const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: streamed.objects, bytesWritten: streamed.bytes, catalogsWritten: 0, catalogsReused: 0 };
     const pending: { path: string; item: TreeItem }[] = [];
-    const reuseCandidates: { path: string; item: TreeItem }[] = [];
     const explicitMounts: string[] = [];
     let dirtab: { text: string; base: string } | undefined;
     for (const it of items) {
@@ -138,10 +137,10 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
         const prev = oldItems.get(path);
         if (it.content !== undefined) item.content = it.content;
         else if (prev !== undefined && sameFile(prev, entry, settings)) {
-          // Taken over if its objects still exist (checked below, concurrently).
+          // Taken over without looking at the store: the served revision references these objects, and
+          // every object is in place before the manifest that references it (gc keeps the current revision's).
           item.content = prev.content;
-          item.source = it.source;
-          reuseCandidates.push({ path, item });
+          report.filesReused++;
         } else {
           item.source = it.source ?? { kind: 'bytes', bytes: new Uint8Array(0) };
           pending.push({ path, item });
@@ -161,14 +160,6 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicitMounts.push(p.slice(0, p.lastIndexOf('/')));
 
     timer.mark('merge');
-    const present = await mapLimit(reuseCandidates, 64, ({ item }) => contentPresent(store, item));
-    reuseCandidates.forEach((c, i) => {
-      if (present[i]) { report.filesReused++; delete c.item.source; return; }
-      delete c.item.content;
-      c.item.source ??= { kind: 'bytes', bytes: new Uint8Array(0) };
-      pending.push(c);
-    });
-    timer.mark('reuse-check');
     // Ingest changed files: both cores hash and compress, many small files per worker message.
     if (pending.length > 0) {
       pool ??= new WorkerPool(layout.srv, opts.workers);
@@ -261,15 +252,6 @@ function contentOf(r: IngestResult, settings: RepoSettings): FileContent {
   };
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) { const i = next++; out[i] = await fn(items[i]); }
-  }));
-  return out;
-}
-
 /** "/a/b/" → "a/b"; refuses "..". */
 export function normalizeAt(at: string | undefined): string {
   if (at === undefined) return '';
@@ -286,13 +268,6 @@ function sameFile(prev: TreeItem, e: Entry, s: RepoSettings): boolean {
   const algo = c.id?.algorithm ?? c.chunks?.[0]?.id.algorithm;
   return p.size === e.size && p.mtime === e.mtime && (p.mtimeNs ?? 0) === (e.mtimeNs ?? 0) && p.mode === e.mode &&
     algo === s.hashAlgorithm && c.compression === s.compression && (c.chunks === undefined || e.size > s.chunkMin);
-}
-
-async function contentPresent(store: FsStore, prev: TreeItem): Promise<boolean> {
-  const c = prev.content!;
-  if (c.id !== undefined) return store.has(formatObjectId(c.id));
-  for (const ch of c.chunks ?? []) if (!(await store.has(formatObjectId(ch.id) + 'P'))) return false;
-  return c.chunks !== undefined;
 }
 
 async function readSourceText(src: ContentSource | undefined): Promise<string> {

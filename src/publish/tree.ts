@@ -2,6 +2,7 @@
 // its content ids once known, and where its bytes come from when they still have to be ingested.
 // Plain data plus small helpers; no I/O.
 import type { Entry } from '../fstree/entry.js';
+import { compareNames } from '../fstree/walk.js';
 import type { ObjectId } from '../hash/object-id.js';
 import type { ChunkRef, Compression } from '../catalog/types.js';
 
@@ -66,7 +67,7 @@ export class RevisionTree {
   }
 
   private sortAll(): void {
-    for (const k of this.kids.values()) k.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const k of this.kids.values()) k.sort(compareNames);
     this.sorted = true;
   }
 }
