@@ -129,9 +129,8 @@ export async function buildCatalogs(tree: RevisionTree, mountList: readonly stri
       const b = built.get(c)!;
       return { path: c, id: b.id, size: b.size, counters: b.counters };
     });
-    const digest = canonicalDigest(rows, nested);
     const old = opts.old.get(m);
-    if (m !== '' && old !== undefined && old.digest === digest) {
+    if (m !== '' && old !== undefined && old.digest === canonicalDigest(rows, nested)) {
       const b: BuiltCatalog = { path: m, id: old.id, size: old.size, counters: old.counters, revision: old.revision, reused: true };
       built.set(m, b);
       continue;

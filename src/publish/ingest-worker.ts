@@ -2,8 +2,7 @@
 // is larger than the minimum chunk size, compress and hash each piece, and put it into the repository's
 // FsStore. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the open stores.
 import { parentPort, threadId } from 'node:worker_threads';
-import { existsSync, readFileSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, rename, rm, writeFile } from 'node:fs';
 import { join } from 'node:path';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
@@ -23,15 +22,18 @@ let tmpSeq = 0;
  * thread compresses the next file while the file system creates this one (creating a file costs about
  * as much as compressing a small one, and mostly waits on the journal).
  */
-async function writeObject(store: FsStore, key: string, path: string, stored: Uint8Array): Promise<void> {
+function writeObject(store: FsStore, key: string, path: string, stored: Uint8Array): Promise<void> {
   const tmp = join(store.dataDir, 'txn', `${key.slice(0, 12)}.${process.pid}.${threadId}.${tmpSeq++}`);
-  try {
-    await writeFile(tmp, stored, { flag: 'wx', mode: 0o644 });
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw Object.assign(new Error(`Cannot store object ${JSON.stringify(key)}: ${(e as Error).message}`), { gridboxCode: 'STORE_IO' });
-  }
+  // Callback API: lighter than FileHandle promises at tens of thousands of files.
+  return new Promise<void>((resolve, reject) => {
+    const fail = (e: NodeJS.ErrnoException): void => {
+      rm(tmp, { force: true }, () => reject(Object.assign(new Error(`Cannot store object ${JSON.stringify(key)}: ${e.message}`), { gridboxCode: 'STORE_IO' })));
+    };
+    writeFile(tmp, stored, { flag: 'wx', mode: 0o644 }, (e) => {
+      if (e) return fail(e);
+      rename(tmp, path, (e2) => (e2 ? fail(e2) : resolve()));
+    });
+  });
 }
 
 function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {

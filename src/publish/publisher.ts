@@ -110,12 +110,10 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     timer.mark('collect');
 
     // The new tree: the old one without the replaced subtree, plus the new items under `at`.
-    const tree = old.tree;
-    const oldItems = new Map<string, TreeItem>();
-    if (at === '') {
-      for (const [p, it] of tree.items) oldItems.set(p, it);
-      tree.removeSubtree('');
-    } else {
+    // Publishing the whole repository starts from an empty tree (the old one is only looked up).
+    const oldItems = at === '' ? old.tree.items : new Map<string, TreeItem>();
+    const tree = at === '' ? new RevisionTree() : old.tree;
+    if (at !== '') {
       const atRepo = toRepoPath(at);
       for (const [p, it] of tree.items) if (p === atRepo || p.startsWith(atRepo + '/')) oldItems.set(p, it);
       tree.removeSubtree(atRepo);

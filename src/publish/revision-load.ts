@@ -48,7 +48,10 @@ export async function loadRevision(store: ObjectStore, rootId: ObjectId, tmpDir:
   const tree = new RevisionTree();
   const catalogs = new Map<string, OldCatalog>();
   await forEachCatalog(store, rootId, tmpDir, (mount, id, size, rows, nested, info) => {
-    catalogs.set(mount, { id, size, revision: info.revision, counters: info.counters, digest: canonicalDigest(rows, nested) });
+    // The digest is only asked for at nested mountpoints (the root catalog is always rewritten): computed
+    // on first use, it costs nothing for the usual single-catalog repository.
+    let digest: string | undefined;
+    catalogs.set(mount, { id, size, revision: info.revision, counters: info.counters, get digest() { return (digest ??= canonicalDigest(rows, nested)); } });
     for (const r of rows) {
       // The child catalog's root row describes a mountpoint; the parent's copy is only a stub.
       if (r.nestedMountpoint) continue;
