@@ -3,6 +3,7 @@
 // FsStore. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the open stores.
 import { parentPort, threadId } from 'node:worker_threads';
 import { existsSync, readFileSync, rename, rm, writeFile } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
@@ -14,6 +15,8 @@ import type { IngestResult, IngestTask, TaskOutcome, WorkerReply, WorkerRequest 
 const stores = new Map<string, FsStore>();
 /** Objects this thread is storing: a duplicate met meanwhile waits for that write, not a second one. */
 const writing = new Map<string, Promise<void>>();
+/** Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece. */
+const seen = new Map<string, { hex: string; key: string }>();
 let tmpSeq = 0;
 
 /**
@@ -37,9 +40,19 @@ function writeObject(store: FsStore, key: string, path: string, stored: Uint8Arr
 }
 
 function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
+  // Same bytes, same settings → same object: skip compressing a duplicate (the pool sends files of one
+  // size to one worker, so duplicates meet here). SHA-256, so crafted SHA-1 twins cannot alias.
+  const contentKey = `${task.algorithm}:${task.compression}:${suffix}:${createHash('sha256').update(piece).digest('base64')}`;
+  const known = seen.get(contentKey);
+  if (known !== undefined) {
+    const w = writing.get(known.key);
+    if (w !== undefined) writes.push(w);
+    return known.hex;
+  }
   const stored = task.compression === 'zlib' ? compressZlib(piece) : piece;
   const id = hashBytes(task.algorithm, stored);
   const key = objectKey(id, suffix);
+  seen.set(contentKey, { hex: id.hex, key });
   const pendingWrite = writing.get(key);
   if (pendingWrite !== undefined) writes.push(pendingWrite);
   else {

@@ -19,7 +19,7 @@ export function phaseTimer(): PhaseTimer {
       // CPU time of the whole process, worker threads included: shows whether a phase waits or works.
       const now = process.hrtime.bigint();
       const cpu = process.cpuUsage(lastCpu);
-      phases.push(`${name} ${(Number(now - last) / 1e6).toFixed(0)}ms (cpu ${((cpu.user + cpu.system) / 1e3).toFixed(0)}ms)`);
+      phases.push(`${name} ${(Number(now - last) / 1e6).toFixed(0)}ms (cpu ${(cpu.user / 1e3).toFixed(0)}+${(cpu.system / 1e3).toFixed(0)}ms sys)`);
       last = now;
       lastCpu = process.cpuUsage();
     },

@@ -142,6 +142,33 @@ test('publish round trip: a generated tree reads back byte-identical with metada
   });
 });
 
+test('duplicate contents are stored once, and equal-sized files of different content stay distinct', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(src);
+    // 300 files of 3 contents; each content has the same size (so they meet in one worker), plus
+    // 300 files of equal size and distinct content, and a duplicated chunked file.
+    const variants = [Buffer.alloc(4000, 'a'), Buffer.alloc(4000, 'b'), Buffer.alloc(4000, 'c')];
+    for (let i = 0; i < 300; i++) writeFileSync(join(src, `dup${i}`), variants[i % 3]);
+    for (let i = 0; i < 300; i++) writeFileSync(join(src, `uniq${i}`), `${String(i).padStart(3, '0')}${'u'.repeat(3997)}`);
+    const big = randomBytes(3 << 20);
+    writeFileSync(join(src, 'big1'), big);
+    writeFileSync(join(src, 'big2'), big);
+    const layout = await makeRepo(dir);
+    const r = await publishDirectory(src, { layout, settings: SETTINGS });
+    const back = await readBack(layout, dir);
+    for (let i = 0; i < 300; i++) {
+      assert.ok(back.get(`/dup${i}`)!.content!.equals(variants[i % 3]), `dup${i}`);
+      assert.equal(back.get(`/uniq${i}`)!.content!.toString().slice(0, 3), String(i).padStart(3, '0'));
+    }
+    assert.ok(back.get('/big2')!.content!.equals(big));
+    const bigChunks = back.get('/big1')!.row.chunks!.length;
+    assert.ok(bigChunks > 1);
+    assert.equal(countDataObjects(layout.srv), 3 + 300 + bigChunks);
+    assert.equal(r.objectsWritten, 3 + 300 + bigChunks);
+  });
+});
+
 test('publish of an unreadable source file fails with PUBLISH_SOURCE and keeps the previous revision', async () => {
   await withTempDir(async (dir) => {
     const src = join(dir, 'src');

@@ -162,25 +162,30 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     if (pending.length > 0) {
       pool ??= new WorkerPool(layout.srv, opts.workers);
       let done = 0;
-      const batches: { path: string; item: TreeItem }[][] = [];
-      let batch: { path: string; item: TreeItem }[] = [];
-      let batchBytes = 0;
+      // Small files go in batches, by size to one worker each (duplicates have equal sizes, and the
+      // worker compresses each content once); larger ones alone, to whichever worker is free.
+      const batches: { files: { path: string; item: TreeItem }[]; shard?: number }[] = [];
+      const open = Array.from({ length: pool.size }, () => ({ files: [] as { path: string; item: TreeItem }[], bytes: 0 }));
       for (const p of pending) {
-        if (batch.length >= BATCH_FILES || (batch.length > 0 && batchBytes + p.item.entry.size > BATCH_BYTES)) {
-          batches.push(batch);
-          batch = [];
-          batchBytes = 0;
+        const size = p.item.entry.size;
+        if (size >= BATCH_BYTES) { batches.push({ files: [p] }); continue; }
+        const shard = size % open.length;
+        const b = open[shard];
+        if (b.files.length >= BATCH_FILES || b.bytes + size > BATCH_BYTES) {
+          batches.push({ files: b.files, shard });
+          b.files = [];
+          b.bytes = 0;
         }
-        batch.push(p);
-        batchBytes += p.item.entry.size;
+        b.files.push(p);
+        b.bytes += size;
       }
-      if (batch.length > 0) batches.push(batch);
-      await Promise.all(batches.map(async (b) => {
+      open.forEach((b, shard) => { if (b.files.length > 0) batches.push({ files: b.files, shard }); });
+      await Promise.all(batches.map(async ({ files: b, shard }) => {
         const tasks = b.map(({ item }) => {
           const src = item.source!;
           return { ...(src.kind === 'file' ? { sourcePath: src.path } : { bytes: src.bytes }), algorithm: settings.hashAlgorithm, compression: settings.compression, chunk };
         });
-        const outcomes = await pool!.runBatch(tasks, b.reduce((n, p) => n + p.item.entry.size, 0));
+        const outcomes = await pool!.runBatch(tasks, b.reduce((n, p) => n + p.item.entry.size, 0), shard);
         b.forEach(({ path, item }, i) => {
           const r = outcomes[i];
           if (r instanceof Error) {

@@ -58,7 +58,8 @@ interface Pending {
 }
 
 export class WorkerPool {
-  private readonly workers: { w: Worker; inflight: Map<number, Pending> }[] = [];
+  private readonly workers: { w: Worker; inflight: Map<number, Pending>; own: Pending[] }[] = [];
+  /** Batches any worker may take (a worker takes its own queue's first). */
   private readonly queue: Pending[] = [];
   private seq = 0;
   private inflightBytes = 0;
@@ -68,7 +69,7 @@ export class WorkerPool {
   constructor(private readonly srvDir: string, size = availableParallelism()) {
     for (let i = 0; i < Math.max(1, size); i++) {
       const w = new Worker(new URL('./ingest-worker.js', import.meta.url));
-      const slot = { w, inflight: new Map<number, Pending>() };
+      const slot = { w, inflight: new Map<number, Pending>(), own: [] as Pending[] };
       w.on('message', (m: WorkerReply) => this.onReply(slot, m));
       w.on('error', (e) => this.failSlot(slot, e));
       w.on('exit', (code) => { if (!this.closed) this.failSlot(slot, new Error(`ingest worker exited with code ${code}`)); });
@@ -87,12 +88,18 @@ export class WorkerPool {
    * Queues several files as one message; resolves when all are done, with one outcome per task
    * (a failed task does not fail the others). Rejects only when the worker itself dies.
    */
-  runBatch(tasks: IngestTask[], weight = 0): Promise<BatchOutcome[]> {
+  runBatch(tasks: IngestTask[], weight = 0, shard?: number): Promise<BatchOutcome[]> {
     if (this.closed) return Promise.reject(new GridboxError('INTERNAL', 'Worker pool is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ seq: ++this.seq, tasks, weight, resolve, reject });
+      const q = shard === undefined ? this.queue : this.workers[shard % this.workers.length].own;
+      q.push({ seq: ++this.seq, tasks, weight, resolve, reject });
       this.pump();
     });
+  }
+
+  /** Worker count: a batch's `shard` picks the worker (shard % size), so like files meet in one worker. */
+  get size(): number {
+    return this.workers.length;
   }
 
   async close(): Promise<void> {
@@ -101,16 +108,22 @@ export class WorkerPool {
   }
 
   private pump(): void {
-    while (this.queue.length > 0) {
-      const slot = this.workers.reduce((a, b) => (b.inflight.size < a.inflight.size ? b : a));
-      if (slot.inflight.size >= MAX_INFLIGHT_PER_WORKER) return;
-      const next = this.queue[0];
-      if (this.inflightBytes > 0 && this.inflightBytes + next.weight > MAX_INFLIGHT_BYTES) return;
-      this.queue.shift();
-      this.inflightBytes += next.weight;
-      slot.inflight.set(next.seq, next);
-      const req: WorkerRequest = { seq: next.seq, tasks: next.tasks, srvDir: this.srvDir };
-      slot.w.postMessage(req);
+    for (let sent = true; sent;) {
+      sent = false;
+      // Least busy first, so shared batches go where there is room.
+      for (const slot of [...this.workers].sort((a, b) => a.inflight.size - b.inflight.size)) {
+        if (slot.inflight.size >= MAX_INFLIGHT_PER_WORKER) continue;
+        const q = slot.own.length > 0 ? slot.own : this.queue;
+        const next = q[0];
+        if (next === undefined) continue;
+        if (this.inflightBytes > 0 && this.inflightBytes + next.weight > MAX_INFLIGHT_BYTES) continue;
+        q.shift();
+        this.inflightBytes += next.weight;
+        slot.inflight.set(next.seq, next);
+        const req: WorkerRequest = { seq: next.seq, tasks: next.tasks, srvDir: this.srvDir };
+        slot.w.postMessage(req);
+        sent = true;
+      }
     }
   }
 
@@ -129,8 +142,9 @@ export class WorkerPool {
     this.pump();
   }
 
-  private failSlot(slot: { inflight: Map<number, Pending> }, e: unknown): void {
-    for (const p of slot.inflight.values()) p.reject(new GridboxError('INTERNAL', 'Ingest worker failed', { cause: e }));
+  private failSlot(slot: { inflight: Map<number, Pending>; own: Pending[] }, e: unknown): void {
+    for (const p of [...slot.inflight.values(), ...slot.own]) p.reject(new GridboxError('INTERNAL', 'Ingest worker failed', { cause: e }));
     slot.inflight.clear();
+    slot.own.length = 0;
   }
 }
