@@ -3,27 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { withTempDir } from '../testing/tmp.js';
+import { fixturesDir } from '../testing/fixtures.js';
 import { isGridboxError } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { openCatalog } from './catalog-reader.js';
 
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the package root');
-    dir = up;
-  }
-  for (const c of [join(dir, '..', 'shared', 'fixtures', 'cvmfs'), join(dir, 'shared', 'fixtures', 'cvmfs')]) {
-    if (existsSync(join(c, 'legacy_aufs_repo.tar.gz'))) return c;
-  }
-  throw new Error(`cannot find shared/fixtures/cvmfs near ${dir}`);
-}
 
 /** Unpacks the fixture and inflates every catalog; returns hex → inflated catalog file. */
 function unpackCatalogs(tmp: string): Map<string, string> {

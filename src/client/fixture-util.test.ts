@@ -2,10 +2,9 @@
 // into a temp dir with a fresh whitelist, served by server/ on 127.0.0.1, helpers to re-sign manifests and
 // to derive new root catalogs, and a client wired to it with real downloader, cache and trust check.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { deflateSync, inflateSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { hashBytes, objectPath, formatObjectId, type ObjectId } from '../hash/object-id.js';
@@ -16,29 +15,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createSrvHandler } from '../server/srv-handler.js';
 import { makeTempDir } from '../testing/tmp.js';
+import { fixturesDir, packageRoot } from '../testing/fixtures.js';
+export { packageRoot };
 import { resolveClientSettings, type ClientSettings } from './client-config.js';
 import { cacheDirFor, createClient, type Client } from './index.js';
 import { createClientDeps } from './default-deps.js';
 
 export const FQRN = 'legacy_aufs.cern.ch';
 
-/** The package root (holding package.json), found from this file so any outDir works. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    try { if (statSync(join(dir, 'package.json')).isFile()) return dir; } catch { /* keep walking */ }
-    dir = dirname(dir);
-  }
-  throw new Error('cannot find package.json');
-}
 
-function fixturesDir(): string {
-  const root = packageRoot();
-  for (const c of [join(root, '..', 'shared', 'fixtures', 'cvmfs'), join(root, 'shared', 'fixtures', 'cvmfs')]) {
-    try { if (statSync(c).isDirectory()) return c; } catch { /* next */ }
-  }
-  throw new Error('cannot find shared/fixtures/cvmfs');
-}
 
 export interface Fixture {
   tmp: string;

@@ -1,29 +1,17 @@
 // Conformance of the xor32 chunker with the upstream CernVM-FS vectors (fixtures/cvmfs/chunk-vectors.json).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isGridboxError } from '../errors.js';
 import { chunkOffsets, Xor32Chunker, xor32RunningValues } from './chunker.js';
+import { fixturesDir } from '../testing/fixtures.js';
 
 interface Vectors {
   xor32_running_values: { pairs: [number, number][] };
   cut_marks: { data: { length_bytes: number }; min_bytes: number; avg_bytes: number; max_bytes: number; expected: number[] };
 }
 
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    try { if (statSync(join(dir, 'package.json')).isFile()) break; } catch { /* keep walking */ }
-    dir = dirname(dir);
-  }
-  // The repository sits beside shared/ (…/main and …/shared); CI lays shared/ beside its clone too.
-  for (const candidate of [join(dir, '..', 'shared', 'fixtures', 'cvmfs'), join(dir, 'shared', 'fixtures', 'cvmfs')]) {
-    try { if (statSync(candidate).isDirectory()) return candidate; } catch { /* try next */ }
-  }
-  throw new Error(`cannot find shared/fixtures/cvmfs near ${dir}`);
-}
 
 const vectors = JSON.parse(readFileSync(join(fixturesDir(), 'chunk-vectors.json'), 'utf8')) as Vectors;
 

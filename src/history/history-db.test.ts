@@ -3,29 +3,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { withTempDir } from '../testing/tmp.js';
+import { fixturesDir } from '../testing/fixtures.js';
 import { isGridboxError } from '../errors.js';
 import { formatObjectId, hashBytes, parseObjectId } from '../hash/object-id.js';
 import { autoTagName, createHistory, openHistory } from './history-db.js';
 import { createReflog, openReflog } from './reflog-db.js';
 import { parseMetaInfo, serializeMetaInfo, MAX_META_INFO_BYTES } from './meta-info.js';
 
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the package root');
-    dir = up;
-  }
-  for (const c of [join(dir, '..', 'shared', 'fixtures', 'cvmfs'), join(dir, 'shared', 'fixtures', 'cvmfs')]) {
-    if (existsSync(join(c, 'legacy_aufs_repo.tar.gz'))) return c;
-  }
-  throw new Error(`cannot find shared/fixtures/cvmfs near ${dir}`);
-}
 
 /** The fixture's newest history object (the one manifest H names), inflated. */
 function fixtureHistory(tmp: string): string {

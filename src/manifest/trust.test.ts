@@ -3,10 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { isGridboxError } from '../errors.js';
 import { hashBytes, parseObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
@@ -17,20 +16,10 @@ import { formatBreadcrumb, MAX_MANIFEST_BYTES, parseBreadcrumb, parseManifest, p
 import { verifyRepositoryTrust, type RepositoryTrustInput } from './trust.js';
 import { createWhitelist, parseBlacklist, parseWhitelist, verifyWhitelist } from './whitelist.js';
 import { X509Certificate } from 'node:crypto';
+import { fixturesDir } from '../testing/fixtures.js';
 
 const FQRN = 'legacy_aufs.cern.ch';
 
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    try { if (statSync(join(dir, 'package.json')).isFile()) break; } catch { /* keep walking */ }
-    dir = dirname(dir);
-  }
-  for (const candidate of [join(dir, '..', 'shared', 'fixtures', 'cvmfs'), join(dir, 'shared', 'fixtures', 'cvmfs')]) {
-    try { if (statSync(candidate).isDirectory()) return candidate; } catch { /* try next */ }
-  }
-  throw new Error(`cannot find shared/fixtures/cvmfs near ${dir}`);
-}
 
 let tmp = '';
 let srv = '';
