@@ -154,8 +154,10 @@ test('duplicate contents are stored once, and equal-sized files of different con
     const big = randomBytes(3 << 20);
     writeFileSync(join(src, 'big1'), big);
     writeFileSync(join(src, 'big2'), big);
-    const layout = await makeRepo(dir);
-    const r = await publishDirectory(src, { layout, settings: SETTINGS });
+    // Chunks of at most 1 MiB: the 3 MiB file is surely cut.
+    const settings = { ...SETTINGS, chunkMin: 256 << 10, chunkAvg: 512 << 10, chunkMax: 1 << 20 };
+    const layout = await makeRepo(dir, settings);
+    const r = await publishDirectory(src, { layout, settings });
     const back = await readBack(layout, dir);
     for (let i = 0; i < 300; i++) {
       assert.ok(back.get(`/dup${i}`)!.content!.equals(variants[i % 3]), `dup${i}`);
