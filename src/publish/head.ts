@@ -1,6 +1,7 @@
 // The repository head: reading the current signed manifest, and committing a new one after the
 // certificate and history objects are stored — the manifest last, by rename (spec §8.2 step 4).
 // Trust checks for readers live in check.ts and the client; here the publisher trusts its own keys.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { GridboxError, q } from '../errors.js';
 import type { HashAlgorithm, ObjectId } from '../hash/object-id.js';
@@ -68,8 +69,22 @@ export async function commitHead(layout: RepoLayout, store: ObjectStore, o: Comm
     N: layout.fqrn, X: cert.id, H: history, T: now,
   };
   const signed = signManifest(fields, keyPem);
+  // Every object the manifest leads to (data, catalogs, X, H) reaches the disk before the manifest
+  // does: one sync of the file system instead of an fsync per object (measured: ~80 ms after
+  // publishing 9.5k files, as the journal has written most of it back already).
+  await syncFileSystem(layout.srv);
   // Temp file in the private state dir (never served), then one rename: the atomic switch.
   await writeFileAtomic(layout.manifest, signed, layout.state, 0o644, () => o.point?.('manifest-temp'));
   o.point?.('manifest-renamed');
   return { revision: o.revision, rootId: o.rootId, rootSize: o.rootSize, timestamp: now, historyId: history, certId: cert.id, fields };
+}
+
+/** syncfs(2) of the file system holding `path`, through coreutils `sync -f` (Node has no binding). */
+export function syncFileSystem(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', path], (e) => {
+      if (e) reject(new GridboxError('STORE_IO', `Cannot sync the file system holding ${q(path)} before committing the manifest`, { path, cause: e }));
+      else resolve();
+    });
+  });
 }
