@@ -36,6 +36,8 @@ export class Quota {
     try {
       this.db = new Database(dbPath);
       this.db.pragma('journal_mode = WAL');
+      // The ledger is rebuilt-able bookkeeping: no fsync per access (every open touches it); WAL keeps it consistent.
+      this.db.pragma('synchronous = NORMAL');
       this.db.pragma('busy_timeout = 10000');
       this.db.exec(`CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, acseq INTEGER NOT NULL);
         CREATE INDEX IF NOT EXISTS objects_acseq ON objects (acseq);
@@ -89,8 +91,12 @@ export class Quota {
 
   /** Marks an access; false when the key is not in the ledger. */
   touch(key: string): boolean {
-    return this.db.prepare('UPDATE objects SET acseq = (SELECT coalesce(max(acseq), 0) + 1 FROM objects) WHERE key = ?').run(key).changes > 0;
+    // Prepared once: every open of a cached file touches the ledger.
+    this.stTouch ??= this.db.prepare('UPDATE objects SET acseq = (SELECT coalesce(max(acseq), 0) + 1 FROM objects) WHERE key = ?');
+    return this.stTouch.run(key).changes > 0;
   }
+
+  private stTouch: Database.Statement | undefined;
 
   has(key: string): boolean {
     return this.db.prepare('SELECT 1 FROM objects WHERE key = ?').get(key) !== undefined;

@@ -30,6 +30,8 @@ export interface MountStatus {
   ioErrors: number;
   revisionSwitches: number;
   uptimeS: number;
+  /** FUSE requests received per opcode. */
+  requests: Record<string, number>;
 }
 
 /** The record a daemon leaves for a mountpoint. */

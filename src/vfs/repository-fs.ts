@@ -17,6 +17,7 @@ export const IMMUTABLE_ATTR_TTL_S = 86_400;
 /** Entry (name → nodeid) TTL ceiling; the catalog TTL bounds it further since names change per revision. */
 export const MAX_ENTRY_TTL_S = 3_600;
 const S_IFMT = 0o170000, S_IFDIR = 0o040000;
+const MAX_LISTINGS = 64;
 
 export interface RepositoryFsOptions {
   /** Failures that reach the application as EIO, with their cause. */
@@ -49,10 +50,8 @@ interface Node {
   /** Client inode numbers (one per revision seen) mapped to this node. */
   inos: Set<number>;
   paths: Set<string>;
-  /** Revision in which the node was last confirmed to match its path. */
+  /** Revision in which the node was last confirmed to match its path (directories: created). */
   revision: number;
-  /** Revision whose listing the kernel may have cached (directories). */
-  listedRevision?: number;
 }
 
 function signature(n: ClientNode, revision: number): string {
@@ -75,9 +74,9 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   const nodes = new Map<number, Node>();
   const byIno = new Map<number, number>();
   const byPath = new Map<string, number>();
-  const dirHandles = new Map<number, ClientNode[]>();
+  /** Recent listings by nodeid: a READDIR continuation (offset > 0) pages through the same snapshot. */
+  const listings = new Map<number, { revision: number; list: ClientNode[] }>();
   let nextNodeid = FUSE_ROOT_ID + 1;
-  let nextDirHandle = 1;
   let openFiles = 0;
   let ioErrors = 0;
   let revisionSwitches = 0;
@@ -148,8 +147,10 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
    * The node's entry in the revision now served. A node from an older revision whose path now holds
    * something else is stale: ESTALE makes the kernel walk the path again and find the new entry.
    */
-  const current = async (n: Node): Promise<ClientNode> => {
+  const current = async (n: Node): Promise<ClientNode | undefined> => {
     const rev = revision();
+    // Confirmed in this revision already: nothing to check (the common case, no catalog query).
+    if (n.nodeid !== FUSE_ROOT_ID && n.revision === rev) return undefined;
     const cn = await client.lookup(n.path);
     if (n.nodeid === FUSE_ROOT_ID) {
       if (cn === undefined) throw new GridboxError('NOT_FOUND', 'The repository root is missing');
@@ -167,6 +168,20 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   };
 
   const childPath = (parent: Node, name: string): string => `${parent.path}/${name}`;
+
+  const listingOf = async (n: Node, offset: number): Promise<ClientNode[]> => {
+    const rev = revision();
+    const have = listings.get(n.nodeid);
+    if (offset > 0 && have !== undefined && have.revision === rev) return have.list;
+    const cn = await current(n);
+    if (cn !== undefined && (cn.attr.mode & S_IFMT) !== S_IFDIR) throw ENOTDIR;
+    const list = await guard('readdir', n.path, () => client.listing(n.path));
+    listings.delete(n.nodeid);
+    listings.set(n.nodeid, { revision: rev, list });
+    // A handful is enough: the kernel reads one directory from start to end, then caches it.
+    if (listings.size > MAX_LISTINGS) listings.delete(listings.keys().next().value as number);
+    return list;
+  };
 
   /** Counts EIO answers and logs their cause; other errors pass through unchanged. */
   const guard = async <T>(what: string, path: string, fn: () => Promise<T>): Promise<T> => {
@@ -233,7 +248,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       if (nodeid !== FUSE_ROOT_ID) return { attrTtl: IMMUTABLE_ATTR_TTL_S, attr: n.attr };
       // The root's attributes follow the revision; it is the one node that is never replaced.
       const cn = await guard('getattr', '', () => current(n));
-      n.attr = fuseAttr(cn);
+      if (cn !== undefined) n.attr = fuseAttr(cn);
       return { attrTtl: entryTtl(), attr: n.attr };
     },
 
@@ -263,36 +278,17 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       await client.release(fh);
     },
 
-    async opendir(_ctx, nodeid): Promise<OpenOut> {
+    // No opendir/releasedir: the kernel then keeps listings cached (FOPEN_KEEP_CACHE|FOPEN_CACHE_DIR by
+    // default) and a warm `find` sends nothing. Listings of non-root directories never change (a changed
+    // directory gets a new nodeid); the root's cache is reset by the kernel when its mtime changes.
+    async readdir(_ctx, nodeid, _fh, offset, size): Promise<DirEntry[]> {
       const n = nodeOf(nodeid);
-      return guard('opendir', n.path, async () => {
-        const cn = await current(n);
-        if ((cn.attr.mode & S_IFMT) !== S_IFDIR) throw ENOTDIR;
-        const list = await client.listing(n.path);
-        const fh = nextDirHandle++;
-        dirHandles.set(fh, list);
-        // The kernel's cached listing is reused only if it came from the revision served now.
-        const rev = revision();
-        const keep = n.listedRevision === rev;
-        n.listedRevision = rev;
-        return { fh, keepCache: keep, cacheDir: true };
-      });
+      return listingPlus(n, await listingOf(n, offset), offset, size, false);
     },
 
-    async readdir(_ctx, nodeid, fh, offset, size): Promise<DirEntry[]> {
-      const list = dirHandles.get(fh);
-      if (list === undefined) throw EINVAL;
-      return listingPlus(nodeOf(nodeid), list, offset, size, false);
-    },
-
-    async readdirplus(_ctx, nodeid, fh, offset, size): Promise<DirEntryPlus[]> {
-      const list = dirHandles.get(fh);
-      if (list === undefined) throw EINVAL;
-      return listingPlus(nodeOf(nodeid), list, offset, size, true);
-    },
-
-    async releasedir(_ctx, _nodeid, fh): Promise<void> {
-      dirHandles.delete(fh);
+    async readdirplus(_ctx, nodeid, _fh, offset, size): Promise<DirEntryPlus[]> {
+      const n = nodeOf(nodeid);
+      return listingPlus(n, await listingOf(n, offset), offset, size, true);
     },
 
     async statfs(): Promise<Statfs> {
@@ -317,7 +313,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return Object.keys(await xattrsOf(nodeOf(nodeid))).sort();
     },
 
-    stats: () => ({ nodes: nodes.size, openFiles, openDirs: dirHandles.size, ioErrors, revisionSwitches }),
+    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches }),
   };
 
   const xattrsOf = async (n: Node): Promise<Record<string, Buffer>> => {

@@ -157,6 +157,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
       host: s.host, proxy: s.proxy, cacheBytes: s.cacheBytes, cacheLimit: s.cacheLimit, cacheObjects: s.cacheObjects,
       evictions: s.evictions, hits: s.hits, misses: s.misses, bytesDownloaded: s.bytesDownloaded, openFiles: f.openFiles,
       nodes: f.nodes, ioErrors: f.ioErrors, revisionSwitches: f.revisionSwitches, uptimeS: Math.floor((Date.now() - started) / 1000),
+      requests: Object.fromEntries(mounted.session.counts),
     };
   };
   const stop = async (): Promise<void> => {

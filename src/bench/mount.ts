@@ -1,0 +1,145 @@
+// Mount benchmark (issue 5): gridbox mount vs squashfuse_ll on a squashfs image (mksquashfs gzip) of the
+// same tree, in one run: whole-tree read (`tar cf - . | wc -c`) with objects in our local cache and the page
+// cache dropped, `find -printf %s` warm, and the first read with an empty cache from a loopback server.
+// Knobs: GRIDBOX_BENCH_MOUNT_MB (default 256), GRIDBOX_BENCH_MOUNT_FILES (default 20000), _ROUNDS (3). Root only.
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRepository } from '../publish/create-repository.js';
+import { publishDirectory } from '../publish/publisher.js';
+import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
+import { listenSrv } from '../server/srv-handler.js';
+
+const FQRN = 'bench.mount.org';
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function runChild(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function must(p: Promise<Run>, what: string): Promise<string> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.slice(-500)}`);
+  return r.stdout;
+}
+
+/** Seconds a shell command takes, measured inside the shell (no spawn cost), and its stdout's first line. */
+async function timed(dir: string, command: string): Promise<{ s: number; out: string }> {
+  const out = await must(runChild('bash', ['-c', `cd ${JSON.stringify(dir)} && s=$(date +%s%N) && r=$(${command}) && e=$(date +%s%N) && echo "$(( e - s )) $r"`]), command);
+  const [ns, ...rest] = out.trim().split(' ');
+  return { s: Number(ns) / 1e9, out: rest.join(' ') };
+}
+
+function dropCaches(): void {
+  writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+async function copyCapped(from: string[], to: string, maxBytes: number, maxFiles: number): Promise<{ files: number; bytes: number }> {
+  const acc = { files: 0, bytes: 0 };
+  const visit = async (src: string, dst: string): Promise<void> => {
+    let names: string[];
+    try { names = (await readdir(src)).sort(); } catch { return; }
+    await mkdir(dst, { recursive: true });
+    for (const n of names) {
+      if (acc.files >= maxFiles || acc.bytes >= maxBytes) return;
+      const s = join(src, n), d = join(dst, n);
+      const st = await lstat(s).catch(() => undefined);
+      if (st === undefined) continue;
+      if (st.isDirectory()) await visit(s, d);
+      else if (st.isSymbolicLink()) { await symlink(await readlink(s), d); acc.files++; }
+      else if (st.isFile() && st.size <= maxBytes - acc.bytes) {
+        if (await copyFile(s, d).then(() => true, () => false)) { acc.files++; acc.bytes += st.size; }
+      }
+    }
+  };
+  for (const f of from) await visit(f, join(to, f.replace(/\//g, '_')));
+  return acc;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mbps = (bytes: number, s: number): string => `${(bytes / 1048576 / s).toFixed(0)} MB/s`;
+
+export async function run(): Promise<string[]> {
+  if (process.getuid?.() !== 0) return ['(mount bench skipped: needs root for drop_caches and a host mount)'];
+  for (const tool of ['/usr/bin/squashfuse_ll', '/usr/bin/mksquashfs']) if (!existsSync(tool)) return [`(mount bench skipped: ${tool} missing)`];
+  const maxMb = Number(process.env.GRIDBOX_BENCH_MOUNT_MB ?? 256);
+  const maxFiles = Number(process.env.GRIDBOX_BENCH_MOUNT_FILES ?? 20_000);
+  const rounds = Number(process.env.GRIDBOX_BENCH_MOUNT_ROUNDS ?? 3);
+  const tmp = await mkdtemp(join(tmpdir(), 'gridbox-bench-mount-'));
+  const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const env = { ...process.env, GRIDBOX_RUN_DIR: join(tmp, 'run'), GRIDBOX_CVMFS_CONFIG_DIR: join(tmp, 'etc') };
+  const ours = join(tmp, 'mnt'), theirs = join(tmp, 'sqmnt');
+  const rows: string[] = [];
+  let origin: Awaited<ReturnType<typeof listenSrv>> | undefined;
+  let mounted = false, sqMounted = false;
+  try {
+    const src = join(tmp, 'src');
+    const tree = await copyCapped(['/usr/share', '/usr/lib'], src, maxMb * 1048576, maxFiles);
+    const layout = repoLayout(join(tmp, 'repo'), FQRN);
+    await createRepository(layout, { ...DEFAULT_SETTINGS });
+    await publishDirectory(src, { layout, settings: { ...DEFAULT_SETTINGS } });
+    await must(runChild('mksquashfs', [src, join(tmp, 'tree.sqfs'), '-comp', 'gzip', '-noappend', '-quiet', '-no-progress']), 'mksquashfs');
+    rows.push(`tree: ${tree.files} files, ${(tree.bytes / 1048576).toFixed(0)} MB from /usr/share + /usr/lib; ${rounds} rounds, medians`);
+    origin = await listenSrv({ srvDir: join(tmp, 'repo', 'srv') });
+    await mkdir(ours);
+    await mkdir(theirs);
+    const mountOurs = async (cache: string): Promise<void> => {
+      await must(runChild(process.execPath, [main, 'mount', FQRN, ours, '--server', `${origin!.url}${FQRN}`, '--key', join(tmp, 'repo', 'keys', `${FQRN}.pub`), '--cache', cache], env), 'gridbox mount');
+      mounted = true;
+    };
+    const umountOurs = async (): Promise<void> => { await must(runChild(process.execPath, [main, 'umount', ours], env), 'gridbox umount'); mounted = false; };
+
+    // First read: empty cache, objects from the loopback server.
+    const firsts: number[] = [];
+    let bytes = 0;
+    for (let r = 0; r < rounds; r++) {
+      await mountOurs(join(tmp, `cold${r}`));
+      dropCaches();
+      const t = await timed(ours, 'tar cf - . | wc -c');
+      firsts.push(t.s);
+      bytes = Number(t.out);
+      await umountOurs();
+      await rm(join(tmp, `cold${r}`), { recursive: true, force: true });
+    }
+
+    // Local cache warm, page cache dropped; then find warm. Interleaved with squashfuse_ll.
+    await mountOurs(join(tmp, 'cache'));
+    await timed(ours, 'tar cf - . | wc -c');
+    await must(runChild('squashfuse_ll', [join(tmp, 'tree.sqfs'), theirs]), 'squashfuse_ll');
+    sqMounted = true;
+    const readOurs: number[] = [], readTheirs: number[] = [], findOurs: number[] = [], findTheirs: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      dropCaches();
+      readOurs.push((await timed(ours, 'tar cf - . | wc -c')).s);
+      dropCaches();
+      readTheirs.push((await timed(theirs, 'tar cf - . | wc -c')).s);
+    }
+    await timed(ours, "find . -printf '%s\\n' | wc -l");
+    await timed(theirs, "find . -printf '%s\\n' | wc -l");
+    for (let r = 0; r < rounds; r++) {
+      findOurs.push((await timed(ours, "find . -printf '%s\\n' | wc -l")).s);
+      findTheirs.push((await timed(theirs, "find . -printf '%s\\n' | wc -l")).s);
+    }
+    const ro = median(readOurs), rt = median(readTheirs), fo = median(findOurs), ft = median(findTheirs);
+    rows.push(`read tree, local cache, page cache dropped: gridbox ${ro.toFixed(2)} s (${mbps(bytes, ro)}), squashfuse_ll ${rt.toFixed(2)} s (${mbps(bytes, rt)}) -> ${(rt / ro).toFixed(2)}x (target >= 1.0x)`);
+    rows.push(`find -printf %s warm: gridbox ${(fo * 1000).toFixed(1)} ms, squashfuse_ll ${(ft * 1000).toFixed(1)} ms -> ${(ft / fo).toFixed(2)}x (target >= 3x)`);
+    rows.push(`first read, empty cache, loopback server: gridbox ${median(firsts).toFixed(2)} s (${mbps(bytes, median(firsts))})`);
+  } finally {
+    if (sqMounted) await runChild('umount', [theirs]);
+    if (mounted) await runChild(process.execPath, [main, 'umount', ours], env);
+    await origin?.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return rows;
+}
