@@ -4,6 +4,7 @@
 // `gridbox enter <mountpoint> -- CMD`). Also exports the run-directory helpers umount/status/enter share.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,7 +87,6 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
     ? userNamespaceCommand(script, args)
     : { command: process.execPath, args: [script, ...args] };
   const { log } = recordPaths(dir, mnt);
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const logFd = openSync(log, 'a');
   const child = spawn(command, full, { detached: true, cwd: '/', stdio: ['ignore', logFd, logFd, 'pipe'] });
@@ -135,6 +135,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   const log = (line: string): void => { process.stderr.write(`${new Date().toISOString()} ${line}\n`); };
   const dir = o.runDir ? resolve(o.runDir) : runDir();
   const paths = recordPaths(dir, mnt);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const client = await openClientFromFlags(fqrn, o, log);
   const started = Date.now();
   let m;
@@ -170,8 +171,16 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   const onSignal = (): void => { void stop(); };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  const server = await serveControl(paths.socket, { status, unmount: stop });
-  await writeMountRecord(dir, { fqrn, mountpoint: mnt, pid: process.pid, userns, socket: paths.socket, log: paths.log });
+  let server;
+  try {
+    server = await serveControl(paths.socket, { status, unmount: stop });
+    await writeMountRecord(dir, { fqrn, mountpoint: mnt, pid: process.pid, userns, socket: paths.socket, log: paths.log });
+  } catch (e) {
+    // Without a control socket nobody could find this mount again: take it down.
+    await stop();
+    await client.close();
+    throw e;
+  }
   log(`mounted ${fqrn} revision ${client.revision()} at ${mnt} (${mounted.session.loop} loop)`);
   if (o.readyFd !== undefined) {
     const fd = Number(o.readyFd);

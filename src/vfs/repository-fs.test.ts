@@ -1,0 +1,120 @@
+// The filesystem view over a fake client: nlookup counting, hardlinks as one nodeid, nodeids kept or
+// replaced across a revision switch, ESTALE for replaced content, negative entries, listings, errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { constants } from 'node:os';
+import { GridboxError } from '../errors.js';
+import type { Client, ClientNode } from '../client/index.js';
+import type { RequestContext } from '../fuse/session.js';
+import { createRepositoryFs, IMMUTABLE_ATTR_TTL_S } from './repository-fs.js';
+
+const ctx = { uid: 0, gid: 0, pid: 1, signal: new AbortController().signal } as RequestContext;
+const S_IFREG = 0o100000, S_IFDIR = 0o040000;
+
+interface FakeFile { ino: number; hash: string; size?: number; dir?: boolean }
+
+/** A client whose tree is a map path → file, replaceable to simulate a new revision. */
+function fakeClient(initial: Record<string, FakeFile>, ttlMs = 60_000) {
+  let rev = 1;
+  let tree = initial;
+  let failReads = false;
+  const node = (path: string): ClientNode | undefined => {
+    const f = path === '' ? { ino: 256, hash: '', dir: true } : tree[path];
+    if (f === undefined) return undefined;
+    return {
+      path, name: path.slice(path.lastIndexOf('/') + 1), catalog: '',
+      attr: { ino: f.ino, mode: (f.dir ? S_IFDIR | 0o755 : S_IFREG | 0o644), nlink: 1, uid: 0, gid: 0, size: f.size ?? 3, mtime: 1, mtimeNs: 0, rdev: 0 },
+      entry: { id: f.hash ? { algorithm: 'sha1', hex: f.hash } : undefined, entry: { type: f.dir ? 'dir' : 'file' } },
+    } as unknown as ClientNode;
+  };
+  const client = {
+    fqrn: 'fake.example.org',
+    revision: () => rev,
+    rootHash: () => 'x',
+    ttlMs: () => ttlMs,
+    lookup: async (p: string) => node(p),
+    listing: async (p: string) => Object.keys(tree).filter((k) => k.slice(0, k.lastIndexOf('/')) === p).sort().map((k) => node(k)!),
+    open: async (p: string) => { if (!node(p)) throw new GridboxError('NOT_FOUND', `no ${p}`); return 7; },
+    read: async () => {
+      if (failReads) throw new GridboxError('DOWNLOAD_ALL_FAILED', 'every host failed', { cause: new Error('connection refused') });
+      return Buffer.from('abc');
+    },
+    release: async () => undefined,
+    xattrs: async () => ({ 'user.fqrn': Buffer.from('fake.example.org') }),
+    stats: () => ({ hits: 0, misses: 0, bytesDownloaded: 0, openFiles: 0, cacheBytes: 0, cacheLimit: 1 << 20 }),
+    statfs: () => ({ bytes: 10, files: 3 }),
+  } as unknown as Client;
+  return {
+    client,
+    next(t: Record<string, FakeFile>): void { tree = t; rev++; },
+    failReads(): void { failReads = true; },
+  };
+}
+
+test('lookups count references, hardlinks share one nodeid, forget frees the node', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' }, '/h': { ino: 300, hash: 'aa' } });
+  const fs = createRepositoryFs(f.client);
+  const a = await fs.lookup!(ctx, 1, 'a');
+  const h = await fs.lookup!(ctx, 1, 'h');
+  assert.equal(a.nodeid, h.nodeid);
+  assert.equal(a.attrTtl, IMMUTABLE_ATTR_TTL_S);
+  assert.equal(fs.stats().nodes, 2);
+  fs.forget!(a.nodeid, 1);
+  assert.equal(fs.stats().nodes, 2, 'one reference is left');
+  fs.forget!(a.nodeid, 1);
+  assert.equal(fs.stats().nodes, 1, 'only the root remains');
+});
+
+test('a revision switch keeps nodeids of unchanged files, replaces changed ones and answers ESTALE for them', async () => {
+  const f = fakeClient({ '/same': { ino: 300, hash: 'aa' }, '/changed': { ino: 301, hash: 'bb' } });
+  const logs: string[] = [];
+  const fs = createRepositoryFs(f.client, { log: (l) => logs.push(l) });
+  const same1 = await fs.lookup!(ctx, 1, 'same');
+  const changed1 = await fs.lookup!(ctx, 1, 'changed');
+  const fh = await fs.open!(ctx, changed1.nodeid, 0);
+  f.next({ '/same': { ino: 400, hash: 'aa' }, '/changed': { ino: 401, hash: 'cc' } });
+  const same2 = await fs.lookup!(ctx, 1, 'same');
+  const changed2 = await fs.lookup!(ctx, 1, 'changed');
+  assert.equal(same2.nodeid, same1.nodeid, 'unchanged content keeps its nodeid (and the page cache)');
+  assert.notEqual(changed2.nodeid, changed1.nodeid);
+  await assert.rejects(async () => fs.open!(ctx, changed1.nodeid, 0), (e) => e === constants.errno.ESTALE);
+  // The handle opened before the switch still reads.
+  assert.deepEqual(await fs.read!(ctx, changed1.nodeid, fh.fh, 0, 3), Buffer.from('abc'));
+  assert.ok((await fs.open!(ctx, same1.nodeid, 0)).keepCache);
+  assert.equal(fs.stats().revisionSwitches, 1);
+  assert.ok(logs.some((l) => /serving revision 2/.test(l)));
+});
+
+test('missing names are remembered for the catalog TTL as negative entries', async () => {
+  const f = fakeClient({}, 30_000);
+  const fs = createRepositoryFs(f.client);
+  const e = await fs.lookup!(ctx, 1, 'nope');
+  assert.equal(e.nodeid, 0);
+  assert.equal(e.entryTtl, 30);
+  assert.equal(fs.stats().nodes, 1);
+});
+
+test('readdirplus lists ".", "..", then children with consecutive cookies and counted entries', async () => {
+  const f = fakeClient({ '/d': { ino: 500, hash: '', dir: true }, '/d/x': { ino: 501, hash: 'aa' }, '/d/y': { ino: 502, hash: 'bb' } });
+  const fs = createRepositoryFs(f.client);
+  const d = await fs.lookup!(ctx, 1, 'd');
+  const all = await fs.readdirplus!(ctx, d.nodeid, 0, 0, 65536);
+  assert.deepEqual(all.map((e) => [e.name, e.off]), [['.', 1], ['..', 2], ['x', 3], ['y', 4]]);
+  assert.equal(fs.stats().nodes, 4);
+  const rest = await fs.readdirplus!(ctx, d.nodeid, 0, 3, 65536);
+  assert.deepEqual(rest.map((e) => e.name), ['y']);
+  // A small buffer still returns at least one entry.
+  assert.ok((await fs.readdirplus!(ctx, d.nodeid, 0, 0, 1)).length >= 1);
+});
+
+test('a read whose sources all failed is counted and logged with its cause, and reaches the kernel as EIO', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' } });
+  const logs: string[] = [];
+  const fs = createRepositoryFs(f.client, { log: (l) => logs.push(l) });
+  const a = await fs.lookup!(ctx, 1, 'a');
+  const fh = await fs.open!(ctx, a.nodeid, 0);
+  f.failReads();
+  await assert.rejects(async () => fs.read!(ctx, a.nodeid, fh.fh, 0, 3), (e) => e instanceof GridboxError && e.code === 'DOWNLOAD_ALL_FAILED');
+  assert.equal(fs.stats().ioErrors, 1);
+  assert.match(logs.join('\n'), /read "\/a" failed: DOWNLOAD_ALL_FAILED: every host failed <- connection refused/);
+});
