@@ -2,7 +2,8 @@
 // list its children's hashes (spec §4.7, §10.1 step 4). A catalog whose rows and children equal the
 // previous revision's catalog at the same mountpoint is not rewritten: it keeps its old hash.
 import { createHash } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { openSqliteWritable } from '../catalog/sqlite.js';
 import { join } from 'node:path';
 import { writeCatalog, type CatalogWriteProperties } from '../catalog/catalog-writer.js';
 import type { CatalogCounters, CatalogEntry, NestedCatalogRef } from '../catalog/types.js';
@@ -21,6 +22,8 @@ export interface OldCatalog {
   counters: CatalogCounters;
   /** canonicalDigest() of its rows and nested refs. */
   digest: string;
+  /** The rows, nested refs and SQLite file as loaded (kept for the root): an unchanged root is copied. */
+  loaded?: { rows: readonly CatalogEntry[]; nested: readonly NestedCatalogRef[]; sqlite: Uint8Array };
 }
 
 export interface BuiltCatalog {
@@ -143,10 +146,19 @@ export async function buildCatalogs(tree: RevisionTree, mountList: readonly stri
         ...(old !== undefined ? { previousRevision: formatObjectId(old.id) } : {}),
         ...(m !== '' ? { rootPrefix: m } : { ttl: opts.ttl }),
       };
-      const result = writeCatalog(file, { properties, entries: rows, nested });
+      let counters: CatalogCounters;
+      if (old?.loaded !== undefined && sameRows(rows, old.loaded.rows) && sameNested(nested, old.loaded.nested)) {
+        // Same rows and children (an unchanged republish's root): the old file with new properties
+        // instead of inserting every row again. Counters depend only on rows and children.
+        await writeFile(file, old.loaded.sqlite);
+        restampCatalog(file, properties);
+        counters = old.counters;
+      } else {
+        counters = writeCatalog(file, { properties, entries: rows, nested }).counters;
+      }
       const bytes = await readFile(file);
       const w = await writeObject(opts.store, bytes, { algorithm: opts.algorithm, suffix: 'C', compression: 'zlib' });
-      const b: BuiltCatalog = { path: m, id: w.id, size: bytes.length, counters: result.counters, revision, reused: false };
+      const b: BuiltCatalog = { path: m, id: w.id, size: bytes.length, counters, revision, reused: false };
       built.set(m, b);
       opts.onCatalog?.(b);
     } finally {
@@ -155,4 +167,60 @@ export async function buildCatalogs(tree: RevisionTree, mountList: readonly stri
     }
   }
   return built;
+}
+
+/** Rewrites the per-version properties of a copied catalog (what writeCatalog sets besides rows). */
+function restampCatalog(file: string, p: CatalogWriteProperties): void {
+  const db = openSqliteWritable(file);
+  try {
+    const set = db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)');
+    const del = db.prepare('DELETE FROM properties WHERE key = ?');
+    db.transaction(() => {
+      set.run('revision', String(p.revision));
+      set.run('last_modified', String(p.lastModified ?? Math.floor(Date.now() / 1000)));
+      if (p.previousRevision !== undefined) set.run('previous_revision', p.previousRevision);
+      else del.run('previous_revision');
+      if (p.ttl !== undefined) set.run('TTL', String(p.ttl));
+      else del.run('TTL');
+      if (p.rootPrefix !== undefined) set.run('root_prefix', p.rootPrefix);
+      else del.run('root_prefix');
+    })();
+  } finally {
+    db.close();
+  }
+}
+
+const sameId = (a: ObjectId | undefined, b: ObjectId | undefined): boolean =>
+  a === undefined ? b === undefined : b !== undefined && a.algorithm === b.algorithm && a.hex === b.hex;
+
+function sameXattrs(a: Record<string, Buffer> | undefined, b: Record<string, Buffer> | undefined): boolean {
+  const ka = a === undefined ? [] : Object.keys(a);
+  const kb = b === undefined ? [] : Object.keys(b);
+  return ka.length === kb.length && ka.every((k) => b![k] !== undefined && a![k].equals(b![k]));
+}
+
+/** Row equality with canonicalDigest()'s normalization, as a direct comparison (no hashing). */
+export function sameRows(a: readonly CatalogEntry[], b: readonly CatalogEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i], e = x.entry, f = y.entry;
+    const sized = e.type === 'file' || e.type === 'symlink';
+    const dev = e.type === 'chardev' || e.type === 'blockdev';
+    if (x.path !== y.path || e.type !== f.type || (e.mode & 0o7777) !== (f.mode & 0o7777) || e.uid !== f.uid || e.gid !== f.gid ||
+      (sized && e.size !== f.size) || e.mtime !== f.mtime || (e.mtimeNs ?? 0) !== (f.mtimeNs ?? 0) || (e.target ?? '') !== (f.target ?? '') ||
+      (dev && (e.rdev ?? 0) !== (f.rdev ?? 0)) || !sameId(x.id, y.id) || (e.type === 'file' && x.compression !== y.compression) ||
+      x.hardlinkGroup !== y.hardlinkGroup || x.linkcount !== y.linkcount || !!x.nestedMountpoint !== !!y.nestedMountpoint ||
+      !!x.nestedRoot !== !!y.nestedRoot || !!x.hidden !== !!y.hidden || !!x.external !== !!y.external || !!x.directIo !== !!y.directIo ||
+      !sameXattrs(e.xattrs, f.xattrs)) return false;
+    const cx = x.chunks ?? [], cy = y.chunks ?? [];
+    if (cx.length !== cy.length) return false;
+    for (let j = 0; j < cx.length; j++) if (cx[j].offset !== cy[j].offset || cx[j].size !== cy[j].size || !sameId(cx[j].id, cy[j].id)) return false;
+  }
+  return true;
+}
+
+function sameNested(a: readonly NestedCatalogRef[], b: readonly NestedCatalogRef[]): boolean {
+  if (a.length !== b.length) return false;
+  const byPath = new Map(b.map((n) => [n.path, n]));
+  return a.every((n) => { const o = byPath.get(n.path); return o !== undefined && sameId(n.id, o.id) && n.size === o.size; });
 }

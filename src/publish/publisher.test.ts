@@ -121,6 +121,15 @@ test('publish round trip: a generated tree reads back byte-identical with metada
     assert.equal(countDataObjects(layout.srv), before);
     assert.equal(r2.catalogsWritten, 1, 'only the root catalog is rewritten');
     assert.equal(r2.catalogsReused, 2);
+    // The unchanged root is the old one with new version properties, and reads back the same.
+    writeFileSync(cat, await readObject(store, (await readHead(layout)).rootId, 'C', { compression: 'zlib' }));
+    const sq2 = spawnSync('sqlite3', [cat, "SELECT value FROM properties WHERE key IN ('revision', 'previous_revision') ORDER BY key; SELECT count(*) FROM catalog;"], { encoding: 'utf8' });
+    assert.equal(sq2.status, 0, sq2.stderr);
+    const rootRows = [...back.keys()].filter((p) => !p.startsWith('/many/')).length; // '/many' stands for its mountpoint row
+    assert.deepEqual(sq2.stdout.trim().split('\n'), [head.rootId.hex, '3', String(rootRows)]);
+    const back2 = await readBack(layout, dir);
+    assert.equal(back2.size, back.size);
+    for (const [p, v] of back) assert.ok(back2.get(p)!.content?.equals(v.content!) ?? back2.get(p)!.content === v.content, p);
 
     // Publishing at a path keeps the rest of the tree.
     const extra = join(dir, 'extra');

@@ -20,7 +20,7 @@ export interface LoadedRevision {
 /** Calls `fn` for each catalog below `rootId` (parents before children) with its rows and nested refs. */
 export async function forEachCatalog(
   store: ObjectStore, rootId: ObjectId, tmpDir: string,
-  fn: (mount: string, id: ObjectId, size: number, rows: CatalogEntry[], nested: NestedCatalogRef[], info: { revision: number; counters: OldCatalog['counters'] }) => void | Promise<void>,
+  fn: (mount: string, id: ObjectId, size: number, rows: CatalogEntry[], nested: NestedCatalogRef[], info: { revision: number; counters: OldCatalog['counters']; sqlite: Buffer }) => void | Promise<void>,
 ): Promise<void> {
   const queue: { mount: string; id: ObjectId }[] = [{ mount: '', id: rootId }];
   let n = 0;
@@ -33,7 +33,7 @@ export async function forEachCatalog(
       const reader = openCatalog(file);
       try {
         const nested = reader.nested().filter((r) => !r.bind);
-        await fn(mount, id, bytes.length, reader.entries(), nested, { revision: Number(reader.properties.revision), counters: reader.counters() });
+        await fn(mount, id, bytes.length, reader.entries(), nested, { revision: Number(reader.properties.revision), counters: reader.counters(), sqlite: bytes });
         for (const r of nested) queue.push({ mount: r.path, id: r.id });
       } finally {
         reader.close();
@@ -51,7 +51,10 @@ export async function loadRevision(store: ObjectStore, rootId: ObjectId, tmpDir:
     // The digest is only asked for at nested mountpoints (the root catalog is always rewritten): computed
     // on first use, it costs nothing for the usual single-catalog repository.
     let digest: string | undefined;
-    catalogs.set(mount, { id, size, revision: info.revision, counters: info.counters, get digest() { return (digest ??= canonicalDigest(rows, nested)); } });
+    catalogs.set(mount, {
+      id, size, revision: info.revision, counters: info.counters, get digest() { return (digest ??= canonicalDigest(rows, nested)); },
+      ...(mount === '' ? { loaded: { rows, nested, sqlite: info.sqlite } } : {}),
+    });
     for (const r of rows) {
       // The child catalog's root row describes a mountpoint; the parent's copy is only a stub.
       if (r.nestedMountpoint) continue;
