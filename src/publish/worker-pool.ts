@@ -59,7 +59,7 @@ interface Pending {
 
 export class WorkerPool {
   private readonly workers: { w: Worker; inflight: Map<number, Pending>; own: Pending[] }[] = [];
-  /** Batches any worker may take (a worker takes its own queue's first). */
+  /** Batches any worker may take (taken before a worker's own queue). */
   private readonly queue: Pending[] = [];
   private seq = 0;
   private inflightBytes = 0;
@@ -113,7 +113,9 @@ export class WorkerPool {
       // Least busy first, so shared batches go where there is room.
       for (const slot of [...this.workers].sort((a, b) => a.inflight.size - b.inflight.size)) {
         if (slot.inflight.size >= MAX_INFLIGHT_PER_WORKER) continue;
-        const q = slot.own.length > 0 ? slot.own : this.queue;
+        // Shared batches first: the publisher sends its large files that way, and a large file started
+        // last would leave the other worker idle at the end.
+        const q = this.queue.length > 0 ? this.queue : slot.own;
         const next = q[0];
         if (next === undefined) continue;
         if (this.inflightBytes > 0 && this.inflightBytes + next.weight > MAX_INFLIGHT_BYTES) continue;
