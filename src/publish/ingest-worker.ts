@@ -61,8 +61,8 @@ function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix:
       const w = writeObject(store, key, path, stored);
       // Once settled, existsSync answers (a failed write is reported by the task that started it).
       writing.set(key, w);
-      const forget = () => { writing.delete(key); };
-      w.then(forget, forget);
+      // A failed write must not stand for its content later.
+      w.then(() => { writing.delete(key); }, () => { writing.delete(key); seen.delete(contentKey); });
       writes.push(w);
       acc.objectsWritten++;
       acc.bytesWritten += stored.length;
