@@ -98,7 +98,9 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     }
     return r;
   };
-  // Names may change with each revision: the kernel keeps them no longer than the catalog TTL.
+  // Names may change with each revision: the kernel keeps them no longer than the catalog TTL. The fuse
+  // layer has no NOTIFY_INVAL_ENTRY, so after a switch old names live on for at most one entry TTL;
+  // nodes whose content changed answer ESTALE at once, which makes the kernel look the path up again.
   const entryTtl = (): number => Math.max(1, Math.min(MAX_ENTRY_TTL_S, Math.floor(client.ttlMs() / 1000)));
 
   const nodeOf = (nodeid: number): Node => {
