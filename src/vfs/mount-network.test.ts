@@ -70,24 +70,25 @@ test('through a real squid each object reaches the origin once across two mounts
   const env = cliEnv(tmp);
   const p = await publishTree(join(tmp, 'repo'), src, env);
   const origin = await startOrigin(p.srvDir);
-  // squid drops to user proxy, which must traverse the temp dir to reach its own state.
-  await chmod(tmp, 0o755);
-  const squid = await startSquid(join(tmp, 'squid'));
+  let squid: Awaited<ReturnType<typeof startSquid>> | undefined;
   try {
+    // squid drops to user proxy, which must traverse the temp dir to reach its own state.
+    await chmod(tmp, 0o755);
+    squid = await startSquid(join(tmp, 'squid'));
     for (const round of [1, 2]) {
-      await mustRun(gridbox(['mount', FQRN, mnt, '--server', origin.url, '--proxy', squid.url, '--key', p.keyFile, '--cache', join(tmp, `cache${round}`)], env), `mount ${round}`);
+      await mustRun(gridbox(['mount', FQRN, mnt, '--server', origin.url, '--proxy', squid!.url, '--key', p.keyFile, '--cache', join(tmp, `cache${round}`)], env), `mount ${round}`);
       await mustRun(sh(`diff -r --no-dereference -x fifo ${src} ${mnt}`), `diff -r ${round}`);
       const st = JSON.parse(await mustRun(gridbox(['status', mnt, '--json'], env), 'status'));
-      assert.equal(st.proxy, squid.url);
+      assert.equal(st.proxy, squid!.url);
       await mustRun(gridbox(['umount', mnt], env), `umount ${round}`);
     }
     const data = dataRequests(origin.requests);
     assert.ok(data.length > 10, `objects were fetched (${data.length})`);
     assert.deepEqual(data.filter(([, n]) => n !== 1), [], 'every object reached the origin exactly once');
-    assert.ok((await squid.accessLog()).some((l) => /HIT/.test(l)), 'the second mount was served by squid');
+    assert.ok((await squid!.accessLog()).some((l) => /HIT/.test(l)), 'the second mount was served by squid');
   } finally {
     await gridbox(['umount', mnt], env);
-    await squid.stop();
+    await squid?.stop();
     await origin.close();
     await rm(tmp, { recursive: true, force: true });
   }
