@@ -116,7 +116,11 @@ export async function run(): Promise<string[]> {
       const sq = spawnSync('mksquashfs', [treeDir, out, '-comp', 'gzip', '-Xcompression-level', '6', '-processors', String(cores), '-no-progress', '-quiet'], { encoding: 'utf8' });
       const t = secs(t0);
       if (sq.status !== 0) throw new Error(`mksquashfs failed: ${sq.stderr || String(sq.error)}`);
-      rows.push(row('publish', 'mksquashfs gzip-6', tree, t));
+      // gridbox's time includes a sync of the file system before its manifest; mksquashfs does none.
+      // Shown beside its row, not added to it.
+      const t1 = process.hrtime.bigint();
+      spawnSync('sync', ['-f', out]);
+      rows.push(row('publish', 'mksquashfs gzip-6', tree, t, ` (its output then took ${secs(t1).toFixed(2)} s to sync; not counted)`));
       best.theirs = Math.min(best.theirs, t);
       await rm(out, { force: true });
     };
