@@ -1,7 +1,8 @@
 // `gridbox demo`: the main job end to end on an embedded default. It drives the real commands as a
 // site would: make a repository, publish a small container image tree, serve it on 127.0.0.1, read it
-// back through the verifying client, mount it with FUSE and run a job in a container from the mount,
-// then unmount and clean up. Each step prints one line. `--keep` leaves the work dir for inspection.
+// back through the verifying client, mount it with FUSE, run the image from the mount, run a job through
+// the GlideinWMS-style pilot (image picked from SINGULARITY_IMAGES_DICT, exit code passed back), then
+// unmount and clean up. Each step prints one line. `--keep` leaves the work dir for inspection.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), 'gridbox-demo-'));
   const say = (s: string): void => { process.stdout.write(`demo: ${s}\n`); };
   let server: ChildProcess | undefined;
+  let mounted: string | undefined;
   try {
     const root = join(work, 'stratum0');
     gridbox(['mkfs', FQRN, '--root', root]);
@@ -74,9 +76,40 @@ export async function run(argv: string[]): Promise<number> {
     const same = spawnSync('cmp', [join(work, 'random.bin'), join(tree, 'data', 'nested', 'random.bin')]).status === 0;
     say(`client fetched the chunked file, verified: ${same ? 'identical to the source' : 'DIFFERENT FROM THE SOURCE'}`);
     if (!same) return 1;
-    say('done');
+
+    // The worker node: mount the repository where jobs expect it, then run a job the way a glidein does.
+    const cvmfsRoot = join(work, 'cvmfs');
+    const mnt = join(cvmfsRoot, FQRN);
+    mkdirSync(mnt, { recursive: true });
+    const runDir = join(work, 'run');
+    process.env.GRIDBOX_RUN_DIR = runDir;
+    gridbox(['mount', FQRN, mnt, ...client]);
+    mounted = mnt;
+    say(`mounted ${FQRN} at ${mnt} (FUSE${process.getuid?.() === 0 ? '' : ', in a user namespace'})`);
+    const inside = (argv: string[]): string[] => (process.getuid?.() === 0 ? argv : ['enter', mnt, '--', process.execPath, MAIN, ...argv]);
+    const runOut = gridbox(inside(['run', join(mnt, 'images', 'demo')]));
+    say(`gridbox run of the image on the mount printed: ${JSON.stringify(runOut.trim())}`);
+    const jobScript = 'echo "uid=$(id -u) pwd=$(pwd) image $(head -1 /etc/os-release)"; echo "sha256 of the chunked file: $(sha256sum /data/nested/random.bin | cut -c1-16)..."';
+    const pilotEnv = {
+      GLIDEIN_Singularity_Use: 'PREFERRED', GLIDEIN_SINGULARITY_REQUIRE: 'REQUIRED', CVMFS_MOUNT_DIR: cvmfsRoot,
+      SINGULARITY_IMAGES_DICT: `default:/cvmfs/${FQRN}/images/demo`,
+    };
+    const job = spawnSync(process.execPath, [MAIN, ...inside(['pilot', 'job', '--', '/bin/sh', '-c', `${jobScript}; exit 42`])], {
+      encoding: 'utf8', cwd: work, env: { ...process.env, ...pilotEnv },
+    });
+    say(`pilot job (REQUIRED_OS any -> /cvmfs/${FQRN}/images/demo) exited ${job.status} (the job's own exit code 42 passed back); it printed:\n${job.stdout.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')}`);
+    if (job.status !== 42) {
+      process.stderr.write(job.stderr);
+      return 1;
+    }
+    const status = gridbox(['status', mnt]);
+    say(`mount status:\n${status.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')}`);
+    gridbox(['umount', mnt]);
+    mounted = undefined;
+    say('unmounted; done');
     return 0;
   } finally {
+    if (mounted !== undefined) spawnSync(process.execPath, [MAIN, 'umount', '--lazy', mounted]);
     server?.kill('SIGTERM');
     if (keep) say(`work dir kept: ${work}`);
     else rmSync(work, { recursive: true, force: true });
