@@ -11,7 +11,7 @@ import type { ObjectId } from '../hash/object-id.js';
 import { generateRsaKeyPair } from '../signing/keys.js';
 import { md5path } from '../catalog/md5path.js';
 import type { Client } from './index.js';
-import { deriveRootCatalog, FQRN, objectFile, openFixtureClient, setupFixture, writeManifest, writeWhitelist, type Fixture } from './fixture-util.test.js';
+import { deriveRootCatalog, FQRN, objectFile, openFixtureClient, setupFixture, writeManifest, writeWhitelist, type Fixture } from '../testing/legacy-fixture.js';
 
 let fx: Fixture;
 let cacheBase: string;

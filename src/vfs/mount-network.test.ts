@@ -7,7 +7,7 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
 import { squidBinary, startSquid } from '../testing/squid.js';
-import { setupFixture, FQRN as LEGACY_FQRN } from '../client/fixture-util.test.js';
+import { setupFixture, FQRN as LEGACY_FQRN } from '../testing/legacy-fixture.js';
 import {
   FQRN, buildSourceTree, cliEnv, deadUrl, fuseSkipReason, gridbox, publishTree, sh, startOrigin, type RunResult,
 } from './mount-fixture.test.js';

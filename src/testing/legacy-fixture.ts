@@ -14,12 +14,12 @@ import { certificateFingerprint } from '../signing/keys.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createSrvHandler } from '../server/srv-handler.js';
-import { makeTempDir } from '../testing/tmp.js';
-import { fixturesDir, packageRoot } from '../testing/fixtures.js';
+import { makeTempDir } from './tmp.js';
+import { fixturesDir, packageRoot } from './fixtures.js';
 export { packageRoot };
-import { resolveClientSettings, type ClientSettings } from './client-config.js';
-import { cacheDirFor, createClient, type Client } from './index.js';
-import { createClientDeps } from './default-deps.js';
+import { resolveClientSettings, type ClientSettings } from '../client/client-config.js';
+import { cacheDirFor, createClient, type Client } from '../client/index.js';
+import { createClientDeps } from '../client/default-deps.js';
 
 export const FQRN = 'legacy_aufs.cern.ch';
 
