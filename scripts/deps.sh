@@ -21,4 +21,10 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >&2
 fi
+# Drop compiled files whose source is gone, so a stale *.test.js never runs.
+if [ -d dist ]; then
+  find dist -name '*.js' | while read -r js; do
+    src="src/${js#dist/}"; [ -f "${src%.js}.ts" ] || rm -f "$js"
+  done
+fi
 npx tsc -p tsconfig.json
