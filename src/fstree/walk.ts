@@ -71,7 +71,7 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
   assignHardlinkKeys(out, inodes);
   if (xattrs !== undefined) {
     const found = await xattrs;
-    const byAbs = new Map(out.map((w) => [w.sourcePath, w.entry]));
+    const byAbs = new Map(found.size > 0 ? out.map((w) => [w.sourcePath, w.entry]) : []);
     for (const [abs, attrs] of found) {
       const e = byAbs.get(abs);
       if (e !== undefined) e.xattrs = attrs;
