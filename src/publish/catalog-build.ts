@@ -170,7 +170,7 @@ export async function buildCatalogs(tree: RevisionTree, mountList: readonly stri
 }
 
 /** Rewrites the per-version properties of a copied catalog (what writeCatalog sets besides rows). */
-function restampCatalog(file: string, p: CatalogWriteProperties): void {
+export function restampCatalog(file: string, p: CatalogWriteProperties): void {
   const db = openSqliteWritable(file);
   try {
     const set = db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)');

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
 import { FsStore } from '../store/fs-store.js';
@@ -177,6 +177,47 @@ test('duplicate contents are stored once, and equal-sized files of different con
     assert.ok(bigChunks > 1);
     assert.equal(countDataObjects(layout.srv), 3 + 300 + bigChunks);
     assert.equal(r.objectsWritten, 3 + 300 + bigChunks);
+  });
+});
+
+test('an unchanged republish restamps the root; a changed file or another revision in between takes the full path', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    mkdirSync(join(src, 'd'), { recursive: true });
+    writeFileSync(join(src, 'd', 'a'), 'one');
+    writeFileSync(join(src, 'b'), 'bee');
+    const layout = await makeRepo(dir);
+    await publishDirectory(src, { layout, settings: SETTINGS });
+    const logs: string[] = [];
+    const hooks = { log: (l: string) => logs.push(l) };
+    const r2 = await publishDirectory(src, { layout, settings: SETTINGS, hooks });
+    assert.match(logs.pop()!, /unchanged since revision 2 \(root catalog restamped\)/);
+    assert.equal(r2.revision, 3);
+    assert.equal(r2.filesReused, 2);
+    assert.equal((await readBack(layout, dir)).get('/d/a')!.content!.toString(), 'one');
+    await checkRepository(layout);
+
+    // Same size, new content: the mtime moves, so the walk differs and the file is read again.
+    writeFileSync(join(src, 'd', 'a'), 'two');
+    const t = new Date(Date.now() + 5000);
+    utimesSync(join(src, 'd', 'a'), t, t);
+    const r3 = await publishDirectory(src, { layout, settings: SETTINGS, hooks });
+    assert.doesNotMatch(logs.pop()!, /restamped/);
+    assert.equal(r3.objectsWritten, 1);
+    assert.equal((await readBack(layout, dir)).get('/d/a')!.content!.toString(), 'two');
+
+    // Another publish in between (at a path): the next whole publish is not a restamp, and drops it.
+    const extra = join(dir, 'extra');
+    mkdirSync(extra);
+    writeFileSync(join(extra, 'x'), 'x');
+    await publishDirectory(extra, { layout, settings: SETTINGS, at: '/sub' });
+    assert.ok((await readBack(layout, dir)).has('/sub/x'));
+    await publishDirectory(src, { layout, settings: SETTINGS, hooks });
+    assert.doesNotMatch(logs.pop()!, /restamped/);
+    const back = await readBack(layout, dir);
+    assert.equal(back.has('/sub'), false);
+    assert.equal(back.get('/d/a')!.content!.toString(), 'two');
+    await checkRepository(layout);
   });
 });
 

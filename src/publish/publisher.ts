@@ -2,20 +2,22 @@
 // changed files on the worker pool (unchanged ones keep their objects), write catalogs children first,
 // then certificate, history and finally the signed manifest by rename (spec §8.2). A failure or a kill at
 // any point before that rename leaves the previous revision served.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { type Entry, normalizeRelPath } from '../fstree/entry.js';
 import { walkTree } from '../fstree/walk.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
-import { buildCatalogs } from './catalog-build.js';
+import { buildCatalogs, restampCatalog } from './catalog-build.js';
 import { matchDirtab, planCatalogs } from './catalog-plan.js';
 import { commitHead, readHead, syncFileSystem, type Head } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
 import { phaseTimer } from './phase-timer.js';
 import { loadRevision } from './revision-load.js';
+import { readLastWalk, walkFingerprint, writeLastWalk, type LastWalk } from './walk-fingerprint.js';
+import { readObject, writeObject } from '../store/object-io.js';
 import { RevisionTree, toRepoPath, type ContentSource, type FileContent, type TreeItem } from './tree.js';
 import { WorkerPool, type IngestResult } from './worker-pool.js';
 
@@ -73,14 +75,19 @@ export type IngestBytes = (bytes: Uint8Array) => Promise<FileContent>;
 
 /** Publishes a directory tree. */
 export async function publishDirectory(sourceDir: string, opts: PublishOptions): Promise<PublishReport> {
-  return runTransaction(opts, async () => {
+  return transaction(opts, async () => {
     const walked = await walkTree(sourceDir, { xattrs: opts.xattrs ?? 'auto' });
     return walked.map((w) => ({ entry: w.entry, source: w.entry.type === 'file' ? { kind: 'file', path: w.sourcePath } as const : undefined }));
-  });
+  }, true);
 }
 
 /** Publishes entries produced by `collect` (tar ingest); contents come as in-memory bytes or files. */
 export async function runTransaction(opts: PublishOptions, collect: (ingest: IngestBytes) => Promise<SourceItem[]>): Promise<PublishReport> {
+  return transaction(opts, collect, false);
+}
+
+/** `directory`: `collect` is a directory walk (never ingests), so it may run before the old revision is loaded. */
+async function transaction(opts: PublishOptions, collect: (ingest: IngestBytes) => Promise<SourceItem[]>, directory: boolean): Promise<PublishReport> {
   const { layout, settings } = opts;
   const hooks = opts.hooks ?? {};
   const timer = phaseTimer();
@@ -93,6 +100,23 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     hooks.point?.('locked');
     const store = new FsStore(layout.srv);
     const head = await readHead(layout);
+    // A whole-repository directory publish walks first: if the walk is the one the served revision was
+    // published from (same fingerprint, same root catalog), the new revision is that root restamped.
+    let walked: SourceItem[] | undefined;
+    let fingerprint: string | undefined;
+    if (directory && at === '') {
+      walked = await collect(() => Promise.reject(new GridboxError('INTERNAL', 'A directory walk does not ingest')));
+      fingerprint = walkFingerprint(walked.map((i) => i.entry), settings);
+      const last = await readLastWalk(layout);
+      if (last !== undefined && last.fingerprint === fingerprint && last.rootId === formatObjectId(head.rootId)) {
+        timer.mark('lock+walk');
+        const report = await republishUnchanged(opts, store, head, walked, last, tmpDir);
+        await writeLastWalk(layout, { fingerprint, rootId: report.rootHash, catalogs: last.catalogs }).catch(() => undefined);
+        timer.mark('restamp+commit');
+        timer.done(`${report.files} files, unchanged since revision ${head.revision}`);
+        return report;
+      }
+    }
     const old = await loadRevision(store, head.rootId, tmpDir);
     hooks.point?.('loaded');
     timer.mark('lock+load');
@@ -105,7 +129,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
       streamed.bytes += r.bytesWritten;
       return contentOf(r, settings);
     };
-    const items = await collect(ingestBytes);
+    const items = walked ?? await collect(ingestBytes);
     hooks.point?.('walked');
     timer.mark('collect');
 
@@ -238,6 +262,7 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
       previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
       tag: opts.tag, tagDescription: opts.tagDescription, tmpDir, point: hooks.point,
     });
+    if (fingerprint !== undefined) await writeLastWalk(layout, { fingerprint, rootId: report.rootHash, catalogs: built.size }).catch(() => undefined);
     timer.mark('commit');
     timer.done(`${report.files} files, ${report.filesReused} reused, ${report.objectsWritten} objects written`);
     hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${report.files} files (${report.filesReused} unchanged), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);
@@ -247,6 +272,36 @@ export async function runTransaction(opts: PublishOptions, collect: (ingest: Ing
     await rm(tmpDir, { recursive: true, force: true });
     await lock.release();
   }
+}
+
+/**
+ * The served revision's root catalog with new version properties, as the next revision: what a full
+ * publish of an unchanged walk produces (every catalog equal, the root restamped), without loading the
+ * old catalogs or comparing them row by row.
+ */
+async function republishUnchanged(opts: PublishOptions, store: FsStore, head: Head, items: SourceItem[], last: LastWalk, tmpDir: string): Promise<PublishReport> {
+  const { layout, settings } = opts;
+  const hooks = opts.hooks ?? {};
+  hooks.point?.('loaded');
+  hooks.point?.('walked');
+  const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 1, catalogsReused: last.catalogs - 1 };
+  for (const it of items) if (it.entry.type === 'file') { report.files++; report.bytes += it.entry.size; }
+  report.filesReused = report.files;
+  hooks.point?.('objects-done');
+  const file = join(tmpDir, 'root-catalog.sqlite');
+  await writeFile(file, await readObject(store, head.rootId, 'C', { compression: 'zlib' }));
+  restampCatalog(file, { revision: report.revision, lastModified: Math.floor(Date.now() / 1000), previousRevision: formatObjectId(head.rootId), ttl: settings.ttl });
+  const bytes = await readFile(file);
+  const root = await writeObject(store, bytes, { algorithm: settings.hashAlgorithm, suffix: 'C', compression: 'zlib' });
+  hooks.point?.('first-catalog');
+  hooks.point?.('catalogs-done');
+  report.rootHash = formatObjectId(root.id);
+  await commitHead(layout, store, {
+    previous: head, rootId: root.id, rootSize: bytes.length, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
+    tag: opts.tag, tagDescription: opts.tagDescription, tmpDir, point: hooks.point,
+  });
+  hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${report.files} files, unchanged since revision ${head.revision} (root catalog restamped)`);
+  return report;
 }
 
 /** A worker message carries up to this many files or bytes (a larger file goes alone). */
