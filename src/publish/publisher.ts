@@ -116,10 +116,11 @@ async function transaction(opts: PublishOptions, collect: (ingest: IngestBytes) 
         timer.done(`${report.files} files, unchanged since revision ${head.revision}`);
         return report;
       }
+      timer.mark('lock+walk');
     }
     const old = await loadRevision(store, head.rootId, tmpDir);
     hooks.point?.('loaded');
-    timer.mark('lock+load');
+    timer.mark(walked === undefined ? 'lock+load' : 'load');
     const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
     const streamed = { objects: 0, bytes: 0 };
     const ingestBytes: IngestBytes = async (bytes) => {
