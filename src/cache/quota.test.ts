@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
+import Database from 'better-sqlite3';
 import { Quota } from './quota.js';
 
 test('Quota evicts least recently used objects down to half the limit', () => withTempDir(async (dir) => {
@@ -55,4 +56,43 @@ test('Quota persists the LRU order across reopen', () => withTempDir(async (dir)
     assert.deepEqual(q2.lruOrder(), ['b', 'a']);
     assert.equal(q2.usage().objects, 2);
   } finally { q2.close(); }
+}));
+
+test('Quota keeps accesses in memory until a flush, an insert or close writes them', () => withTempDir(async (dir) => {
+  const db = join(dir, 'cachedb');
+  const q1 = Quota.open(db, 1000);
+  const q2 = Quota.open(db, 1000);
+  try {
+    for (const k of ['a', 'b', 'c']) q1.insert(k, 100);
+    assert.ok(q1.touch('a'));
+    assert.deepEqual(q2.lruOrder(), ['a', 'b', 'c'], 'not written yet: another mount sees the old order');
+    q1.flush();
+    assert.deepEqual(q2.lruOrder(), ['b', 'c', 'a']);
+    assert.ok(q1.touch('b'));
+    q1.insert('d', 100); // an insert writes pending accesses first
+    assert.deepEqual(q2.lruOrder(), ['c', 'a', 'b', 'd']);
+    assert.equal(q2.touch('d'), false, 'a key inserted by another mount is unknown here until adopted');
+    assert.equal(q2.insert('d', 100).admitted, true);
+    assert.ok(q2.touch('d'));
+  } finally { q1.close(); q2.close(); }
+}));
+
+test('Quota keeps the byte total across mounts and adopts a ledger written without it', () => withTempDir(async (dir) => {
+  const path = join(dir, 'cachedb');
+  const old = new Database(path);
+  old.exec(`CREATE TABLE objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, acseq INTEGER NOT NULL);
+    INSERT INTO objects VALUES ('x', 300, 1), ('y', 200, 2);`);
+  old.close();
+  const q1 = Quota.open(path, 1000);
+  const q2 = Quota.open(path, 1000);
+  try {
+    assert.equal(q1.usage().bytes, 500);
+    q2.insert('z', 400);
+    assert.equal(q1.usage().bytes, 900);
+    const r = q1.insert('w', 200); // 1100 > 1000: evict x, y down to <= 500
+    assert.deepEqual(r.evicted, ['x', 'y']);
+    assert.equal(q2.usage().bytes, 600);
+    q2.remove('z');
+    assert.equal(q1.usage().bytes, 200);
+  } finally { q1.close(); q2.close(); }
 }));

@@ -1,6 +1,7 @@
 // The cache quota, kept apart from storage: an LRU ledger of cached objects and their sizes in a
 // small SQLite db (`<cache dir>/cachedb`, WAL, shared by every mount using the cache dir). Over
 // the limit it picks victims down to half the limit, as CVMFS does (spec §7.6); it never unlinks.
+// Accesses are batched in memory and written in one transaction (as CVMFS's cache manager does).
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { GridboxError, q } from '../errors.js';
@@ -23,6 +24,10 @@ function pidAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
+/** Pending accesses are written at least this often, and before any insert, eviction or LRU listing. */
+export const TOUCH_FLUSH_MS = 5_000;
+const TOUCH_FLUSH_COUNT = 4096;
+
 /**
  * LRU by access sequence. Pins belong to this Quota instance (owner "<pid>:<random>"), so pins of a
  * crashed mount are dropped by the next open, and several mounts may pin the same catalog.
@@ -31,6 +36,12 @@ function pidAlive(pid: number): boolean {
 export class Quota {
   private readonly owner = `${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly db: Database.Database;
+  /** Keys this instance knows to be in the ledger (loaded once, then kept): a hit's touch needs no query. */
+  private readonly known = new Set<string>();
+  /** Accesses not yet written, oldest first (a re-touch moves the key to the end). */
+  private readonly pending = new Map<string, true>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly st: Record<'size' | 'total' | 'seq' | 'setSeq' | 'add' | 'del' | 'pin', Database.Statement>;
 
   private constructor(dbPath: string, readonly limitBytes: number) {
     try {
@@ -42,6 +53,25 @@ export class Quota {
       this.db.exec(`CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, acseq INTEGER NOT NULL);
         CREATE INDEX IF NOT EXISTS objects_acseq ON objects (acseq);
         CREATE TABLE IF NOT EXISTS pins (key TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (key, owner));`);
+      // The total kept by triggers (so every process sharing the ledger sees the same one): an insert
+      // reads one row instead of summing the table.
+      this.db.transaction(() => {
+        this.db.exec(`CREATE TABLE IF NOT EXISTS total (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
+          INSERT OR IGNORE INTO total SELECT 0, coalesce(sum(size), 0) FROM objects;
+          CREATE TRIGGER IF NOT EXISTS objects_total_ins AFTER INSERT ON objects BEGIN UPDATE total SET bytes = bytes + NEW.size WHERE id = 0; END;
+          CREATE TRIGGER IF NOT EXISTS objects_total_del AFTER DELETE ON objects BEGIN UPDATE total SET bytes = bytes - OLD.size WHERE id = 0; END;
+          CREATE TRIGGER IF NOT EXISTS objects_total_upd AFTER UPDATE OF size ON objects BEGIN UPDATE total SET bytes = bytes - OLD.size + NEW.size WHERE id = 0; END;`);
+      }).immediate();
+      this.st = {
+        size: this.db.prepare('SELECT size FROM objects WHERE key = ?').pluck(),
+        total: this.db.prepare('SELECT bytes FROM total WHERE id = 0').pluck(),
+        seq: this.db.prepare('SELECT coalesce(max(acseq), 0) + 1 FROM objects').pluck(),
+        setSeq: this.db.prepare('UPDATE objects SET acseq = ? WHERE key = ?'),
+        add: this.db.prepare('INSERT INTO objects (key, size, acseq) VALUES (?, ?, ?)'),
+        del: this.db.prepare('DELETE FROM objects WHERE key = ?'),
+        pin: this.db.prepare('INSERT OR IGNORE INTO pins (key, owner) VALUES (?, ?)'),
+      };
+      for (const k of this.db.prepare('SELECT key FROM objects').pluck().iterate() as IterableIterator<string>) this.known.add(k);
     } catch (e) {
       throw new GridboxError('CACHE_IO', `Cannot open cache database ${q(dbPath)}`, { cause: e, path: dbPath });
     }
@@ -57,16 +87,35 @@ export class Quota {
   }
 
   private nextSeq(): number {
-    return (this.db.prepare('SELECT coalesce(max(acseq), 0) + 1 FROM objects').pluck().get() as number);
+    return this.st.seq.get() as number;
+  }
+
+  /** Writes the pending accesses in one transaction; keys another process dropped are forgotten. */
+  flush(): void {
+    if (this.pending.size === 0 || !this.db.open) return;
+    this.db.transaction(() => this.flushNow()).immediate();
+  }
+
+  private flushNow(): void {
+    if (this.pending.size === 0) return;
+    let seq = this.nextSeq();
+    for (const key of this.pending.keys()) {
+      if (this.st.setSeq.run(seq++, key).changes === 0) this.known.delete(key);
+    }
+    this.pending.clear();
   }
 
   /** Records an object (or refreshes it), evicting LRU unpinned objects down to limit/2 if it would not fit. */
   insert(key: string, size: number, opts: { pin?: boolean } = {}): InsertResult {
     return this.db.transaction((): InsertResult => {
+      // Earlier accesses first, so victims are chosen by the real order.
+      this.pending.delete(key);
+      this.flushNow();
       const evicted: string[] = [];
-      const known = this.db.prepare('SELECT size FROM objects WHERE key = ?').pluck().get(key) as number | undefined;
+      const known = this.st.size.get(key) as number | undefined;
       if (known !== undefined) {
-        this.db.prepare('UPDATE objects SET acseq = ? WHERE key = ?').run(this.nextSeq(), key);
+        this.st.setSeq.run(this.nextSeq(), key);
+        this.known.add(key);
         if (opts.pin) this.pinNow(key);
         return { admitted: true, evicted };
       }
@@ -79,24 +128,31 @@ export class Quota {
           evicted.push(v.key);
           total -= v.size;
         }
-        const del = this.db.prepare('DELETE FROM objects WHERE key = ?');
-        for (const k of evicted) del.run(k);
+        for (const k of evicted) { this.st.del.run(k); this.known.delete(k); }
         if (total + size > this.limitBytes && !opts.pin) return { admitted: false, evicted };
       }
-      this.db.prepare('INSERT INTO objects (key, size, acseq) VALUES (?, ?, ?)').run(key, size, this.nextSeq());
+      this.st.add.run(key, size, this.nextSeq());
+      this.known.add(key);
       if (opts.pin) this.pinNow(key);
       return { admitted: true, evicted };
     }).immediate();
   }
 
-  /** Marks an access; false when the key is not in the ledger. */
+  /**
+   * Marks an access (written to the ledger within TOUCH_FLUSH_MS, or before the next insert); false when
+   * the key is not known to be in the ledger, so the caller adopts the file with insert().
+   */
   touch(key: string): boolean {
-    // Prepared once: every open of a cached file touches the ledger.
-    this.stTouch ??= this.db.prepare('UPDATE objects SET acseq = (SELECT coalesce(max(acseq), 0) + 1 FROM objects) WHERE key = ?');
-    return this.stTouch.run(key).changes > 0;
+    if (!this.known.has(key)) return false;
+    this.pending.delete(key);
+    this.pending.set(key, true);
+    if (this.pending.size >= TOUCH_FLUSH_COUNT) this.flush();
+    else if (this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(() => { this.flushTimer = undefined; this.flush(); }, TOUCH_FLUSH_MS);
+      this.flushTimer.unref();
+    }
+    return true;
   }
-
-  private stTouch: Database.Statement | undefined;
 
   has(key: string): boolean {
     return this.db.prepare('SELECT 1 FROM objects WHERE key = ?').get(key) !== undefined;
@@ -110,32 +166,38 @@ export class Quota {
   isPinned(key: string): boolean { return this.db.prepare('SELECT 1 FROM pins WHERE key = ?').get(key) !== undefined; }
 
   remove(key: string): void {
-    this.db.prepare('DELETE FROM objects WHERE key = ?').run(key);
+    this.known.delete(key);
+    this.pending.delete(key);
+    this.st.del.run(key);
   }
 
   usage(): QuotaUsage {
-    const r = this.db.prepare('SELECT coalesce(sum(size), 0) AS bytes, count(*) AS objects FROM objects').get() as { bytes: number; objects: number };
+    const r = { bytes: this.totalBytes(), objects: this.db.prepare('SELECT count(*) FROM objects').pluck().get() as number };
     const pinned = this.db.prepare('SELECT coalesce(sum(size), 0) FROM objects WHERE key IN (SELECT key FROM pins)').pluck().get() as number;
     return { bytes: r.bytes, objects: r.objects, pinnedBytes: pinned, limitBytes: this.limitBytes };
   }
 
   /** Keys from least to most recently used. */
   lruOrder(): string[] {
+    this.flush();
     return this.db.prepare('SELECT key FROM objects ORDER BY acseq').pluck().all() as string[];
   }
 
   /** Drops this instance's pins and closes the db. */
   close(): void {
     if (!this.db.open) return;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.flush();
     this.db.prepare('DELETE FROM pins WHERE owner = ?').run(this.owner);
     this.db.close();
   }
 
   private totalBytes(): number {
-    return this.db.prepare('SELECT coalesce(sum(size), 0) FROM objects').pluck().get() as number;
+    return (this.st.total.get() as number | undefined) ?? 0;
   }
 
   private pinNow(key: string): void {
-    this.db.prepare('INSERT OR IGNORE INTO pins (key, owner) VALUES (?, ?)').run(key, this.owner);
+    this.st.pin.run(key, this.owner);
   }
 }

@@ -105,7 +105,7 @@ export class Fetcher {
     const size = entry.entry.size;
     return {
       size,
-      read: (offset, length) => readHeld(held, offset, clampLength(size, offset, length)),
+      read: async (offset, length) => readHeld(held, offset, clampLength(size, offset, length)),
       close: () => held.close(),
     };
   }
@@ -178,11 +178,12 @@ function surfaceBadData(e: unknown, key: string): unknown {
   return e;
 }
 
-async function readHeld(h: CachedObject, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
+/** Synchronous: cached objects are local files or memory, and a pread beats a threadpool round trip. */
+function readHeld(h: CachedObject, offset: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
-    const n = await h.read(buf, done, length - done, offset + done);
+    const n = h.readSync(buf, done, length - done, offset + done);
     if (n === 0) break;
     done += n;
   }
