@@ -57,6 +57,11 @@ export interface Client {
   readlink(path: string): Promise<string>;
   /** Opens a regular file; the handle reads the content of the revision it was opened in, even after an update. */
   open(path: string): Promise<number>;
+  /**
+   * Opens a node a lookup or listing already resolved, without resolving its path again. The node must
+   * come from this client; its content is what its entry names, whichever revision is served now.
+   */
+  openNode?(node: ClientNode): Promise<number>;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
   release(handle: number): Promise<void>;
   /** The entry's xattrs plus the virtual user.* ones CVMFS exposes. */
@@ -97,6 +102,13 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     return f;
   };
 
+  const openEntry = async (node: ClientNode): Promise<number> => {
+    const file = await fetcher.open(node.entry);
+    const h = nextHandle++;
+    handles.set(h, file);
+    return h;
+  };
+
   return {
     fqrn: settings.fqrn,
     revision: () => session.revision,
@@ -108,11 +120,11 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     listing: (path) => tree().listing(path),
     readlink: (path) => tree().readlink(path),
     async open(path) {
-      const node = await tree().stat(path);
-      const file = await fetcher.open(node.entry);
-      const h = nextHandle++;
-      handles.set(h, file);
-      return h;
+      return openEntry(await tree().stat(path));
+    },
+    openNode: (node) => {
+      if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
+      return openEntry(node);
     },
     read: (h, offset, length) => handleOf(h).read(offset, length),
     async release(h) {

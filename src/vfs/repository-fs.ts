@@ -46,6 +46,8 @@ interface Node {
   /** What makes two entries interchangeable (type, mode, size, owner, times, content hash, target). */
   sig: string;
   target?: string;
+  /** The client's answer for a regular file, opened without a second path resolution. */
+  file?: ClientNode;
   nlookup: number;
   /** Client inode numbers (one per revision seen) mapped to this node. */
   inos: Set<number>;
@@ -132,6 +134,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     }
     const n: Node = {
       nodeid: nextNodeid++, path: cn.path, attr: fuseAttr(cn), sig, target: cn.entry.entry.target, nlookup: 0,
+      file: cn.entry.entry.type === 'file' ? cn : undefined,
       inos: new Set([cn.attr.ino]), paths: new Set([cn.path]), revision: rev,
     };
     nodes.set(n.nodeid, n);
@@ -264,7 +267,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       const n = nodeOf(nodeid);
       return guard('open', n.path, async () => {
         await current(n);
-        const fh = await client.open(n.path);
+        // The node's entry has the content its signature names (a changed entry would be another node).
+        const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
         openFiles++;
         // Content of a nodeid never changes, so the page cache stays valid across opens.
         return { fh, keepCache: true };
