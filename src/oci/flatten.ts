@@ -1,11 +1,12 @@
 // Applies image layers in order to an in-memory entry map and returns the flat tree ready to publish:
 // OCI whiteouts and opaque dirs (lower layers only), hard links, devices by policy, setuid/setgid
-// stripped, permissions normalised, every escape from the root refused. Never extracts to disk: file
-// bytes are spooled, one append-only file per layer, and referenced by (spool file, offset, size).
-// Memory therefore holds only entry metadata (~10k entries for a 200 MB Debian image); the spool costs
-// the uncompressed layer size on disk and is read back sequentially by the publisher.
+// stripped, permissions normalised, every escape from the root refused. Never extracts to disk.
+// Layers are read top to bottom and applied bottom to top: a file that no upper layer shadows goes
+// straight to the caller's ContentSink (the publisher's worker pool) while the layer streams; the rest
+// (and everything when there is no sink) is spooled, one append-only file per layer, and referenced by
+// (spool file, offset, size). A layer whose entry list the caller remembered is not downloaded again.
 import { createReadStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { type FileHandle, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { GridboxError, q } from '../errors.js';
@@ -16,8 +17,12 @@ import { readTar, type TarReadOptions } from '../tar/tar-reader.js';
 export interface LayerSource {
   /** Layer name for messages (its digest). */
   digest: string;
-  /** Opens the layer bytes (gzip, zstd or plain tar; detected). Called once, read to the end. */
+  /** Opens the layer bytes (gzip, zstd or plain tar; detected). Called at most once, read to the end. */
   open(): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
+  /** The layer's entries remembered from an earlier read; used instead of `open` when every file it needs is stored. */
+  remembered?: () => Promise<LayerRecord[] | undefined>;
+  /** Told the layer's entries after it was read from `open` (files the sink took carry `stored`). */
+  remember?: (records: LayerRecord[]) => void;
 }
 
 /** What happens to char/block devices: "skip" (default; counted), "empty-file" (mode 0, like rootless umoci), "keep". */
@@ -42,6 +47,28 @@ export interface FlattenOptions {
   tar?: Omit<TarReadOptions, 'strict' | 'onWarning' | 'label'>;
   decompress?: Omit<DecompressOptions, 'label'>;
   onWarning?: (w: FlattenWarning) => void;
+  /** Takes the bytes of files no upper layer shadows while the layer streams (else they are spooled). */
+  sink?: ContentSink;
+}
+
+/**
+ * Where unshadowed file bytes go as a layer streams. `put` resolves once the caller may read on
+ * (bounded memory) with `stored`, which settles when the bytes are stored: its value is kept as the
+ * file's ContentRef.stored. `flush` sends whatever is still batched.
+ */
+export interface ContentSink {
+  put(bytes: Uint8Array): Promise<{ stored: Promise<unknown> }>;
+  flush(): void;
+  /** Files larger than this are spooled, never held whole in memory (default 64 MiB). */
+  maxFileBytes?: number;
+}
+
+/** A layer's entries in archive order, as remembered for a re-sync; `stored` as a ContentSink gave it. */
+export interface LayerRecord {
+  entry: Entry;
+  linkTo?: string;
+  /** Files only; absent when the bytes were spooled (shadowed then) rather than stored. */
+  stored?: unknown;
 }
 
 export interface FlattenWarning {
@@ -51,11 +78,13 @@ export interface FlattenWarning {
   layer: string;
 }
 
-/** Where a file's bytes are: `size` bytes at `offset` of the spool file. */
+/** Where a file's bytes are: `size` bytes at `offset` of the spool file, or already `stored` by the sink. */
 export interface ContentRef {
   spoolPath: string;
   offset: number;
   size: number;
+  /** What the ContentSink made of the bytes (then spoolPath/offset mean nothing). */
+  stored?: unknown;
 }
 
 export interface FlattenStats {
@@ -92,6 +121,8 @@ export interface FlatTree {
 interface Node {
   entry: Entry;
   content?: ContentRef;
+  /** A remembered file without stored bytes: the tree cannot be finished from memory. */
+  missing?: boolean;
   /** Identity of the inode: hard links share it. */
   inode: number;
 }
@@ -100,39 +131,83 @@ interface LayerItem {
   entry: Entry;
   linkTo?: string;
   content?: ContentRef;
+  missing?: boolean;
 }
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-/** Applies `layers` bottom to top. Throws on corrupt or over-limit layers; warns (or throws if strict) on unsafe paths. */
+/**
+ * Applies `layers` bottom to top. Throws on corrupt or over-limit layers; warns (or throws if strict) on
+ * unsafe paths. Should a remembered layer lack bytes the final tree needs (an upper entry that shadowed
+ * them was refused), the image is read again without remembered layers.
+ */
 export async function flattenLayers(layers: LayerSource[], options: FlattenOptions): Promise<FlatTree> {
+  const tree = await flattenOnce(layers, options, true);
+  return tree ?? (await flattenOnce(layers, options, false))!;
+}
+
+async function flattenOnce(layers: LayerSource[], options: FlattenOptions, useRemembered: boolean): Promise<FlatTree | undefined> {
   const devices = options.devices ?? 'skip';
   const stats: FlattenStats = {
     layers: layers.length, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, fifos: 0, devicesSkipped: 0, devicesEmptied: 0,
     devicesKept: 0, whiteouts: 0, opaqueDirs: 0, setidStripped: 0, modesNormalised: 0, unsafeSkipped: 0, bytes: 0,
   };
   const warnings: FlattenWarning[] = [];
-  const spoolFiles: string[] = [];
+  const spoolFiles = layers.map((_, li) => join(options.spoolDir, `layer-${li}.spool`));
   const nodes = new Map<string, Node>();
   let nextInode = 1;
   nodes.set('', { entry: dirEntry('', 0), inode: nextInode++ });
+  const warner = (li: number) => (code: FlattenWarning['code'], message: string, path: string): void => {
+    if (code === 'OCI_UNSAFE_PATH') {
+      stats.unsafeSkipped++;
+      if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path, layer: layers[li].digest });
+    }
+    const w = { code, message, path, layer: layers[li].digest };
+    warnings.push(w);
+    options.onWarning?.(w);
+  };
+  const label = (li: number): string => `layer ${li + 1}/${layers.length} ${layers[li].digest}`;
+
+  // Read top to bottom, so that each layer knows which of its files upper layers shadow.
+  const shadow = new Shadow();
+  const layerItems: LayerItem[][] = new Array(layers.length);
+  const stores: Promise<unknown>[] = [];
+  const toRemember: { li: number; items: LayerItem[] }[] = [];
+  for (let li = layers.length - 1; li >= 0; li--) {
+    const layer = layers[li];
+    const records = useRemembered ? await layer.remembered?.() : undefined;
+    if (records !== undefined && records.every((r) => r.entry.type !== 'file' || r.linkTo !== undefined || r.stored !== undefined || shadow.covers(r.entry.path))) {
+      layerItems[li] = records.map((r) => {
+        const it: LayerItem = { entry: r.entry };
+        if (r.linkTo !== undefined) it.linkTo = r.linkTo;
+        else if (r.entry.type === 'file') {
+          if (r.stored !== undefined) it.content = { spoolPath: '', offset: 0, size: r.entry.size, stored: r.stored };
+          else it.missing = true;
+        }
+        return it;
+      });
+    } else {
+      const warned = warnings.length;
+      layerItems[li] = await readLayer(layer, label(li), spoolFiles[li], options, warner(li), (p) => shadow.covers(p), stores);
+      // A layer that warned while being read is read again next time, so its warnings (and --strict) recur.
+      if (layer.remember && warnings.length === warned) toRemember.push({ li, items: layerItems[li] });
+    }
+    shadow.add(layerItems[li]);
+  }
+  options.sink?.flush();
+  await Promise.all(stores);
+  for (const { li, items } of toRemember) {
+    layers[li].remember!(items.map((it) => ({
+      entry: it.entry, ...(it.linkTo !== undefined ? { linkTo: it.linkTo } : {}), ...(it.content?.stored !== undefined ? { stored: it.content.stored } : {}),
+    })));
+  }
 
   for (let li = 0; li < layers.length; li++) {
-    const layer = layers[li];
-    const label = `layer ${li + 1}/${layers.length} ${layer.digest}`;
-    const warn = (code: FlattenWarning['code'], message: string, path: string): void => {
-      if (code === 'OCI_UNSAFE_PATH') {
-        stats.unsafeSkipped++;
-        if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path, layer: layer.digest });
-      }
-      const w = { code, message, path, layer: layer.digest };
-      warnings.push(w);
-      options.onWarning?.(w);
-    };
-    const spoolPath = join(options.spoolDir, `layer-${li}.spool`);
-    spoolFiles.push(spoolPath);
-    const items = await readLayer(layer, label, spoolPath, options, warn);
+    const spoolPath = spoolFiles[li];
+    const warn = warner(li);
+    const items = layerItems[li];
+    const label_ = label(li);
 
     // Phase 1: whiteouts and opaque markers act on the lower layers only, wherever they sit in the archive.
     const upper: LayerItem[] = [];
@@ -154,13 +229,13 @@ export async function flattenLayers(layers: LayerSource[], options: FlattenOptio
     // Phase 2: this layer's entries in archive order.
     for (const it of upper) {
       const path = it.entry.path;
-      if (path === '' && it.entry.type !== 'dir') { warn('TAR_INVALID', `Skipping root entry of type ${it.entry.type} in ${label}`, path); continue; }
+      if (path === '' && it.entry.type !== 'dir') { warn('TAR_INVALID', `Skipping root entry of type ${it.entry.type} in ${label_}`, path); continue; }
       const blocked = blockedBy(nodes, path);
       if (blocked) {
         const why = blocked.entry.type === 'symlink'
           ? `its parent ${q(blocked.entry.path)} is a symlink to ${q(blocked.entry.target)} (writing through it could leave the root)`
           : `its parent ${q(blocked.entry.path)} is a ${blocked.entry.type}, not a directory`;
-        warn(blocked.entry.type === 'symlink' ? 'OCI_UNSAFE_PATH' : 'TAR_INVALID', `Refusing ${q(path)} in ${label}: ${why}`, path);
+        warn(blocked.entry.type === 'symlink' ? 'OCI_UNSAFE_PATH' : 'TAR_INVALID', `Refusing ${q(path)} in ${label_}: ${why}`, path);
         continue;
       }
       let node: Node;
@@ -168,17 +243,18 @@ export async function flattenLayers(layers: LayerSource[], options: FlattenOptio
         const target = nodes.get(it.linkTo);
         const via = blockedBy(nodes, it.linkTo);
         if (via?.entry.type === 'symlink') {
-          warn('OCI_UNSAFE_PATH', `Refusing hard link ${q(path)} in ${label}: target ${q(it.linkTo)} passes through symlink ${q(via.entry.path)}`, path);
+          warn('OCI_UNSAFE_PATH', `Refusing hard link ${q(path)} in ${label_}: target ${q(it.linkTo)} passes through symlink ${q(via.entry.path)}`, path);
           continue;
         }
         if (!target || target.entry.type === 'dir') {
-          warn('TAR_INVALID', `Skipping hard link ${q(path)} in ${label}: target ${q(it.linkTo)} ${target ? 'is a directory' : 'does not exist'}`, path);
+          warn('TAR_INVALID', `Skipping hard link ${q(path)} in ${label_}: target ${q(it.linkTo)} ${target ? 'is a directory' : 'does not exist'}`, path);
           continue;
         }
         stats.hardlinks++;
         node = target.entry.type === 'file'
           ? { entry: { ...target.entry, path }, content: target.content, inode: target.inode }
           : { entry: { ...target.entry, path }, inode: nextInode++ };
+        if (target.missing) node.missing = true;
       } else if (it.entry.type === 'chardev' || it.entry.type === 'blockdev') {
         if (devices === 'skip') {
           stats.devicesSkipped++;
@@ -197,6 +273,7 @@ export async function flattenLayers(layers: LayerSource[], options: FlattenOptio
       } else {
         node = { entry: it.entry, inode: nextInode++ };
         if (it.content) node.content = it.content;
+        if (it.missing) node.missing = true;
       }
       ensureParents(nodes, path, it.entry.mtime, () => nextInode++);
       const old = nodes.get(path);
@@ -206,7 +283,42 @@ export async function flattenLayers(layers: LayerSource[], options: FlattenOptio
     }
   }
 
+  for (const n of nodes.values()) if (n.missing && n.entry.type === 'file') return undefined;
   return finish(nodes, options, stats, warnings, spoolFiles);
+}
+
+/** What the layers read so far (the upper ones) hide of a lower layer. */
+class Shadow {
+  /** Paths some upper layer has an entry at (or whites out). */
+  private readonly defined = new Set<string>();
+  /** Paths whose descendants upper layers hide: non-directories, whiteouts, opaque directories. */
+  private readonly cut = new Set<string>();
+
+  add(items: LayerItem[]): void {
+    for (const it of items) {
+      const path = it.entry.path;
+      const name = baseName(path);
+      if (name === OPAQUE) this.cut.add(parentPath(path));
+      else if (name.startsWith(WHITEOUT + WHITEOUT)) continue;
+      else if (name.startsWith(WHITEOUT)) {
+        const target = joinPath(parentPath(path), name.slice(WHITEOUT.length));
+        this.defined.add(target);
+        this.cut.add(target);
+      } else {
+        this.defined.add(path);
+        if (it.entry.type !== 'dir' || it.linkTo !== undefined) this.cut.add(path);
+      }
+    }
+  }
+
+  /** True when a lower layer's file at `path` cannot be what the final tree shows there. */
+  covers(path: string): boolean {
+    if (this.defined.has(path)) return true;
+    for (let p = parentPath(path); ; p = parentPath(p)) {
+      if (this.cut.has(p)) return true;
+      if (p === '') return false;
+    }
+  }
 }
 
 /** Removes the spool files of a flat tree (its ContentRefs become invalid). */
@@ -220,11 +332,17 @@ export function openContent(ref: ContentRef): Readable {
   return createReadStream(ref.spoolPath, { start: ref.offset, end: ref.offset + ref.size - 1 });
 }
 
-/** Reads one layer fully: entry metadata into memory, file bytes appended to the layer's spool file. */
+/**
+ * Reads one layer fully: entry metadata into memory; the bytes of files `shadowed` does not cover go to
+ * the sink (their `stored` promises are pushed to `stores`), the others are appended to the spool file.
+ */
 async function readLayer(layer: LayerSource, label: string, spoolPath: string, options: FlattenOptions,
-  warn: (code: FlattenWarning['code'], message: string, path: string) => void): Promise<LayerItem[]> {
+  warn: (code: FlattenWarning['code'], message: string, path: string) => void, shadowed: (path: string) => boolean,
+  stores: Promise<unknown>[]): Promise<LayerItem[]> {
   const items: LayerItem[] = [];
-  const fh = await open(spoolPath, 'w');
+  const sink = options.sink;
+  const maxSinkBytes = sink?.maxFileBytes ?? 64 << 20;
+  let fh: FileHandle | undefined;
   let offset = 0;
   try {
     const bytes = decompressLayer(await layer.open(), { ...options.decompress, label });
@@ -236,17 +354,30 @@ async function readLayer(layer: LayerSource, label: string, spoolPath: string, o
       const item: LayerItem = { entry: t.entry };
       if (t.linkTo !== undefined) item.linkTo = t.linkTo;
       if (t.content) {
-        const start = offset;
-        for await (const chunk of t.content) {
-          await fh.write(chunk);
-          offset += chunk.length;
+        if (sink !== undefined && t.entry.size <= maxSinkBytes && !shadowed(t.entry.path)) {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          for await (const chunk of t.content) { chunks.push(chunk); size += chunk.length; }
+          const { stored } = await sink.put(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+          const ref: ContentRef = { spoolPath, offset: 0, size };
+          const done = stored.then((v) => { ref.stored = v; });
+          done.catch(() => undefined); // awaited (and thrown) once the layers are read; never unhandled
+          stores.push(done);
+          item.content = ref;
+        } else {
+          fh ??= await open(spoolPath, 'w');
+          const start = offset;
+          for await (const chunk of t.content) {
+            await fh.write(chunk);
+            offset += chunk.length;
+          }
+          item.content = { spoolPath, offset: start, size: offset - start };
         }
-        item.content = { spoolPath, offset: start, size: offset - start };
       }
       items.push(item);
     }
   } finally {
-    await fh.close();
+    await fh?.close();
   }
   return items;
 }

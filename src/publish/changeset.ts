@@ -2,6 +2,8 @@
 // entries whose bytes come from callbacks (no extraction to disk), create/replace symlinks, remove
 // subtrees. Image sync's entry point into the publisher; publisher.ts covers "publish a directory/tar at
 // one path". Reuses the same building blocks (lock, revision load, worker pool, catalogs, head commit).
+// publishChangesWith() lets the caller produce the changes under the lock while storing file bytes on
+// the pool (image sync flattens layers there, so download, parsing and compression overlap).
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
@@ -10,13 +12,14 @@ import { formatObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
 import { buildCatalogs } from './catalog-build.js';
 import { planCatalogs } from './catalog-plan.js';
-import { commitHead, readHead } from './head.js';
+import { commitHead, readHead, syncFileSystem } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
-import type { PublishHooks, PublishReport } from './publisher.js';
+import { phaseTimer } from './phase-timer.js';
+import { BATCH_BYTES, BATCH_FILES, mixSize, type PublishHooks, type PublishReport } from './publisher.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
 import { loadRevision } from './revision-load.js';
 import { RevisionTree, toRepoPath, type FileContent, type TreeItem } from './tree.js';
-import { WorkerPool, type IngestResult } from './worker-pool.js';
+import { WorkerPool, type BatchOutcome, type IngestResult, type IngestTask } from './worker-pool.js';
 
 /** One entry of a replaced subtree; `entry.path` is relative to the change's `at` ("" = `at` itself). */
 export interface ChangeItem {
@@ -25,6 +28,16 @@ export interface ChangeItem {
   content?: FileContent;
   /** Reads a file's bytes; called at most once, only when `content` is absent. */
   read?: () => Promise<Uint8Array>;
+  /** `content` was stored by this transaction's ChangesetIngest (counted as written, not reused). */
+  fresh?: boolean;
+}
+
+/** Given to publishChangesWith's `build`, under the publish lock. */
+export interface ChangesetContext {
+  /** Stores file bytes on the worker pool now. */
+  ingest: ChangesetIngest;
+  /** Ends a timing phase (GRIDBOX_SYNC_TIMING=1). */
+  mark(phase: string): void;
 }
 
 export type Change =
@@ -48,18 +61,31 @@ export interface ChangesetOptions {
 
 /** Applies `changes` in order to the head revision and publishes the result as the next revision. */
 export async function publishChanges(changes: readonly Change[], opts: ChangesetOptions): Promise<PublishReport> {
+  return (await publishChangesWith(async () => changes, opts))!;
+}
+
+/**
+ * Like publishChanges, with the changes made by `build` under the lock, after the head revision is
+ * loaded; `build` may store bytes through `ctx.ingest`. `build` returning undefined publishes nothing.
+ */
+export async function publishChangesWith(build: (ctx: ChangesetContext) => Promise<readonly Change[] | undefined>, opts: ChangesetOptions): Promise<PublishReport | undefined> {
   const { layout, settings } = opts;
   const hooks = opts.hooks ?? {};
+  const timer = phaseTimer('GRIDBOX_SYNC_TIMING', 'sync publish');
   await mkdir(layout.state, { recursive: true });
   const lock = await acquirePublishLock(layout.lock, layout.fqrn, 'publish');
   const tmpDir = await mkdtemp(join(layout.state, 'txn-'));
   let pool: WorkerPool | undefined;
+  const ingest = new ChangesetIngest(() => (pool ??= new WorkerPool(layout.srv, opts.workers)), settings, opts.maxInflightBytes);
   try {
     hooks.point?.('locked');
     const store = new FsStore(layout.srv);
     const head = await readHead(layout);
     const old = await loadRevision(store, head.rootId, tmpDir);
     hooks.point?.('loaded');
+    timer.mark('lock+load');
+    const changes = await build({ ingest, mark: (p) => timer.mark(p) });
+    if (changes === undefined) return undefined;
     const tree = old.tree;
     const report: PublishReport = { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 0, catalogsReused: 0 };
     const uid = process.getuid?.() ?? 0;
@@ -95,7 +121,7 @@ export async function publishChanges(changes: readonly Change[], opts: Changeset
         if (entry.type === 'file') {
           report.files++;
           report.bytes += entry.size;
-          if (it.content !== undefined) { t.content = it.content; report.filesReused++; }
+          if (it.content !== undefined) { t.content = it.content; if (!it.fresh) report.filesReused++; }
           else pending.push({ change: ci, item: it, tree: t, path: rel });
         }
         tree.set(toRepoPath(rel), t);
@@ -103,35 +129,41 @@ export async function publishChanges(changes: readonly Change[], opts: Changeset
     }
     hooks.point?.('walked');
 
-    if (pending.length > 0) {
-      pool = new WorkerPool(layout.srv, opts.workers);
-      const chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
-      const budget = new ByteBudget(opts.maxInflightBytes ?? 64 << 20);
-      let done = 0;
-      await Promise.all(pending.map(async (p) => {
-        await budget.take(p.tree.entry.size);
-        let r: IngestResult;
-        try {
-          const bytes = p.item.read ? await p.item.read() : new Uint8Array(0);
-          if (bytes.length !== p.tree.entry.size) throw new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)}: expected ${p.tree.entry.size} bytes, the source gave ${bytes.length}`, { path: p.path });
-          r = await pool!.run({ bytes, algorithm: settings.hashAlgorithm, compression: settings.compression, chunk }, bytes.length);
-        } catch (e) {
-          throw e instanceof GridboxError ? e : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)} from the changeset`, { path: p.path, cause: e });
-        } finally {
-          budget.give(p.tree.entry.size);
-        }
-        p.tree.content = contentOf(r, settings);
-        opts.onStored?.(p.change, p.item, p.tree.content);
-        report.objectsWritten += r.objectsWritten;
-        report.bytesWritten += r.bytesWritten;
+    timer.mark('merge');
+
+    // Files not stored yet (spooled or generated): through the same batching ingest.
+    let done = 0;
+    const stored: Promise<void>[] = [];
+    for (const p of pending) {
+      let bytes: Uint8Array;
+      try {
+        bytes = p.item.read ? await p.item.read() : new Uint8Array(0);
+      } catch (e) {
+        throw e instanceof GridboxError ? e : new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)} from the changeset`, { path: p.path, cause: e });
+      }
+      if (bytes.length !== p.tree.entry.size) throw new GridboxError('PUBLISH_SOURCE', `Cannot ingest ${q(p.path)}: expected ${p.tree.entry.size} bytes, the source gave ${bytes.length}`, { path: p.path });
+      const s = (await ingest.put(bytes)).stored.then((content) => {
+        p.tree.content = content;
+        opts.onStored?.(p.change, p.item, content);
         done++;
         if (done === 1) hooks.point?.('first-object');
         if (done === Math.ceil(pending.length / 2)) hooks.point?.('half-objects');
-      }));
+      });
+      s.catch(() => undefined); // awaited below
+      stored.push(s);
+    }
+    ingest.flush();
+    await Promise.all(stored);
+    report.objectsWritten = ingest.objectsWritten;
+    report.bytesWritten = ingest.bytesWritten;
+    if (pool !== undefined) {
       await pool.close();
       pool = undefined;
     }
     hooks.point?.('objects-done');
+    // Written back on another core while catalogs are built; the sync before the manifest finds little left.
+    const earlySync = report.objectsWritten > 0 ? syncFileSystem(layout.srv).catch(() => undefined) : undefined;
+    timer.mark('ingest');
 
     // Nested catalogs: every `.cvmfscatalog` marker, plus old mountpoints that are still directories.
     const explicit: string[] = [];
@@ -145,12 +177,16 @@ export async function publishChanges(changes: readonly Change[], opts: Changeset
     });
     for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
     hooks.point?.('catalogs-done');
+    timer.mark('catalogs');
     const root = built.get('')!;
     report.rootHash = formatObjectId(root.id);
+    await earlySync;
     await commitHead(layout, store, {
       previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
       tmpDir, point: hooks.point,
     });
+    timer.mark('commit');
+    timer.done(`${report.files} files, ${report.filesReused} reused, ${report.objectsWritten} objects written`);
     hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${changes.length} changes, ${report.files} files (${report.filesReused} reused), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);
     return report;
   } finally {
@@ -187,19 +223,81 @@ function ensureParents(tree: RevisionTree, path: string, uid: number, gid: numbe
   }
 }
 
-/** Bounds the bytes held in memory between read and store; a single oversized file is let through alone. */
-class ByteBudget {
-  private used = 0;
-  private waiters: { n: number; go: () => void }[] = [];
-  constructor(private readonly max: number) {}
+interface Waiting {
+  task: IngestTask;
+  resolve(c: FileContent): void;
+  reject(e: unknown): void;
+}
 
-  take(n: number): Promise<void> {
-    if (this.used === 0 || this.used + n <= this.max) { this.used += n; return Promise.resolve(); }
-    return new Promise((go) => this.waiters.push({ n, go: () => { this.used += n; go(); } }));
+/**
+ * Sends file bytes to the worker pool as the directory publisher does: small files batched per worker
+ * by a hash of their size (64 files / 4 MB; duplicates meet in one worker and compress once), large
+ * ones alone to whichever worker is free. Bytes handed over and not yet stored stay under a budget.
+ */
+export class ChangesetIngest {
+  objectsWritten = 0;
+  bytesWritten = 0;
+  private held = 0;
+  private wake: (() => void)[] = [];
+  private open: { files: Waiting[]; bytes: number }[] | undefined;
+  private readonly chunk: { min: number; avg: number; max: number };
+
+  constructor(private readonly pool: () => WorkerPool, private readonly settings: RepoSettings, private readonly maxHeld = 64 << 20) {
+    this.chunk = { min: settings.chunkMin, avg: settings.chunkAvg, max: settings.chunkMax };
   }
 
-  give(n: number): void {
-    this.used -= n;
-    while (this.waiters.length > 0 && (this.used === 0 || this.used + this.waiters[0].n <= this.max)) this.waiters.shift()!.go();
+  /** Resolves when there is room for `bytes` (one file always fits), with the promise of its stored content. */
+  async put(bytes: Uint8Array): Promise<{ stored: Promise<FileContent> }> {
+    while (this.held > 0 && this.held + bytes.length > this.maxHeld) {
+      this.flush();
+      await new Promise<void>((r) => this.wake.push(r));
+    }
+    this.held += bytes.length;
+    const task: IngestTask = { bytes, algorithm: this.settings.hashAlgorithm, compression: this.settings.compression, chunk: this.chunk };
+    const stored = new Promise<FileContent>((resolve, reject) => {
+      const w: Waiting = { task, resolve, reject };
+      if (bytes.length >= BATCH_BYTES) { this.send([w], bytes.length); return; }
+      const pool = this.pool();
+      this.open ??= Array.from({ length: pool.size }, () => ({ files: [], bytes: 0 }));
+      const shard = mixSize(bytes.length) % this.open.length;
+      const b = this.open[shard];
+      if (b.files.length >= BATCH_FILES || b.bytes + bytes.length > BATCH_BYTES) this.flushShard(shard);
+      b.files.push(w);
+      b.bytes += bytes.length;
+    });
+    return { stored };
+  }
+
+  /** Sends the partly filled batches. */
+  flush(): void {
+    this.open?.forEach((_, shard) => this.flushShard(shard));
+  }
+
+  private flushShard(shard: number): void {
+    const b = this.open![shard];
+    if (b.files.length === 0) return;
+    this.send(b.files, b.bytes, shard);
+    b.files = [];
+    b.bytes = 0;
+  }
+
+  private send(files: Waiting[], bytes: number, shard?: number): void {
+    const settle = (): void => {
+      this.held -= bytes;
+      for (const w of this.wake.splice(0)) w();
+    };
+    this.pool().runBatch(files.map((f) => f.task), bytes, shard).then((outcomes: BatchOutcome[]) => {
+      settle();
+      files.forEach((f, i) => {
+        const r = outcomes[i];
+        if (r instanceof Error) { f.reject(r); return; }
+        this.objectsWritten += r.objectsWritten;
+        this.bytesWritten += r.bytesWritten;
+        f.resolve(contentOf(r, this.settings));
+      });
+    }, (e: unknown) => {
+      settle();
+      for (const f of files) f.reject(e);
+    });
   }
 }

@@ -1,5 +1,6 @@
 // Wall-clock time per publish phase, printed to stderr when GRIDBOX_PUBLISH_TIMING=1 (for profiling
-// the publisher; off by default, and then it costs one env lookup). Not a metrics system.
+// the publisher; off by default, and then it costs one env lookup); image sync uses it under
+// GRIDBOX_SYNC_TIMING=1. Not a metrics system.
 
 export interface PhaseTimer {
   /** Ends the running phase under `name` and starts the next one. */
@@ -8,8 +9,8 @@ export interface PhaseTimer {
   done(label: string): void;
 }
 
-export function phaseTimer(): PhaseTimer {
-  if (process.env.GRIDBOX_PUBLISH_TIMING !== '1') return { mark() {}, done() {} };
+export function phaseTimer(env = 'GRIDBOX_PUBLISH_TIMING', what = 'publish'): PhaseTimer {
+  if (process.env[env] !== '1') return { mark() {}, done() {} };
   const t0 = process.hrtime.bigint();
   let last = t0;
   let lastCpu = process.cpuUsage();
@@ -24,7 +25,7 @@ export function phaseTimer(): PhaseTimer {
       lastCpu = process.cpuUsage();
     },
     done(label) {
-      process.stderr.write(`[publish timing] ${label}: ${phases.join(', ')}; total ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)}ms\n`);
+      process.stderr.write(`[${what} timing] ${label}: ${phases.join(', ')}; total ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)}ms\n`);
     },
   };
 }

@@ -306,11 +306,11 @@ async function republishUnchanged(opts: PublishOptions, store: FsStore, head: He
 }
 
 /** A worker message carries up to this many files or bytes (a larger file goes alone). */
-const BATCH_FILES = 64;
-const BATCH_BYTES = 4 << 20;
+export const BATCH_FILES = 64;
+export const BATCH_BYTES = 4 << 20;
 
 /** Spreads sizes evenly over workers (an integer hash finalizer). */
-function mixSize(size: number): number {
+export function mixSize(size: number): number {
   let x = size | 0;
   x = Math.imul(x ^ (x >>> 16), 0x45d9f3b);
   x = Math.imul(x ^ (x >>> 16), 0x45d9f3b);

@@ -1,7 +1,8 @@
 // Where synced images live in the repository and what is added to a flattened image: the tree at
 // `.images/<xx>/<config digest rest>` with `.singularity.d` (env, runscript, labels.json, workdir, action
 // scripts), the mountpoints a runtime binds onto, a nested-catalog marker, and relative public symlinks.
-// Pure apart from reading spooled file bytes on demand; publishing is changeset.ts's job.
+// Pure apart from reading spooled file bytes on demand (files the flattener already stored keep their
+// content); publishing is changeset.ts's job.
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Entry } from '../fstree/entry.js';
@@ -9,6 +10,7 @@ import { digestHex, type Digest } from '../oci/digest.js';
 import type { ContentRef, FlatTree } from '../oci/flatten.js';
 import type { RuntimeSettings } from '../oci/image.js';
 import type { ChangeItem } from '../publish/changeset.js';
+import type { FileContent } from '../publish/tree.js';
 
 export const IMAGES_DIR = '.images';
 
@@ -131,6 +133,8 @@ export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDiges
     const it: ChangeItem = { entry: e };
     if (e.type === 'file') {
       const ref = tree.contents.get(e.path)!;
+      // Bytes the flattener's sink already stored need no reading.
+      if (ref.stored !== undefined) { it.content = ref.stored as FileContent; byPath.set(e.path, it); continue; }
       it.read = () => readContent(ref);
       const layer = spoolLayer.get(ref.spoolPath);
       if (layer !== undefined) keys.set(it, `${layer}@${ref.offset}+${ref.size}`);

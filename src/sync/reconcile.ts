@@ -7,12 +7,14 @@ import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { type Digest } from '../oci/digest.js';
-import { disposeFlatTree, type DevicePolicy, type FlatTree, type FlattenOptions, type PermissionPolicy } from '../oci/flatten.js';
-import { flattenImage } from '../oci/pull.js';
+import type { Entry } from '../fstree/entry.js';
+import { disposeFlatTree, type ContentSink, type DevicePolicy, type FlatTree, type FlattenOptions, type LayerRecord, type PermissionPolicy } from '../oci/flatten.js';
+import { flattenImage, type LayerMemory } from '../oci/pull.js';
 import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/image.js';
 import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
-import { publishChanges, type Change, type ChangeItem } from '../publish/changeset.js';
+import { publishChangesWith, type Change, type ChangesetContext } from '../publish/changeset.js';
+import { phaseTimer } from '../publish/phase-timer.js';
 import type { PublishReport } from '../publish/publisher.js';
 import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
 import type { FileContent } from '../publish/tree.js';
@@ -108,18 +110,21 @@ export async function readSyncState(layout: RepoLayout): Promise<SyncState> {
 interface Prepared {
   want: WantedImage;
   digest: Digest;
-  resolved?: ResolvedImage;
+  resolved: ResolvedImage;
   flat?: FlatTree;
-  items?: { items: ChangeItem[]; keys: Map<ChangeItem, string> };
   status: 'new' | 'changed';
   tree: string;
-  warnings: string[];
+  prev?: SyncState['images'][string];
+  outcome: ImageOutcome;
+  /** When its HEAD started (for the notification's elapsed time). */
+  t0: number;
 }
 
 /** Runs one cycle of `list` against the repository. Never throws for a single image's failure. */
 export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<CycleReport> {
   const now = opts.now ?? Date.now;
   const started = now();
+  const timer = phaseTimer('GRIDBOX_SYNC_TIMING', 'sync');
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   const platformText = opts.platform ? [opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/') : 'host';
   const state = await readSyncState(opts.layout);
@@ -146,6 +151,10 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   const prepared: Prepared[] = [];
   const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
   const keptNames = new Set<string>();
+  const announce = async (outcome: ImageOutcome, t0: number): Promise<void> => {
+    event({ action: 'image', name: outcome.name, step: 'done', status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
+    await notify({ action: 'image', image: outcome.name, image_request: outcome.reference, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
+  };
   try {
     // 1. HEAD every wanted tag; fetch and flatten only new or changed images.
     for (const [i, want] of expanded.images.entries()) {
@@ -165,23 +174,10 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
           event({ action: 'image', name: want.name, step: 'fetch' });
           const resolved = await opts.client.resolveImage(want.reference, opts.platform);
           const tree = imageTreePath(resolved.configDigest);
-          const p: Prepared = { want, digest, resolved, status: prev ? 'changed' : 'new', tree, warnings: [] };
-          // A tree already published (another tag, or an earlier cycle) is only linked, not rebuilt.
-          const known = next.trees[tree] !== undefined || prepared.some((o) => o.tree === tree);
-          if (!known) {
-            event({ action: 'image', name: want.name, step: 'flatten' });
-            const dir = join(spool, `img-${i}`);
-            await mkdir(dir);
-            const layers = resolved.manifest.layers;
-            p.flat = await flattenImage(opts.client, resolved, { ...opts.flatten, spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions });
-            p.warnings = p.flat.warnings.map((w) => w.message);
-            const created = Date.parse(String((resolved.config as { created?: unknown }).created ?? ''));
-            p.items = imageItems(p.flat, resolved.settings, layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
-          }
-          prepared.push(p);
-          outcome.status = p.status;
+          // Flattened later, under the publish lock, with file bytes going straight to the store.
+          prepared.push({ want, digest, resolved, status: prev ? 'changed' : 'new', tree, prev, outcome, t0 });
+          outcome.status = prev ? 'changed' : 'new';
           outcome.tree = tree;
-          if (p.warnings.length > 0) outcome.warnings = p.warnings;
         }
       } catch (e) {
         outcome.status = 'failed';
@@ -191,8 +187,8 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
         if (prev) { next.images[want.name] = prev; keptNames.add(want.name); }
       }
       report.outcomes.push(outcome);
-      event({ action: 'image', name: want.name, step: 'done', status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
-      await notify({ action: 'image', image: want.name, image_request: ref, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
+      // Images to publish are announced once they are flattened (or failed to be).
+      if (!prepared.some((p) => p.outcome === outcome)) await announce(outcome, t0);
     }
 
     // 2. Names no longer wanted go at once, except those of globs whose tag list failed this cycle.
@@ -205,60 +201,101 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
       report.outcomes.push({ name, reference: img.reference, status: 'removed', tree: img.tree });
     }
 
-    // 3. New trees and (re)pointed names.
-    const index = new ContentIndex(join(spoolRoot, 'content'), opts.settings, new FsStore(opts.layout.srv));
-    const keyOf = new Map<ChangeItem, string>();
-    for (const p of prepared) {
-      if (p.items) {
-        for (const it of p.items.items) {
-          const key = p.items.keys.get(it);
-          if (key === undefined) continue;
-          const c = await index.lookup(key);
-          if (c !== undefined) it.content = c; else keyOf.set(it, key);
-        }
-        changes.push({ kind: 'tree', at: p.tree, items: p.items.items });
-      }
-      changes.push({ kind: 'symlink', path: p.want.name, target: relativeTarget(p.want.name, p.tree) });
-      next.images[p.want.name] = {
-        reference: formatReference(p.want.reference), entry: p.want.entry.text, digest: p.digest, platform: platformText,
-        configDigest: p.resolved!.configDigest, tree: p.tree, syncedAt: now(),
-      };
-      next.trees[p.tree] ??= { configDigest: p.resolved!.configDigest, publishedAt: now() };
+    // 3. In the publish transaction: flatten new trees (file bytes to the store as layers stream), then
+    // (re)point names and expire trees. An image that fails to flatten keeps its old name and state.
+    if (opts.dryRun) {
+      // HEAD only: the grace marks below are not written.
+      return report;
     }
+    const memory = new LayerMemoryFiles(join(spoolRoot, 'content'), opts.settings, new FsStore(opts.layout.srv));
+    const build = async (ctx: ChangesetContext): Promise<Change[] | undefined> => {
+      const fresh = new WeakSet<object>();
+      const sink: ContentSink = {
+        put: async (bytes) => {
+          const { stored } = await ctx.ingest.put(bytes);
+          return { stored: stored.then((c) => { fresh.add(c); return c; }) };
+        },
+        flush: () => ctx.ingest.flush(),
+      };
+      const all: Change[] = [];
+      for (const [i, p] of prepared.entries()) {
+        // A tree published before, or by an earlier entry of this cycle, is only linked (if that entry
+        // failed, this one tries to build the tree itself).
+        if (next.trees[p.tree] === undefined) {
+          try {
+            event({ action: 'image', name: p.want.name, step: 'flatten' });
+            const dir = join(spool, `img-${i}`);
+            await mkdir(dir);
+            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions, sink }, memory);
+            ctx.mark(`flatten ${p.want.name}`);
+          } catch (e) {
+            p.outcome.status = 'failed';
+            p.outcome.error = `Cannot sync ${q(formatReference(p.want.reference))} as ${q(p.want.name)}: ${describeError(e)}`;
+            delete p.outcome.tree;
+            report.failed = true;
+            continue;
+          }
+          if (p.flat.warnings.length > 0) p.outcome.warnings = p.flat.warnings.map((w) => w.message);
+          const created = Date.parse(String((p.resolved.config as { created?: unknown }).created ?? ''));
+          const { items } = imageItems(p.flat, p.resolved.settings, p.resolved.manifest.layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
+          for (const it of items) if (it.content !== undefined && fresh.has(it.content)) it.fresh = true;
+          all.push({ kind: 'tree', at: p.tree, items });
+        }
+        all.push({ kind: 'symlink', path: p.want.name, target: relativeTarget(p.want.name, p.tree) });
+        next.images[p.want.name] = {
+          reference: formatReference(p.want.reference), entry: p.want.entry.text, digest: p.digest, platform: platformText,
+          configDigest: p.resolved.configDigest, tree: p.tree, syncedAt: now(),
+        };
+        next.trees[p.tree] ??= { configDigest: p.resolved.configDigest, publishedAt: now() };
+      }
+      for (const p of prepared) if (p.outcome.status === 'failed' && p.prev) { next.images[p.want.name] = p.prev; keptNames.add(p.want.name); }
+      all.push(...changes, ...(prepared.length > 0 ? expire() : []));
+      return all;
+    };
 
     // 4. Grace period: a tree without names is marked, and removed once the mark is old enough.
-    const referenced = new Set(Object.values(next.images).map((i) => i.tree));
-    for (const [tree, info] of Object.entries(next.trees)) {
-      if (referenced.has(tree)) { if (info.unreferencedSince !== undefined) next.trees[tree] = { configDigest: info.configDigest, publishedAt: info.publishedAt }; continue; }
-      const since = info.unreferencedSince ?? now();
-      if (now() - since >= graceMs) {
-        changes.push({ kind: 'remove', path: tree });
-        report.treesRemoved.push(tree);
-        delete next.trees[tree];
-      } else next.trees[tree] = { ...info, unreferencedSince: since };
-    }
+    const expire = (): Change[] => {
+      const out: Change[] = [];
+      const referenced = new Set(Object.values(next.images).map((i) => i.tree));
+      for (const [tree, info] of Object.entries(next.trees)) {
+        if (referenced.has(tree)) { if (info.unreferencedSince !== undefined) next.trees[tree] = { configDigest: info.configDigest, publishedAt: info.publishedAt }; continue; }
+        const since = info.unreferencedSince ?? now();
+        if (now() - since >= graceMs) {
+          out.push({ kind: 'remove', path: tree });
+          report.treesRemoved.push(tree);
+          delete next.trees[tree];
+        } else next.trees[tree] = { ...info, unreferencedSince: since };
+      }
+      return out;
+    };
 
     // 5. One publish for everything; nothing at all in a steady state.
-    if (opts.dryRun) return report;
-    if (changes.length > 0) {
-      event({ action: 'publish', changes: changes.length });
+    timer.mark('head+resolve');
+    // Without images to flatten, the expired trees are known now, and a steady state takes no lock.
+    if (prepared.length === 0) changes.push(...expire());
+    const pending = prepared.length + changes.length;
+    if (pending > 0) {
+      event({ action: 'publish', changes: pending });
       try {
-        report.published = await publishChanges(changes, {
-          layout: opts.layout, settings: opts.settings, workers: opts.workers,
-          onStored: (_c, item, content) => { const k = keyOf.get(item); if (k !== undefined) index.remember(k, content); },
-        });
-        await index.save();
-        await notify({ action: 'publish', changes: changes.length, revision: report.published.revision, files: report.published.files, objects_written: report.published.objectsWritten, bytes_written: report.published.bytesWritten });
-        event({ action: 'publish', changes: changes.length, report: report.published });
+        report.published = await publishChangesWith(build, { layout: opts.layout, settings: opts.settings, workers: opts.workers });
+        timer.mark('flatten+publish');
+        for (const p of prepared) await announce(p.outcome, p.t0);
+        if (report.published !== undefined) {
+          await memory.save();
+          await notify({ action: 'publish', changes: pending, revision: report.published.revision, files: report.published.files, objects_written: report.published.objectsWritten, bytes_written: report.published.bytesWritten });
+          event({ action: 'publish', changes: pending, report: report.published });
+        }
       } catch (e) {
         report.failed = true;
-        const error = `Cannot publish the cycle's ${changes.length} changes to ${q(opts.layout.fqrn)}: ${describeError(e)}`;
+        const error = `Cannot publish the cycle's changes to ${q(opts.layout.fqrn)}: ${describeError(e)}`;
         for (const o of report.outcomes) if (o.status === 'new' || o.status === 'changed' || o.status === 'removed') { o.status = 'failed'; o.error = error; }
-        event({ action: 'publish', changes: changes.length, error });
+        for (const p of prepared) await announce(p.outcome, p.t0);
+        event({ action: 'publish', changes: pending, error });
         await notify({ action: 'publish', status: 'error', error });
         return report;
       }
     }
+    timer.done(`${prepared.length} images, ${report.published?.files ?? 0} files`);
     if (changes.length > 0 || JSON.stringify(next) !== JSON.stringify(state)) {
       await writeFileAtomic(statePath(opts.layout), JSON.stringify(next, null, 1) + '\n', spoolRoot);
     }
@@ -272,50 +309,58 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
 }
 
 /**
- * Stored contents by layer-content identity (`<layer digest>@<offset>+<size>` in the decompressed
- * spool, which a layer digest pins), so a re-sync after only the top layer changed stores only that
- * layer's files. One JSON file per layer under state/sync/content/; entries are checked against the
- * store before use and are only valid for the repository's hash algorithm and compression.
+ * Each layer's entry list with the stored content of its files (LayerRecords), one JSON file per layer
+ * digest under state/sync/content/, so a re-sync after only the top layer changed neither downloads
+ * nor parses the lower layers. Valid only for the repository's hash algorithm and compression; every
+ * object is checked to be in the store before a record is used.
  */
-class ContentIndex {
-  private loaded = new Map<string, Record<string, FileContent>>();
-  private dirty = new Set<string>();
+class LayerMemoryFiles implements LayerMemory {
+  private readonly dirty = new Map<string, LayerRecord[]>();
   constructor(private readonly dir: string, private readonly settings: RepoSettings, private readonly store: FsStore) {}
 
   private file(layer: string): string {
-    return join(this.dir, `${layer.replace(':', '-')}.${this.settings.hashAlgorithm}.${this.settings.compression}.json`);
+    return join(this.dir, `${layer.replace(':', '-')}.${this.settings.hashAlgorithm}.${this.settings.compression}.layer.json`);
   }
 
-  private async layer(layer: string): Promise<Record<string, FileContent>> {
-    let m = this.loaded.get(layer);
-    if (m === undefined) {
-      try { m = JSON.parse(await readFile(this.file(layer), 'utf8')) as Record<string, FileContent>; } catch { m = {}; }
-      this.loaded.set(layer, m);
+  async remembered(layer: string): Promise<LayerRecord[] | undefined> {
+    let saved: { version: number; records: SavedRecord[] };
+    try { saved = JSON.parse(await readFile(this.file(layer), 'utf8')) as typeof saved; } catch { return undefined; }
+    if (saved.version !== 1 || !Array.isArray(saved.records)) return undefined;
+    const keys: string[] = [];
+    for (const r of saved.records) {
+      const c = r.stored;
+      if (c === undefined) continue;
+      if (c.id !== undefined) keys.push(formatObjectId(c.id));
+      for (const ch of c.chunks ?? []) keys.push(formatObjectId(ch.id) + 'P');
     }
-    return m;
+    const present = await Promise.all(keys.map((k) => this.store.has(k)));
+    if (present.includes(false)) return undefined;
+    return saved.records.map(({ xattrs64, ...r }) => xattrs64 === undefined ? r : { ...r, entry: { ...r.entry, xattrs: Object.fromEntries(Object.entries(xattrs64).map(([k, v]) => [k, Buffer.from(v, 'base64')])) } });
   }
 
-  async lookup(key: string): Promise<FileContent | undefined> {
-    const at = key.indexOf('@');
-    const c = (await this.layer(key.slice(0, at)))[key.slice(at + 1)];
-    if (c === undefined) return undefined;
-    if (c.id !== undefined) return (await this.store.has(formatObjectId(c.id))) ? c : undefined;
-    for (const ch of c.chunks ?? []) if (!(await this.store.has(formatObjectId(ch.id) + 'P'))) return undefined;
-    return c.chunks !== undefined ? c : undefined;
+  remember(layer: string, records: LayerRecord[]): void {
+    this.dirty.set(layer, records);
   }
 
-  remember(key: string, content: FileContent): void {
-    const at = key.indexOf('@');
-    const layer = key.slice(0, at);
-    const m = this.loaded.get(layer) ?? {};
-    this.loaded.set(layer, m);
-    m[key.slice(at + 1)] = content;
-    this.dirty.add(layer);
-  }
-
+  /** Writes what was remembered (after the publish that stored the objects). */
   async save(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    for (const layer of this.dirty) await writeFileAtomic(this.file(layer), JSON.stringify(this.loaded.get(layer)), this.dir);
+    for (const [layer, records] of this.dirty) {
+      const out: SavedRecord[] = records.map((r) => {
+        if (r.entry.xattrs === undefined) return r as SavedRecord;
+        const { xattrs, ...entry } = r.entry;
+        return { ...r, entry, xattrs64: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, v.toString('base64')])) } as SavedRecord;
+      });
+      await writeFileAtomic(this.file(layer), JSON.stringify({ version: 1, records: out }), this.dir);
+    }
     this.dirty.clear();
   }
+}
+
+/** A LayerRecord as JSON: xattr values in base64 beside the entry. */
+interface SavedRecord {
+  entry: Entry;
+  linkTo?: string;
+  stored?: FileContent;
+  xattrs64?: Record<string, string>;
 }
