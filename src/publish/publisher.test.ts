@@ -17,7 +17,8 @@ import { acquirePublishLock } from './publish-lock.js';
 import { checkRepository } from './check.js';
 import { objectPath } from '../hash/object-id.js';
 
-const BIG = process.env.GRIDBOX_BIG_TESTS === '1';
+// The sizes (10^4 small files, a 100 MiB chunked file) by default; GRIDBOX_SMALL_TESTS=1 for quick local runs.
+const BIG = process.env.GRIDBOX_SMALL_TESTS !== '1';
 const FQRN = 'test.gridbox.local';
 const SETTINGS: RepoSettings = BIG ? DEFAULT_SETTINGS : { ...DEFAULT_SETTINGS, chunkMin: 1 << 20, chunkAvg: 2 << 20, chunkMax: 4 << 20 };
 
