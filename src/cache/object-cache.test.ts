@@ -77,3 +77,21 @@ test('a handle opened before eviction keeps reading; pinned objects survive clea
     assert.equal(await cache.store.has(catalog.id), false, 'unpinned, it is evicted like any other');
   } finally { cache.close(); }
 }));
+
+test('warm reads cached objects ahead without downloading or counting an access', () => withTempDir(async (dir) => {
+  const objs = [0, 1, 2].map((i) => makeRawObject(pseudoRandomBytes(3000 + i, i + 1)));
+  const cache = await ObjectCache.openDir(join(dir, 'cache'), 'shared', 1 << 20);
+  try {
+    for (const o of objs.slice(0, 2)) await (await cache.insert(o.id, o.content)).close();
+    const order = cache.quota.lruOrder();
+    const before = cache.stats();
+    cache.warm(objs.map((o) => o.id)); // the third is not cached: skipped, never fetched
+    for (let i = 0; i < 200 && cache.stats().warmed < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    const after = cache.stats();
+    assert.equal(after.warmed, 2);
+    assert.equal(after.hits, before.hits);
+    assert.equal(after.misses, before.misses);
+    assert.deepEqual(cache.quota.lruOrder(), order);
+    assert.equal(await cache.lookup(objs[2].id), null);
+  } finally { cache.close(); }
+}));

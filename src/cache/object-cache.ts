@@ -1,6 +1,7 @@
 // A CacheStore under a Quota: lookups touch the LRU, inserts evict (unlinking victims; open handles
 // survive), and `get` reads through a caller-given fetch with concurrent misses collapsed.
 // It does not download or verify: `fetch` must return verified, decompressed bytes.
+import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseObjectId, type ObjectId } from '../hash/object-id.js';
 import { collapse } from './collapse.js';
@@ -13,6 +14,8 @@ export interface CacheCounters {
   /** Objects served from memory because the quota did not admit them. */
   notAdmitted: number;
   evictions: number;
+  /** Cached objects read ahead into memory by warm(). */
+  warmed: number;
 }
 
 export interface GetOptions {
@@ -20,9 +23,17 @@ export interface GetOptions {
   pin?: boolean;
 }
 
+/** Prefetch limits: reads in flight (threadpool), queued objects, and the largest object worth warming. */
+export const WARM_CONCURRENCY = 4;
+const WARM_QUEUE_MAX = 4096;
+export const WARM_MAX_BYTES = 1 << 20;
+
 export class ObjectCache {
   private readonly collapsed = collapse<CachedObject>();
-  private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0 };
+  private readonly warmQueue: string[] = [];
+  private warming = 0;
+  private closed = false;
+  private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0, warmed: 0 };
 
   constructor(readonly store: CacheStore, readonly quota: Quota) {}
 
@@ -87,6 +98,42 @@ export class ObjectCache {
     return handle ?? bufferObject(bytes);
   }
 
+  /**
+   * Reads cached objects ahead into the OS page cache (e.g. the files of a directory being listed), a few
+   * at a time on the threadpool, so a reader going through them one by one finds them in memory instead
+   * of waiting on the disk for each. Local only: objects not in the cache are skipped, never fetched.
+   * Counts as no access for the LRU.
+   */
+  warm(ids: ObjectId[]): void {
+    const store = this.store;
+    if (this.closed || !(store instanceof FsCacheStore)) return;
+    for (const id of ids) {
+      if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
+      if (this.quota.knows(cacheKey(id))) this.warmQueue.push(store.pathOf(id));
+    }
+    while (this.warming < WARM_CONCURRENCY && this.warmQueue.length > 0) {
+      this.warming++;
+      void this.warmNext().finally(() => { this.warming--; });
+    }
+  }
+
+  private async warmNext(): Promise<void> {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    for (let path = this.warmQueue.shift(); path !== undefined && !this.closed; path = this.warmQueue.shift()) {
+      try {
+        const fh = await openFile(path, 'r');
+        try {
+          for (let pos = 0; pos < WARM_MAX_BYTES;) {
+            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+            if (bytesRead < buf.length) break;
+            pos += bytesRead;
+          }
+        } finally { await fh.close(); }
+        this.counters.warmed++;
+      } catch { /* evicted meanwhile, or unreadable: the real read will report it */ }
+    }
+  }
+
   pin(id: ObjectId): void { this.quota.pin(cacheKey(id)); }
   unpin(id: ObjectId): void { this.quota.unpin(cacheKey(id)); }
 
@@ -94,7 +141,11 @@ export class ObjectCache {
     return { ...this.counters, ...this.quota.usage() };
   }
 
-  close(): void { this.quota.close(); }
+  close(): void {
+    this.closed = true;
+    this.warmQueue.length = 0;
+    this.quota.close();
+  }
 
   private async admit(key: string, size: number, pin: boolean): Promise<boolean> {
     const r = this.quota.insert(key, size, { pin });

@@ -154,6 +154,9 @@ export class Quota {
     return true;
   }
 
+  /** Whether this instance knows the key to be in the ledger (memory only, may lag other mounts). */
+  knows(key: string): boolean { return this.known.has(key); }
+
   has(key: string): boolean {
     return this.db.prepare('SELECT 1 FROM objects WHERE key = ?').get(key) !== undefined;
   }

@@ -4,7 +4,7 @@
 // Not path resolution (catalog-tree.ts) and not networking (the RepositorySource behind the ports).
 import { GridboxError, isGridboxError, q } from '../errors.js';
 import { FsCacheStore, cacheKey, type CachedObject } from '../cache/cache-store.js';
-import type { ObjectCache } from '../cache/object-cache.js';
+import { WARM_MAX_BYTES, type ObjectCache } from '../cache/object-cache.js';
 import type { CatalogEntry, ChunkRef, Compression } from '../catalog/types.js';
 import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
 import type { RepositorySource } from './ports.js';
@@ -63,6 +63,15 @@ export class Fetcher {
       read: (o, l) => { if (closed) throw new GridboxError('USAGE', `Read of closed file ${q(entry.path)}`); return file.read(o, l); },
       close: async () => { if (closed) return; closed = true; this.stats.openFiles--; await file.close(); },
     };
+  }
+
+  /** Warms the cached content of small whole-file entries (see ObjectCache.warm); fetches nothing. */
+  prefetch(entries: CatalogEntry[]): void {
+    const ids: ObjectId[] = [];
+    for (const e of entries) {
+      if (e.entry.type === 'file' && e.id !== undefined && e.chunks === undefined && e.entry.size > 0 && e.entry.size <= WARM_MAX_BYTES) ids.push(e.id);
+    }
+    if (ids.length > 0) this.cache.warm(ids);
   }
 
   /** The object content as an open handle: cached file, or memory when the quota cannot keep it. */

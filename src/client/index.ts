@@ -62,6 +62,8 @@ export interface Client {
    * come from this client; its content is what its entry names, whichever revision is served now.
    */
   openNode?(node: ClientNode): Promise<number>;
+  /** Reads the locally cached content of these nodes ahead into memory (a directory being listed); no download. */
+  prefetch?(nodes: ClientNode[]): void;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
   release(handle: number): Promise<void>;
   /** The entry's xattrs plus the virtual user.* ones CVMFS exposes. */
@@ -126,6 +128,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
       if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
       return openEntry(node);
     },
+    prefetch: (nodes) => { if (!closed) fetcher.prefetch(nodes.map((n) => n.entry)); },
     read: (h, offset, length) => handleOf(h).read(offset, length),
     async release(h) {
       const f = handles.get(h);

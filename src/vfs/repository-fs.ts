@@ -24,6 +24,8 @@ export interface RepositoryFsOptions {
   log?: (line: string) => void;
   /** Extra virtual xattrs (e.g. user.pid of the serving process); computed on each request. */
   extraXattrs?: () => Record<string, string>;
+  /** Warm the locally cached content of a directory's files when it is listed (default true). */
+  prefetchListed?: boolean;
 }
 
 /** Counters for status and tests. */
@@ -181,6 +183,9 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     const cn = await current(n);
     if (cn !== undefined && (cn.attr.mode & S_IFMT) !== S_IFDIR) throw ENOTDIR;
     const list = await guard('readdir', n.path, () => client.listing(n.path));
+    // Whoever lists a directory often reads its files next (tar, cp -r, rsync): pull their cached
+    // content into memory in parallel rather than one disk wait per file later.
+    if (opts.prefetchListed !== false) client.prefetch?.(list);
     listings.delete(n.nodeid);
     listings.set(n.nodeid, { revision: rev, list });
     // A handful is enough: the kernel reads one directory from start to end, then caches it.
