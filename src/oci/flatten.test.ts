@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
-import { disposeFlatTree, flattenLayers, openContent, type FlatTree, type FlattenOptions, type LayerSource } from './flatten.js';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { disposeFlatTree, flattenLayers, openContent, type ContentSink, type FlatTree, type FlattenOptions, type LayerRecord, type LayerSource } from './flatten.js';
 import { buildTar, gzip, rawHeader, zstdCompress, type TarSpec } from '../testing/images.js';
 import { withTempDir } from '../testing/tmp.js';
 import { isGridboxError } from '../errors.js';
@@ -151,5 +152,78 @@ test('disposeFlatTree() removes the spool files', async () => {
     assert.equal((await readdir(dir)).length, 2);
     await disposeFlatTree(t);
     assert.deepEqual(await readdir(dir), []);
+  });
+});
+
+/** A sink that "stores" bytes as their text, counting what it was given. */
+function textSink(): ContentSink & { given: string[] } {
+  const given: string[] = [];
+  return {
+    given,
+    put: async (bytes) => { given.push(Buffer.from(bytes).toString()); return { stored: Promise.resolve(`stored:${Buffer.from(bytes).toString()}`) }; },
+    flush: () => undefined,
+  };
+}
+
+test('flattenLayers() gives a sink only the files no upper layer shadows and spools the rest', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([
+      { name: 'keep.txt', content: 'keep' }, { name: 'over.txt', content: 'old' }, { name: 'gone/a', content: 'a' },
+      { name: 'opq/b', content: 'b' }, { name: 'file-then-dir', content: 'f' }, { name: 'dir/c', content: 'c' },
+    ]);
+    const l2 = await layer([
+      { name: 'over.txt', content: 'new' }, { name: '.wh.gone', content: '' }, { name: 'opq/.wh..wh..opq', content: '' },
+      { name: 'file-then-dir/', type: 'directory' }, { name: 'dir/', type: 'directory' }, { name: 'link', type: 'link', linkname: 'keep.txt' },
+    ]);
+    const sink = textSink();
+    const t = await flatten(dir, [l1, l2], { sink });
+    assert.deepEqual(sink.given.sort(), ['c', 'keep', 'new'], 'shadowed files (over.txt, gone/a, opq/b, file-then-dir) are not stored');
+    assert.equal(t.contents.get('keep.txt')?.stored, 'stored:keep');
+    assert.equal(t.contents.get('link')?.stored, 'stored:keep', 'a hard link shares the stored content');
+    assert.equal(t.contents.get('over.txt')?.stored, 'stored:new');
+    assert.equal(t.contents.get('dir/c')?.stored, 'stored:c', 'a directory entry above does not shadow');
+    assert.deepEqual(paths(t), ['', 'dir', 'dir/c', 'file-then-dir', 'keep.txt', 'link', 'opq', 'over.txt']);
+  });
+});
+
+test('flattenLayers() uses remembered layers without opening them, and reads again when one lacks needed bytes', async () => {
+  await withTempDir(async (dir) => {
+    const base = await layer([{ name: 'a', content: 'aaa' }, { name: 'b', content: 'bbb' }]);
+    const top1 = await layer([{ name: 'b', content: 'B1' }]);
+    for (const d of ['1', '2', '3', '4']) await mkdir(join(dir, d));
+    const remembered = new Map<string, LayerRecord[]>();
+    let opens = 0;
+    const tracked = (l: LayerSource, key: string): LayerSource => ({
+      digest: key,
+      open: () => { opens++; return l.open(); },
+      remembered: async () => remembered.get(key),
+      remember: (r) => { remembered.set(key, r); },
+    });
+    const first = await flatten(join(dir, '1'), [tracked(base, 'base'), tracked(top1, 'top1')], { sink: textSink() });
+    assert.equal(opens, 2);
+    assert.equal(first.contents.get('a')?.stored, 'stored:aaa');
+    assert.deepEqual(remembered.get('base')!.map((r) => [r.entry.path, r.stored]), [['a', 'stored:aaa'], ['b', undefined]], 'b was shadowed, so spooled, not stored');
+
+    // Only the top layer changed, and still shadows b: the base comes from memory.
+    opens = 0;
+    const top2 = await layer([{ name: 'b', content: 'B2' }, { name: 'c', content: 'C' }]);
+    const second = await flatten(join(dir, '2'), [tracked(base, 'base'), tracked(top2, 'top2')], { sink: textSink() });
+    assert.equal(opens, 1, 'only the new top layer is read');
+    assert.deepEqual([second.contents.get('a')?.stored, second.contents.get('b')?.stored, second.contents.get('c')?.stored], ['stored:aaa', 'stored:B2', 'stored:C']);
+
+    // A top layer that no longer shadows b: the base is read again for b's bytes.
+    opens = 0;
+    const top3 = await layer([{ name: 'c', content: 'C3' }]);
+    const third = await flatten(join(dir, '3'), [tracked(base, 'base'), tracked(top3, 'top3')], { sink: textSink() });
+    assert.equal(opens, 2);
+    assert.equal(third.contents.get('b')?.stored, 'stored:bbb');
+
+    // An upper entry meant to shadow b is refused (a hard link to nothing): b stays, so the image is read again.
+    remembered.set('base', [{ entry: remembered.get('base')![0].entry, stored: 'stored:aaa' }, { entry: { ...remembered.get('base')![0].entry, path: 'b', size: 3 } }]);
+    opens = 0;
+    const top4 = await layer([{ name: 'b', type: 'link', linkname: 'missing' }]);
+    const fourth = await flatten(join(dir, '4'), [tracked(base, 'base'), tracked(top4, 'top4')], { sink: textSink() });
+    assert.equal(opens, 3, 'top layer, then both layers again');
+    assert.equal(await text(fourth, 'b'), 'bbb', 'shadowed as far as reading could tell, so spooled');
   });
 });

@@ -354,7 +354,8 @@ async function readLayer(layer: LayerSource, label: string, spoolPath: string, o
       const item: LayerItem = { entry: t.entry };
       if (t.linkTo !== undefined) item.linkTo = t.linkTo;
       if (t.content) {
-        if (sink !== undefined && t.entry.size <= maxSinkBytes && !shadowed(t.entry.path)) {
+        // Whiteout markers are never files of the tree; shadowed files may never be either.
+        if (sink !== undefined && t.entry.size <= maxSinkBytes && !baseName(t.entry.path).startsWith(WHITEOUT) && !shadowed(t.entry.path)) {
           const chunks: Buffer[] = [];
           let size = 0;
           for await (const chunk of t.content) { chunks.push(chunk); size += chunk.length; }

@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { GZ, buildTar, gzip, imageConfig, maliciousLayers, pushImage, pushIndex, standardLayers } from '../testing/images.js';
+import { GZ, buildTar, gzip, imageConfig, maliciousLayers, pushImage, pushIndex, sha256, standardLayers } from '../testing/images.js';
 import { haveRegistry, startRegistry, type RegistryAuth, type TestRegistry } from '../testing/registry.js';
 import { withTempDir } from '../testing/tmp.js';
 import { listenSrv } from '../server/srv-handler.js';
@@ -220,5 +220,43 @@ test('sync pulls through token auth and a dry run publishes nothing', { timeout:
     const rep = JSON.parse(real.stdout) as { outcomes: { name: string; status: string }[] };
     assert.deepEqual(rep.outcomes.map((o) => [o.name, o.status]), [['mirror/org/private:v1', 'new']]);
     assert.equal((await readHead(layout)).revision, rev0 + 1);
+  });
+});
+
+test('a re-sync after only the top layer changed reads neither the lower layer nor stores its files again', { timeout: 120_000 }, async (t) => {
+  await withRegistry(t, 'none', async (reg, dir) => {
+    const root = join(dir, 'repo');
+    assert.equal((await gridbox(['mkfs', FQRN, '--root', root])).code, 0);
+    const base = await busyboxLayer();
+    const top = async (text: string): Promise<Buffer> => gzip(await buildTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/motd', content: text }, { name: 'app/data.txt', content: `${text} data\n` }]));
+    await pushImage(reg, 'org/layers', '1', [{ data: base, mediaType: GZ }, { data: await top('one'), mediaType: GZ }], imageConfig('amd64', ['V=1']));
+    const layout = repoLayout(root, FQRN);
+    const opts: SyncOptions = { layout, settings: await readSettings(layout), client: new RegistryClient() };
+    const list = parseImageList(`${reg.host}/org/layers:1\n`);
+    const r1 = await syncCycle(list, opts);
+    assert.equal(r1.failed, false, JSON.stringify(r1.outcomes));
+    assert.ok(r1.published!.objectsWritten >= 2, 'busybox and the top layer\'s files were stored');
+
+    await pushImage(reg, 'org/layers', '1', [{ data: base, mediaType: GZ }, { data: await top('two'), mediaType: GZ }], imageConfig('amd64', ['V=2']));
+    const before = (await reg.accessLog()).length;
+    const r2 = await syncCycle(list, opts);
+    assert.equal(r2.failed, false, JSON.stringify(r2.outcomes));
+    const blobGets = (await requestsSince(reg, before, 3)).filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
+    assert.equal(blobGets.some((r) => r.path.endsWith(sha256(base))), false, `base layer downloaded again: ${JSON.stringify(blobGets)}`);
+    assert.equal(blobGets.length, 2, 'the config and the new top layer');
+    assert.equal(r2.published!.filesReused, 1, 'bin/busybox taken from the remembered base layer (data.txt is shadowed by the top layer)');
+
+    const tree = (await readSyncState(layout)).images[`${reg.host}/org/layers:1`].tree;
+    const server = await listenSrv({ srvDir: join(root, 'srv') });
+    try {
+      const common = ['--server', server.url, '--keys', join(root, 'keys'), '--cache', join(dir, 'cache')];
+      const cat = async (p: string): Promise<string> => { const r = await gridbox(['cat', FQRN, `/${tree}/${p}`, ...common]); assert.equal(r.code, 0, `${p}: ${r.stderr}`); return r.stdout; };
+      assert.equal(await cat('etc/motd'), 'two');
+      assert.equal(await cat('app/data.txt'), 'two data\n');
+      const ls = await gridbox(['ls', FQRN, `/${tree}/bin`, ...common]);
+      assert.match(ls.stdout, new RegExp(`\\b${(await readFile('/bin/busybox')).length}\\b.* busybox$`, 'm'), 'busybox with its full size');
+    } finally {
+      await server.close();
+    }
   });
 });
