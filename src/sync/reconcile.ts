@@ -250,7 +250,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
       }
       for (const p of prepared) if (p.outcome.status === 'failed' && p.prev) { next.images[p.want.name] = p.prev; keptNames.add(p.want.name); }
       all.push(...changes, ...(prepared.length > 0 ? expire() : []));
-      return all;
+      return all.length > 0 ? all : undefined;
     };
 
     // 4. Grace period: a tree without names is marked, and removed once the mark is old enough.
