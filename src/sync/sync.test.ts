@@ -260,3 +260,24 @@ test('a re-sync after only the top layer changed reads neither the lower layer n
     }
   });
 });
+
+test('a cycle whose only image fails to flatten publishes no revision and keeps the old name', { timeout: 120_000 }, async (t) => {
+  await withRegistry(t, 'none', async (reg, dir) => {
+    const root = join(dir, 'repo');
+    assert.equal((await gridbox(['mkfs', FQRN, '--root', root])).code, 0);
+    const layout = repoLayout(root, FQRN);
+    const opts: SyncOptions = { layout, settings: await readSettings(layout), client: new RegistryClient(), strict: true };
+    const list = parseImageList(`${reg.host}/org/flaky:1\n`);
+    await pushImage(reg, 'org/flaky', '1', [{ data: await busyboxLayer(), mediaType: GZ }], imageConfig('amd64', ['A=1']));
+    assert.equal((await syncCycle(list, opts)).failed, false);
+    const good = await readSyncState(layout);
+    const rev = (await readHead(layout)).revision;
+    await pushImage(reg, 'org/flaky', '1', [(await maliciousLayers()).dotdot], imageConfig('amd64', ['A=2']));
+    const r = await syncCycle(list, opts);
+    assert.equal(r.failed, true);
+    assert.equal(r.outcomes[0].status, 'failed');
+    assert.equal(r.published, undefined);
+    assert.equal((await readHead(layout)).revision, rev, 'no empty revision');
+    assert.deepEqual((await readSyncState(layout)).images, good.images, 'the name keeps its working tree');
+  });
+});
