@@ -1,8 +1,7 @@
 // The client's local content-addressed cache: decompressed, verified objects by content hash, as
 // <base>/<fqrn|shared>/XX/rest (spec §7.6). Only storage: which objects stay is Quota's business,
 // and nothing here verifies (callers put only verified bytes).
-import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
@@ -74,8 +73,13 @@ class FileObject implements CachedObject {
   }
 }
 
+/** Temp file names: pid (for cleanTxn) and a per-process sequence. */
+let tmpSeq = 0;
+
 /** Posix directory store. Temp files are named after the writer's pid so a shared cache can tell a crashed writer's leftovers from a live one's. */
 export class FsCacheStore implements CacheStore {
+  /** Fan-out directories known to exist (each put would otherwise mkdir its parent). */
+  private readonly subdirs = new Set<string>();
   private constructor(readonly dir: string) {}
 
   /** Opens (creating) `<base>/<name>`; removes txn/ leftovers of writers that are no longer running. */
@@ -140,15 +144,32 @@ export class FsCacheStore implements CacheStore {
   }
 
   async put(id: ObjectId, bytes: Uint8Array): Promise<void> {
-    const dest = this.pathOf(id);
-    const tmp = join(this.dir, 'txn', `${process.pid}.${randomBytes(6).toString('hex')}`);
+    this.putSync(id, bytes);
+  }
+
+  /**
+   * put() as local syscalls without threadpool hops (write, rename; no fsync: a crash leaves a temp file
+   * for cleanTxn or a complete object, never a partial one under its name).
+   */
+  putSync(id: ObjectId, bytes: Uint8Array): void {
+    const k = cacheKey(id);
+    const sub = join(this.dir, k.slice(0, 2));
+    const dest = join(sub, k.slice(2));
+    const tmp = join(this.dir, 'txn', `${process.pid}.${(tmpSeq++).toString(36)}`);
     try {
-      await writeFile(tmp, bytes);
-      await mkdir(join(dest, '..'), { recursive: true });
-      await rename(tmp, dest);
+      writeFileSync(tmp, bytes);
+      if (!this.subdirs.has(sub)) { mkdirSync(sub, { recursive: true }); this.subdirs.add(sub); }
+      try {
+        renameSync(tmp, dest);
+      } catch (e) {
+        // The fan-out directory was removed behind our back (a wiped cache): make it again, once.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(sub, { recursive: true });
+        renameSync(tmp, dest);
+      }
     } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw new GridboxError('CACHE_IO', `Cannot store object ${q(cacheKey(id))} in the cache`, { cause: e, objectId: cacheKey(id), path: dest });
+      try { unlinkSync(tmp); } catch { /* never written */ }
+      throw new GridboxError('CACHE_IO', `Cannot store object ${q(k)} in the cache`, { cause: e, objectId: k, path: dest });
     }
   }
 

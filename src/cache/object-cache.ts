@@ -48,8 +48,9 @@ export class ObjectCache {
     const o = await this.store.open(id);
     const key = cacheKey(id);
     if (o === null) {
-      // A ledger row without a file (crash between eviction steps) is dropped.
-      this.quota.remove(key);
+      // A ledger row without a file (crash between eviction steps) is dropped. Only rows this instance
+      // knows: a miss is the common case, and an unknown row is refreshed by the insert that follows.
+      if (this.quota.knows(key)) this.quota.remove(key);
       return null;
     }
     // A file without a ledger row (crash between rename and insert) is adopted.
