@@ -17,7 +17,7 @@ import { readTar, type TarReadOptions } from '../tar/tar-reader.js';
 export interface LayerSource {
   /** Layer name for messages (its digest). */
   digest: string;
-  /** Opens the layer bytes (gzip, zstd or plain tar; detected). Called at most once, read to the end. */
+  /** Opens the layer bytes (gzip, zstd or plain tar; detected), read to the end. Called once per read of the image (see flattenLayers for a second read). */
   open(): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
   /** The layer's entries remembered from an earlier read; used instead of `open` when every file it needs is stored. */
   remembered?: () => Promise<LayerRecord[] | undefined>;
@@ -140,7 +140,7 @@ const OPAQUE = '.wh..wh..opq';
 /**
  * Applies `layers` bottom to top. Throws on corrupt or over-limit layers; warns (or throws if strict) on
  * unsafe paths. Should a remembered layer lack bytes the final tree needs (an upper entry that shadowed
- * them was refused), the image is read again without remembered layers.
+ * them was refused), the image is read again without remembered layers (warnings are then told twice).
  */
 export async function flattenLayers(layers: LayerSource[], options: FlattenOptions): Promise<FlatTree> {
   const tree = await flattenOnce(layers, options, true);
