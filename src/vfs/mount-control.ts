@@ -6,26 +6,14 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { GridboxError, q } from '../errors.js';
+import type { ClientStats } from '../client/index.js';
 
 /** What `gridbox status` shows. */
-export interface MountStatus {
+export interface MountStatus extends ClientStats {
   fqrn: string;
   mountpoint: string;
   pid: number;
   userns: boolean;
-  revision: number;
-  rootHash: string;
-  offline: boolean;
-  host?: string;
-  proxy?: string;
-  cacheBytes: number;
-  cacheLimit: number;
-  cacheObjects: number;
-  evictions: number;
-  hits: number;
-  misses: number;
-  bytesDownloaded: number;
-  openFiles: number;
   nodes: number;
   ioErrors: number;
   revisionSwitches: number;
