@@ -8,11 +8,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { type Entry, normalizeRelPath, parentPath } from '../fstree/entry.js';
-import { formatObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
-import { buildCatalogs } from './catalog-build.js';
-import { planCatalogs } from './catalog-plan.js';
-import { commitHead, readHead, syncFileSystem } from './head.js';
+import { commitTree } from './commit-tree.js';
+import { readHead } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
 import { phaseTimer } from './phase-timer.js';
 import { BATCH_BYTES, BATCH_FILES, mixSize, type PublishHooks, type PublishReport } from './publisher.js';
@@ -161,30 +159,11 @@ export async function publishChangesWith(build: (ctx: ChangesetContext) => Promi
       pool = undefined;
     }
     hooks.point?.('objects-done');
-    // Written back on another core while catalogs are built; the sync before the manifest finds little left.
-    const earlySync = report.objectsWritten > 0 ? syncFileSystem(layout.srv).catch(() => undefined) : undefined;
-    timer.mark('ingest');
-
     // Nested catalogs: every `.cvmfscatalog` marker, plus old mountpoints that are still directories.
-    const explicit: string[] = [];
-    for (const m of old.catalogs.keys()) if (m !== '' && tree.isDir(m)) explicit.push(m);
-    for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicit.push(p.slice(0, p.lastIndexOf('/')));
-    const mounts = planCatalogs(tree, { explicit, autocatalogMax: settings.autocatalogMax });
-    let firstCatalog = true;
-    const built = await buildCatalogs(tree, mounts, {
-      store, algorithm: settings.hashAlgorithm, tmpDir, revision: report.revision, ttl: settings.ttl, now, old: old.catalogs,
-      onCatalog: () => { if (firstCatalog) { firstCatalog = false; hooks.point?.('first-catalog'); } },
-    });
-    for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
-    hooks.point?.('catalogs-done');
-    timer.mark('catalogs');
-    const root = built.get('')!;
-    report.rootHash = formatObjectId(root.id);
-    await earlySync;
-    await commitHead(layout, store, {
-      previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
-      tmpDir, point: hooks.point,
-    });
+    const explicitMounts: string[] = [];
+    for (const m of old.catalogs.keys()) if (m !== '' && tree.isDir(m)) explicitMounts.push(m);
+    for (const [p, it] of tree.items) if (it.entry.type === 'file' && p.endsWith('/.cvmfscatalog')) explicitMounts.push(p.slice(0, p.lastIndexOf('/')));
+    await commitTree({ layout, store, settings, head, tree, old: old.catalogs, explicitMounts, now, tmpDir, hooks, timer, report });
     timer.mark('commit');
     timer.done(`${report.files} files, ${report.filesReused} reused, ${report.objectsWritten} objects written`);
     hooks.log?.(`published ${layout.fqrn} revision ${report.revision}: ${changes.length} changes, ${report.files} files (${report.filesReused} reused), ${report.objectsWritten} new objects (${report.bytesWritten} bytes), ${report.catalogsWritten} catalogs written, ${report.catalogsReused} kept`);

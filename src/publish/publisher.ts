@@ -9,9 +9,10 @@ import { type Entry, normalizeRelPath } from '../fstree/entry.js';
 import { walkTree } from '../fstree/walk.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
-import { buildCatalogs, restampCatalog } from './catalog-build.js';
-import { matchDirtab, planCatalogs } from './catalog-plan.js';
-import { commitHead, readHead, syncFileSystem, type Head } from './head.js';
+import { restampCatalog } from './catalog-build.js';
+import { matchDirtab } from './catalog-plan.js';
+import { commitTree } from './commit-tree.js';
+import { commitHead, readHead, type Head } from './head.js';
 import { acquirePublishLock } from './publish-lock.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
 import { phaseTimer } from './phase-timer.js';
@@ -239,29 +240,10 @@ async function transaction(opts: PublishOptions, collect: (ingest: IngestBytes) 
       pool = undefined;
     }
     hooks.point?.('objects-done');
-    // Start writing the new objects back now, on another core, while catalogs are built: the sync
-    // before the manifest (commitHead) then finds little left to do. Only durability rides on it.
-    const earlySync = report.objectsWritten > 0 ? syncFileSystem(layout.srv).catch(() => undefined) : undefined;
-    timer.mark('ingest');
-
     if (dirtab !== undefined) explicitMounts.push(...matchDirtab(dirtab.text, dirtab.base, tree));
-    const mounts = planCatalogs(tree, { explicit: explicitMounts, autocatalogMax: settings.autocatalogMax });
-    timer.mark('plan');
-    const now = Math.floor(Date.now() / 1000);
-    let firstCatalog = true;
-    const built = await buildCatalogs(tree, mounts, {
-      store, algorithm: settings.hashAlgorithm, tmpDir, revision: report.revision, ttl: settings.ttl, now, old: old.catalogs,
-      onCatalog: () => { if (firstCatalog) { firstCatalog = false; hooks.point?.('first-catalog'); } },
-    });
-    for (const b of built.values()) b.reused ? report.catalogsReused++ : report.catalogsWritten++;
-    hooks.point?.('catalogs-done');
-    timer.mark('catalogs');
-    const root = built.get('')!;
-    report.rootHash = formatObjectId(root.id);
-    await earlySync;
-    await commitHead(layout, store, {
-      previous: head, rootId: root.id, rootSize: root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
-      tag: opts.tag, tagDescription: opts.tagDescription, tmpDir, point: hooks.point,
+    const built = await commitTree({
+      layout, store, settings, head, tree, old: old.catalogs, explicitMounts, now: Math.floor(Date.now() / 1000), tmpDir,
+      tag: opts.tag, tagDescription: opts.tagDescription, hooks, timer, report,
     });
     if (fingerprint !== undefined) await writeLastWalk(layout, { fingerprint, rootId: report.rootHash, catalogs: built.size }).catch(() => undefined);
     timer.mark('commit');
