@@ -4,7 +4,7 @@
 // Knobs: GRIDBOX_BENCH_MOUNT_MB (256), _FILES (20000), _ROUNDS (3), _COLD_ROUNDS (1), _DIR (tree kept between runs). Root only.
 import { execSync, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { createRepository } from '../publish/create-repository.js';
 import { publishDirectory } from '../publish/publisher.js';
 import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 import { listenSrv } from '../server/srv-handler.js';
+import { copyCapped } from './copy-tree.js';
 
 const FQRN = 'bench.mount.org';
 
@@ -45,28 +46,6 @@ function dropCaches(): void {
   writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
-async function copyCapped(from: string[], to: string, maxBytes: number, maxFiles: number): Promise<{ files: number; bytes: number }> {
-  const acc = { files: 0, bytes: 0 };
-  const visit = async (src: string, dst: string): Promise<void> => {
-    let names: string[];
-    try { names = (await readdir(src)).sort(); } catch { return; }
-    await mkdir(dst, { recursive: true });
-    for (const n of names) {
-      if (acc.files >= maxFiles || acc.bytes >= maxBytes) return;
-      const s = join(src, n), d = join(dst, n);
-      const st = await lstat(s).catch(() => undefined);
-      if (st === undefined) continue;
-      if (st.isDirectory()) await visit(s, d);
-      else if (st.isSymbolicLink()) { await symlink(await readlink(s), d); acc.files++; }
-      else if (st.isFile() && st.size <= maxBytes - acc.bytes) {
-        if (await copyFile(s, d).then(() => true, () => false)) { acc.files++; acc.bytes += st.size; }
-      }
-    }
-  };
-  for (const f of from) await visit(f, join(to, f.replace(/\//g, '_')));
-  return acc;
-}
-
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mbps = (bytes: number, s: number): string => `${(bytes / 1048576 / s).toFixed(0)} MB/s`;
 
@@ -78,7 +57,7 @@ async function benchTree(dir: string, maxMb: number, maxFiles: number): Promise<
   if (have !== undefined) return { ...have, src, repo, sqfs };
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const tree = await copyCapped(['/usr/share'], src, maxMb * 1048576, maxFiles);
+  const tree = await copyCapped([{ dir: '/usr/share', share: 1 }], src, maxMb * 1048576, maxFiles);
   const layout = repoLayout(repo, FQRN);
   await createRepository(layout, { ...DEFAULT_SETTINGS });
   await publishDirectory(src, { layout, settings: { ...DEFAULT_SETTINGS } });

@@ -4,41 +4,14 @@
 // Knobs: GRIDBOX_BENCH_PUBLISH_MB, _FILES, _ROUNDS, GRIDBOX_BENCH_TREE_DIR, GRIDBOX_BENCH_DROP_CACHES=1 (root).
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
-import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRepository } from '../publish/create-repository.js';
 import { publishDirectory } from '../publish/publisher.js';
 import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 
-interface TreeStats { files: number; bytes: number }
-
-/** Copies `from` in order, each source taking at most `share` of the file cap, all within the caps. */
-async function copyCapped(from: { dir: string; share: number }[], to: string, maxBytes: number, maxFiles: number): Promise<TreeStats> {
-  const acc = { files: 0, bytes: 0 };
-  let fileCap = 0;
-  const visit = async (src: string, dst: string): Promise<void> => {
-    let names: string[];
-    try { names = (await readdir(src)).sort(); } catch { return; }
-    await mkdir(dst, { recursive: true });
-    for (const n of names) {
-      if (acc.files >= fileCap || acc.bytes >= maxBytes) return;
-      const s = join(src, n), d = join(dst, n);
-      const st = await lstat(s).catch(() => undefined);
-      if (st === undefined) continue;
-      if (st.isDirectory()) await visit(s, d);
-      else if (st.isSymbolicLink()) { await symlink(await readlink(s), d); acc.files++; }
-      else if (st.isFile() && st.size <= maxBytes - acc.bytes) {
-        if (await copyFile(s, d).then(() => true, () => false)) { acc.files++; acc.bytes += st.size; }
-      }
-    }
-  };
-  for (const f of from) {
-    fileCap = Math.min(maxFiles, acc.files + Math.round(f.share * maxFiles));
-    await visit(f.dir, join(to, f.dir.replace(/\//g, '_')));
-  }
-  return acc;
-}
+import { copyCapped, type TreeStats } from './copy-tree.js';
 
 /** The cached input tree: built once (into a temp name, renamed when complete), reused by later runs. */
 export async function benchTree(dir: string, maxBytes: number, maxFiles: number): Promise<TreeStats> {
