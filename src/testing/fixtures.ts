@@ -1,5 +1,5 @@
-// Locating the package and the shared CernVM-FS fixtures from compiled tests, whatever the outDir:
-// the repository sits beside shared/ (…/main and …/shared), and CI lays shared/ beside its clone too.
+// Locating the package and its CernVM-FS fixtures (test/fixtures/cvmfs) from compiled tests, whatever the
+// outDir. Nothing here looks outside the package: a fresh clone must test green on its own.
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,11 +17,9 @@ export function packageRoot(): string {
   throw new Error('cannot find the package root (package.json)');
 }
 
-/** shared/fixtures/cvmfs: the cvmfs_server repository, its keys and the chunker vectors. */
+/** test/fixtures/cvmfs: the cvmfs_server repository, its keys and the chunker vectors. */
 export function fixturesDir(): string {
-  const root = packageRoot();
-  for (const c of [join(root, '..', 'shared', 'fixtures', 'cvmfs'), join(root, 'shared', 'fixtures', 'cvmfs')]) {
-    if (isDir(c)) return c;
-  }
-  throw new Error(`cannot find shared/fixtures/cvmfs near ${root}`);
+  const dir = join(packageRoot(), 'test', 'fixtures', 'cvmfs');
+  if (!isDir(dir)) throw new Error(`cannot find the CernVM-FS fixtures at ${dir}`);
+  return dir;
 }
