@@ -60,7 +60,10 @@ test('sync of an image holding a 6 GiB file: a killed sync leaves nothing behind
       const first = await runMeasured(process.execPath, syncArgs, {
         onChild: (c) => {
           const watch = setInterval(() => {
-            const spooled = readdirSync(syncDir, { withFileTypes: true }).filter((d) => d.name.startsWith('spool-')).reduce((n, d) => n + duBytes(join(syncDir, d.name)), 0);
+            let spooled = 0;
+            try {
+              spooled = readdirSync(syncDir, { withFileTypes: true }).filter((d) => d.name.startsWith('spool-')).reduce((n, d) => n + duBytes(join(syncDir, d.name)), 0);
+            } catch { /* the sync has not made its spool dir yet */ }
             if (spooled > 256 * 2 ** 20) { killedAt = spooled; c.kill('SIGKILL'); clearInterval(watch); }
           }, 100);
           c.on('exit', () => clearInterval(watch));
