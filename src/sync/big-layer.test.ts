@@ -49,7 +49,8 @@ test('sync of an image holding a 6 GiB file: a killed sync leaves nothing behind
       const settings = await readSettings(layout);
       const top = gzip(await buildTar([{ name: 'app/', type: 'directory' }, { name: 'app/hello.txt', content: 'beside the big file\n' }]));
       await pushImage(reg, 'org/big', '1', [{ data: readFileSync(blob.path), mediaType: GZ }, { data: top, mediaType: GZ }], imageConfig('amd64', ['PATH=/bin']));
-      await pushImage(reg, 'org/small', '1', await standardLayers(), imageConfig('amd64', ['PATH=/bin']));
+      // Another config than the big image's (trees are keyed by config digest).
+      await pushImage(reg, 'org/small', '1', await standardLayers(), imageConfig('amd64', ['PATH=/bin', 'SMALL=1']));
       const list = join(dir, 'docker_images.txt');
       await writeFile(list, ['org/big:1', 'org/small:1', 'org/missing:1'].map((n) => `${reg.host}/${n}`).join('\n') + '\n');
       const syncArgs = [MAIN, 'sync', list, '--repo', FQRN, '--root', root, '--platform', 'linux/amd64'];
