@@ -18,7 +18,7 @@ export const BATCH_BYTES = 4 << 20;
 /** Contents from this size up (or larger than a chunk) are streamed and cut here, not read whole by a worker. */
 export const STREAM_MIN_BYTES = 4 << 20;
 /** Pieces of streamed files read and not yet stored, over all streams (each ≤ the max chunk size). */
-export const MAX_PIECES_IN_FLIGHT = 6;
+export const MAX_PIECES_IN_FLIGHT = 4;
 /** Streamed files read at once (each holds one read buffer of max chunk + READ_BYTES). */
 export const MAX_STREAMS = 2;
 /** Bytes asked of the file system per read while streaming. */
