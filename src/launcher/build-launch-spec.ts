@@ -269,42 +269,46 @@ function minimalDev(host: HostFacts, ipc: boolean): Mount[] {
 function placeMounts(mounts: Mount[], image: FsView, messages: Message[]): { mounts: Mount[]; view: FsView } {
   const literal = new Set(mounts.filter((m) => m.system === undefined).map((m) => m.dest));
   const hidden = new Set<string>();
-  const out: Mount[] = [];
+  const out: Array<Mount | undefined> = [];
   const kernel = (d: string): boolean => ['/dev', '/proc', '/sys'].some((k) => under(d, k));
+  const stopFor = (m: Mount) => (p: string): boolean => p !== m.dest && literal.has(p);
   const skip = (m: Mount, why: string): void => {
     messages.push({ level: 'VERBOSE', text: `Skipping mount of ${'source' in m ? m.source : 'generated file'} at ${m.dest}: ${why}` });
   };
-  for (const m of mounts) {
-    if (m.kind === 'proc' || m.kind === 'mqueue' || m.kind === 'symlink' || kernel(m.dest)) { out.push(m); continue; }
-    const stop = (p: string): boolean => p !== m.dest && literal.has(p);
-    if (m.system === undefined) {
-      const r = resolveInImage(image, m.dest, stop);
-      out.push(r.loop || r.path === m.dest ? m : { ...m, dest: r.path });
-      continue;
-    }
+  // System files first: a replaced symlink is gone before the other destinations are resolved, as in Apptainer,
+  // where the session layer's /etc/localtime file exists before a user bind of /etc/localtime is mounted.
+  mounts.forEach((m, i) => {
+    if (m.system === undefined) return;
     let dest: string;
     if (m.system === 'replace') {
-      const parent = resolveInImage(image, posix.dirname(m.dest), stop);
-      if (parent.loop) { skip(m, `too many levels of symbolic links at ${parent.path}`); continue; }
+      const parent = resolveInImage(image, posix.dirname(m.dest), stopFor(m));
+      if (parent.loop) { skip(m, `too many levels of symbolic links at ${parent.path}`); return; }
       dest = posix.join(parent.path, posix.basename(m.dest));
       if (image.typeOf(dest) === 'link') hidden.add(dest);
     } else {
-      const r = resolveInImage(image, m.dest, stop);
-      if (r.loop) { skip(m, `too many levels of symbolic links at ${r.path}`); continue; }
+      const r = resolveInImage(withoutEntries(image, hidden), m.dest, stopFor(m));
+      if (r.loop) { skip(m, `too many levels of symbolic links at ${r.path}`); return; }
       dest = r.path;
     }
     const blocker = fileMountBlocker(withoutEntries(image, hidden), dest);
     if (blocker !== undefined) {
-      if (hidden.has(dest)) hidden.delete(dest);
+      hidden.delete(dest);
       skip(m, blocker);
-      continue;
+      return;
     }
     if (dest !== m.dest) {
       messages.push({ level: 'DEBUG', text: `${m.dest} is a symlink in the container: ${hidden.has(dest) ? 'replaced by the mount' : `mounting on ${dest}`}` });
     }
-    out.push({ ...m, dest });
-  }
-  return { mounts: out, view: withoutEntries(image, hidden) };
+    out[i] = { ...m, dest };
+  });
+  const view = withoutEntries(image, hidden);
+  mounts.forEach((m, i) => {
+    if (m.system !== undefined) return;
+    if (m.kind === 'proc' || m.kind === 'mqueue' || m.kind === 'symlink' || kernel(m.dest)) { out[i] = m; return; }
+    const r = resolveInImage(view, m.dest, stopFor(m));
+    out[i] = r.loop || r.path === m.dest ? m : { ...m, dest: r.path };
+  });
+  return { mounts: out.filter((m): m is Mount => m !== undefined), view };
 }
 
 /** What `path` is inside the assembled container: the last mount covering it decides. */

@@ -48,10 +48,11 @@ const SUITE = 'bookworm';
 const TAG = 'corpus';
 const HOSTILE_ZONE = 'Pacific/Chatham';
 
-interface BaseRecipe { variant: 'minbase' | 'extract'; include: string[] }
+interface BaseRecipe { variant: 'minbase' | 'extract'; include: string[]; aptopt?: string[] }
 const BASES: Record<'minbase' | 'scientific' | 'busybox', BaseRecipe> = {
   minbase: { variant: 'minbase', include: ['tzdata'] },
-  scientific: { variant: 'minbase', include: ['tzdata', 'python3', 'python3-numpy', 'python3-scipy'] },
+  // Without Recommends, as container builds do (apt-get install --no-install-recommends): 890 MB unpacked otherwise.
+  scientific: { variant: 'minbase', include: ['tzdata', 'python3', 'python3-numpy', 'python3-scipy'], aptopt: ['APT::Install-Recommends "false"'] },
   busybox: { variant: 'extract', include: ['busybox-static'] },
 };
 const IMAGE_BASE: Record<CorpusName, keyof typeof BASES> = {
@@ -105,22 +106,44 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<
   });
 }
 
-/** Makes `final` by running `build(tmp)` into a temp dir beside it and renaming; a concurrent builder's result wins. */
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; } };
+
+/**
+ * Makes `final` by running `build(tmp)` into a temp dir beside it and renaming. Test files run in parallel
+ * processes, so a `<final>.lock` directory (holding the builder's pid) makes the others wait instead of
+ * building the same image again; a lock whose holder died is taken over.
+ */
 async function cached(final: string, build: (tmp: string) => Promise<void>): Promise<string> {
   if (existsSync(join(final, 'done'))) return final;
   await mkdir(dirname(final), { recursive: true });
+  const lock = `${final}.lock`;
+  for (;;) {
+    if (existsSync(join(final, 'done'))) return final;
+    try {
+      await mkdir(lock);
+      await writeFile(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
+      const age = Date.now() - (await stat(lock).then((st) => st.mtimeMs, () => Date.now()));
+      if ((pid > 0 && !alive(pid)) || (pid === 0 && age > 60_000)) await rm(lock, { recursive: true, force: true });
+      else await sleep(500);
+    }
+  }
   const tmp = `${final}.tmp.${process.pid}.${Date.now()}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
   try {
+    if (existsSync(join(final, 'done'))) return final;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
     await build(tmp);
     await writeFile(join(tmp, 'done'), `${new Date().toISOString()}\n`);
-    await rm(final, { recursive: true, force: true }).catch(() => undefined);
-    await rename(tmp, final).catch(async (e: unknown) => {
-      if (!existsSync(join(final, 'done'))) throw e;
-    });
+    await rm(final, { recursive: true, force: true });
+    await rename(tmp, final);
   } finally {
     await rm(tmp, { recursive: true, force: true });
+    await rm(lock, { recursive: true, force: true });
   }
   return final;
 }
@@ -136,6 +159,7 @@ function baseTar(base: keyof typeof BASES): Promise<string> {
     p = cached(dir, async (tmp) => {
       const r = BASES[base];
       const args = [`--variant=${r.variant}`, '--mode=root', '--format=tar', '--quiet', `--include=${r.include.join(',')}`];
+      for (const o of r.aptopt ?? []) args.push(`--aptopt=${o}`);
       // apt's lists and caches are cleaned by mmdebstrap; the build host's resolv.conf and hostname must not leak in.
       args.push('--customize-hook=rm -f "$1/etc/resolv.conf" "$1/etc/hostname"');
       await run('mmdebstrap', [...args, SUITE, join(tmp, 'rootfs.tar'), ...debianMirrors()]);
@@ -469,4 +493,12 @@ export async function pushCorpusImage(registryUrl: string, name: CorpusName, rep
 /** Builds every corpus image, the independent mmdebstrap runs in parallel. */
 export async function ensureCorpus(names: CorpusName[] = CORPUS_NAMES): Promise<CorpusImage[]> {
   return Promise.all(names.map((n) => ensureCorpusImage(n)));
+}
+
+/** The layer blobs of a corpus image, bottom first (gzip tars), for tests that unpack an image themselves. */
+export async function corpusLayerFiles(img: CorpusImage): Promise<string[]> {
+  const index = JSON.parse(await readFile(join(img.ociDir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const blob = (d: string): string => join(img.ociDir, 'blobs', 'sha256', d.slice(7));
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8')) as { layers: Array<{ digest: string }> };
+  return manifest.layers.map((l) => blob(l.digest));
 }
