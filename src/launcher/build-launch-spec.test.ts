@@ -251,3 +251,10 @@ test('a user bind of /etc/localtime (GlideinWMS default list) lands where the sy
   assert.deepEqual(onLocaltime, ['/etc/localtime>/etc/localtime']);
   assert.ok(!pairs(s.argv, '--bind').some((p) => p.includes('zoneinfo')));
 });
+
+test('a host system file that is a dangling link is skipped with a verbose message', () => {
+  const s = spec([...GWMS.slice(0, -2), '/img', '/bin/true'], DEBIAN, {}, host({ fs: fakeFsView({ ...HOST_FS, '/etc/localtime': { link: '/usr/share/zoneinfo/Nowhere' } }) }));
+  assert.ok(!pairs(s.argv, '--ro-bind').some((p) => p.startsWith('/etc/localtime>')));
+  assert.ok(s.messages.some((m) => m.level === 'VERBOSE' && m.text === 'Skipping mount of /etc/localtime: not a readable file on the host'));
+  assert.deepEqual(s.messages.filter((m) => m.level === 'WARNING' || m.level === 'ERROR'), []);
+});

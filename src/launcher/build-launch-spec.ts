@@ -57,8 +57,15 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
 
   if (options.contain) mounts.push(...minimalDev(host, options.ipc));
   else mounts.push({ kind: 'dev-bind', source: '/dev', dest: '/dev' });
+  // A host system file that is missing or a dangling link is skipped (Apptainer binds these "skip-on-error").
+  const hostFile = (f: string): boolean => {
+    if (host.fs.typeOf(f) === undefined) return false;
+    if (host.fs.read(f) !== undefined) return true;
+    messages.push({ level: 'VERBOSE', text: `Skipping mount of ${f}: not a readable file on the host` });
+    return false;
+  };
   for (const f of ['/etc/localtime', '/etc/hosts']) {
-    if (host.fs.typeOf(f) !== undefined) mounts.push({ kind: 'ro-bind', source: f, dest: f, system: f === '/etc/localtime' ? 'replace' : 'follow' });
+    if (hostFile(f)) mounts.push({ kind: 'ro-bind', source: f, dest: f, system: f === '/etc/localtime' ? 'replace' : 'follow' });
   }
   mounts.push(options.pid ? { kind: 'proc', dest: '/proc' } : { kind: 'bind', source: '/proc', dest: '/proc' });
   if (host.fs.typeOf('/sys') === 'dir') mounts.push({ kind: 'ro-bind', source: '/sys', dest: '/sys' });
@@ -90,7 +97,7 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   else messages.push({ level: 'VERBOSE', text: '/etc/passwd does not exist in the container: no passwd entry for the caller' });
   if (group !== undefined) mounts.push({ kind: 'data', dest: '/etc/group', content: groupWithCaller(group, host), system: 'follow' });
   const etc = resolveInImage(image.fs, '/etc');
-  if (host.fs.typeOf('/etc/resolv.conf') !== undefined && image.fs.typeOf(etc.path) === 'dir') mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf', system: 'follow' });
+  if (image.fs.typeOf(etc.path) === 'dir' && hostFile('/etc/resolv.conf')) mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf', system: 'follow' });
   if (options.uts && options.hostname !== undefined) mounts.push({ kind: 'data', dest: '/etc/hostname', content: `${options.hostname}\n`, system: 'follow' });
 
   if (options.nv) {
