@@ -11,10 +11,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { Transform } from 'node:stream';
+import { acquireLock } from '../plumbing/lock-file.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 
 export type CorpusName = 'debian' | 'scientific' | 'busybox' | 'hostile' | 'layered';
 export const CORPUS_NAMES: CorpusName[] = ['debian', 'scientific', 'busybox', 'hostile', 'layered'];
@@ -106,44 +108,29 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; } };
-
 /**
- * Makes `final` by running `build(tmp)` into a temp dir beside it and renaming. Test files run in parallel
- * processes, so a `<final>.lock` directory (holding the builder's pid) makes the others wait instead of
- * building the same image again; a lock whose holder died is taken over.
+ * Makes `final` by running `build(tmp)` into an owned temp dir beside it and renaming. Test files run in
+ * parallel processes, so `<final>.lock` (plumbing's kernel-held lock) makes the others wait instead of
+ * building the same image again; temp dirs of killed builders are removed by the next one.
  */
 async function cached(final: string, build: (tmp: string) => Promise<void>): Promise<string> {
   if (existsSync(join(final, 'done'))) return final;
   await mkdir(dirname(final), { recursive: true });
-  const lock = `${final}.lock`;
-  for (;;) {
-    if (existsSync(join(final, 'done'))) return final;
-    try {
-      await mkdir(lock);
-      await writeFile(join(lock, 'pid'), String(process.pid));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
-      const age = Date.now() - (await stat(lock).then((st) => st.mtimeMs, () => Date.now()));
-      if ((pid > 0 && !alive(pid)) || (pid === 0 && age > 60_000)) await rm(lock, { recursive: true, force: true });
-      else await sleep(500);
-    }
-  }
-  const tmp = `${final}.tmp.${process.pid}.${Date.now()}`;
+  const lock = await acquireLock(`${final}.lock`, { purpose: 'building a test corpus image', waitMs: 60 * 60_000 });
+  const prefix = `${basename(final)}.tmp`;
+  let tmp: string | undefined;
   try {
     if (existsSync(join(final, 'done'))) return final;
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
+    removeDeadOwnedDirs(dirname(final), prefix);
+    tmp = makeOwnedDir(dirname(final), prefix);
     await build(tmp);
     await writeFile(join(tmp, 'done'), `${new Date().toISOString()}\n`);
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
+    tmp = undefined;
   } finally {
-    await rm(tmp, { recursive: true, force: true });
-    await rm(lock, { recursive: true, force: true });
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+    lock.release();
   }
   return final;
 }
