@@ -25,6 +25,9 @@ export const ERROR_TABLE = {
   INTERNAL: E(false, 'EIO', 500, 1),
   /** Too many symlinks resolving a repository path (a loop). */
   ELOOP: E(false, 'ELOOP', 508, 1),
+  // plumbing: locks and databases any layer uses
+  LOCK_HELD: E(false, 'EBUSY', 409, 1),
+  SQLITE_INVALID: E(false, 'EIO', 500, 1),
   // hashing and object store
   HASH_BAD_ID: E(false, 'EINVAL', 400, 1),
   STORE_HASH_MISMATCH: E(true, 'EIO', 502, 1),

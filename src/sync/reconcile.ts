@@ -15,6 +15,7 @@ import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/image.js';
 import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
 import { publishChangesWith, type Change, type ChangesetContext } from '../publish/changeset.js';
+import { STREAM_MIN_BYTES } from '../publish/content-ingest.js';
 import { phaseTimer } from '../publish/phase-timer.js';
 import type { PublishReport } from '../publish/publisher.js';
 import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
@@ -216,10 +217,12 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
       const fresh = new WeakSet<object>();
       const sink: ContentSink = {
         put: async (bytes) => {
-          const { stored } = await ctx.ingest.put(bytes);
+          const { stored } = await ctx.ingest.storeBytes(bytes);
           return { stored: stored.then((c) => { fresh.add(c); return c; }) };
         },
         flush: () => ctx.ingest.flush(),
+        // Larger files are spooled and streamed from there in pieces, never held whole in memory.
+        maxFileBytes: STREAM_MIN_BYTES,
       };
       const all: Change[] = [];
       for (const [i, p] of prepared.entries()) {
