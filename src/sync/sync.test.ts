@@ -224,6 +224,7 @@ test('hostile layers fail their image by default, naming image, layer, entry and
       assert.match((await on('ls', name)).stdout, /^l.* harmless:1 -> (\.\.\/)+\.images\/[0-9a-f]{2}\/[0-9a-f]+$/m, 'the name itself, like ls -l');
       assert.match((await on('ls', `${name}/`)).stdout, /^d.* etc$/m, 'a trailing "/" lists the image');
       assert.match((await on('stat', name)).stdout, /^Type: +symlink$/m);
+      assert.match((await on('stat', name, '-L')).stdout, /^Type: +dir$/m);
       assert.match((await on('stat', `${name}/lib/libx.so`)).stdout, /^File: +\/\.images\/.*\/usr\/lib\/libx\.so$/m);
       const got = await on('get', `${name}/etc`, join(dir, 'got-etc'), '--quiet');
       assert.equal(got.code, 0, got.stderr);

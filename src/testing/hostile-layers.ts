@@ -2,7 +2,7 @@
 // shapes that look odd but are harmless under Docker's rules and must publish. For tests only.
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -109,6 +109,7 @@ export async function gzipBombLayer(): Promise<TestLayer & { fileBytes: number; 
         yield Buffer.alloc((512 - (BOMB_FILE_BYTES % 512)) % 512 + 1024); // padding and end of archive
       }
       await pipeline(Readable.from(body()), createGzip(), createWriteStream(join(tmp, 'layer.tar.gz')));
+      await chmod(tmp, 0o755); // mkdtemp makes it 0700; the cache is shared with tests running as other users
       await rename(tmp, dir).catch(async (e: unknown) => { if (!existsSync(file)) throw e; }); // another run may have won
     } finally {
       await rm(tmp, { recursive: true, force: true });
