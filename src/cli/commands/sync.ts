@@ -40,9 +40,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--permissions <policy>', 'propagate (default: job users can read what the owner could) or keep')
     .option('--json', 'print the cycle report as JSON')
     .action(async (listFile: string, o: SyncFlags) => {
-      if (o.lenient && o.strict) throw new GridboxError('USAGE', 'gridbox sync: --lenient and --strict contradict each other');
+      if (o.lenient && o.strict) throw new GridboxError('USAGE', '--lenient and --strict contradict each other');
       if (o.devices !== undefined && !['skip', 'empty-file', 'keep', 'refuse'].includes(o.devices)) {
-        throw new GridboxError('USAGE', `gridbox sync: --devices ${q(o.devices)} is not one of skip, empty-file, keep, refuse`);
+        throw new GridboxError('USAGE', `--devices ${q(o.devices)} is not one of skip, empty-file, keep, refuse`);
       }
       const layout = repoLayout(o.root, o.repo);
       const settings = await readSettings(layout);
