@@ -21,7 +21,7 @@ export interface ChangeItem {
   source?: ContentSource;
   /** Reads a small file's bytes (held in memory); called at most once, only when `content` and `source` are absent. */
   read?: () => Promise<Uint8Array>;
-  /** `content` was stored by this transaction's ChangesetIngest (counted as written, not reused). */
+  /** `content` was stored by this transaction's ingest (counted as written, not reused). */
   fresh?: boolean;
 }
 

@@ -90,6 +90,9 @@ export class ContentIngest {
   private readonly chunk: { min: number; avg: number; max: number };
   private readonly pieces = new Slots(MAX_PIECES_IN_FLIGHT);
   private readonly streams = new Slots(MAX_STREAMS);
+  /** Piece buffers (max chunk size each) back from the workers, for the next pieces: at most MAX_PIECES_IN_FLIGHT exist. */
+  private readonly freeBuffers: ArrayBuffer[] = [];
+  private readonly freeReadBuffers: Buffer[] = [];
   /** Pieces that are all zero (holes), by suffix and length: stored once, named many times. */
   private readonly zeroPieces = new Map<string, Promise<IngestResult>>();
 
@@ -245,7 +248,8 @@ export class ContentIngest {
   private async streamContent(fill: Fill, label: string, size: number, exact: boolean, consumed: () => void): Promise<StoredContent> {
     this.stats.streamedFiles++;
     const chunker = new Xor32Chunker({ minBytes: this.chunk.min, avgBytes: this.chunk.avg, maxBytes: this.chunk.max });
-    const buf = Buffer.allocUnsafeSlow(this.chunk.max + READ_BYTES);
+    // One read buffer per stream slot, reused: at most MAX_STREAMS exist.
+    const buf = this.freeReadBuffers.pop() ?? Buffer.allocUnsafeSlow(this.chunk.max + READ_BYTES);
     const sent: { offset: number; size: number; result: Promise<IngestResult> }[] = [];
     let failed: unknown;
     let have = 0;
@@ -262,11 +266,13 @@ export class ContentIngest {
       }
       await this.pieces.take();
       this.stats.peakPiecesInFlight = Math.max(this.stats.peakPiecesInFlight, this.pieces.peak);
-      const bytes = Buffer.allocUnsafeSlow(len);
+      const bytes = Buffer.from(this.freeBuffers.pop() ?? new ArrayBuffer(this.chunk.max), 0, len);
       buf.copy(bytes, 0, 0, len);
       // Equal pieces (a file twice, a repeated block) go to one worker, whose memory of contents stores them once.
       const result = this.pool().runBatch([{ bytes, piece: suffix, transfer: true, ...this.taskSettings() }], len, pieceShard(bytes)).then(([r]) => {
         if (r instanceof Error) throw r;
+        if (r.returned !== undefined && r.returned.byteLength === this.chunk.max) this.freeBuffers.push(r.returned);
+        delete r.returned;
         this.count(r);
         return r;
       }).finally(() => this.pieces.give());
@@ -309,6 +315,8 @@ export class ContentIngest {
       consumed();
       await Promise.allSettled(sent.map((s) => s.result));
       throw e;
+    } finally {
+      this.freeReadBuffers.push(buf);
     }
   }
 }

@@ -140,5 +140,10 @@ parentPort!.on('message', (req: WorkerRequest) => {
     }
     return { ok: true, result };
   });
-  void Promise.all(done).then((outcomes) => parentPort!.postMessage({ seq: req.seq, outcomes } satisfies WorkerReply));
+  void Promise.all(done).then((outcomes) => {
+    // Transferred piece buffers go back (their writes are done): the sender reuses them, so the pieces
+    // in flight are the only piece memory, whenever this thread's garbage collector runs.
+    const returned = req.tasks.map((t, i) => (t.transfer && t.bytes !== undefined && outcomes[i].ok ? t.bytes.buffer as ArrayBuffer : null));
+    parentPort!.postMessage({ seq: req.seq, outcomes, returned } satisfies WorkerReply, returned.filter((b): b is ArrayBuffer => b !== null));
+  });
 });

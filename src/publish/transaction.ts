@@ -4,10 +4,12 @@
 // spec §8.2). Front ends only produce the new tree through `produce`; a failure or a kill anywhere before
 // the manifest rename leaves the previous revision served, and the next transaction removes what a dead
 // one left (its temp dir, its objects' temp files).
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { restampCatalog } from '../catalog/catalog-restamp.js';
 import { formatObjectId } from '../hash/object-id.js';
+import { isAlive } from '../plumbing/process-identity.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { FsStore } from '../store/fs-store.js';
 import { readObject, writeObject } from '../store/object-io.js';
 import type { OldCatalog } from './catalog-build.js';
@@ -98,10 +100,10 @@ export async function runTransaction(opts: TransactionOptions, produce: (ctx: Tr
   let tmpDir: string | undefined;
   try {
     // Under the lock, whatever a dead transaction left is garbage: its temp dir and its objects' temp files.
-    await removeDeadTxnDirs(layout.state);
-    tmpDir = await mkdtemp(join(layout.state, `txn-${process.pid}-`));
+    removeDeadOwnedDirs(layout.state, 'txn');
+    tmpDir = makeOwnedDir(layout.state, 'txn');
     const store = new FsStore(layout.srv);
-    await store.removeDeadTemps(pidAlive);
+    await store.removeDeadTemps(isAlive);
     hooks.point?.('locked');
     const head = await readHead(layout);
     const ingest = new ContentIngest(() => (pool ??= new WorkerPool(layout.srv, opts.workers)), settings, opts.maxHeldBytes);
@@ -163,22 +165,4 @@ async function commitRestamped(ctx: TransactionContext, report: PublishReport, t
 /** A new, empty report for the revision after `head`. */
 export function newReport(head: Head): PublishReport {
   return { revision: head.revision + 1, rootHash: '', files: 0, bytes: 0, filesReused: 0, objectsWritten: 0, bytesWritten: 0, catalogsWritten: 0, catalogsReused: 0 };
-}
-
-// --- Leftovers of dead transactions ---
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Under the publish lock no other transaction runs: every other txn-* dir is a dead one's. */
-async function removeDeadTxnDirs(state: string): Promise<void> {
-  for (const name of await readdir(state).catch(() => [] as string[])) {
-    if (name.startsWith('txn-')) await rm(join(state, name), { recursive: true, force: true });
-  }
 }

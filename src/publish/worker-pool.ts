@@ -44,12 +44,14 @@ export interface IngestResult {
   /** Objects that were not in the store before. */
   objectsWritten: number;
   bytesWritten: number;
+  /** A transferred task's buffer, moved back once the worker is done with it (for reuse). */
+  returned?: ArrayBuffer;
 }
 
 /** Message shapes between pool and worker (ingest-worker.ts): one reply per batch, one outcome per task. */
 export interface WorkerRequest { seq: number; tasks: IngestTask[]; srvDir: string }
 export type TaskOutcome = { ok: true; result: IngestResult } | { ok: false; code?: string; message: string; objectId?: string; path?: string };
-export interface WorkerReply { seq: number; outcomes: TaskOutcome[] }
+export interface WorkerReply { seq: number; outcomes: TaskOutcome[]; returned?: (ArrayBuffer | null)[] }
 
 /** Per task of a batch: its result, or the error that task alone failed with. */
 export type BatchOutcome = IngestResult | GridboxError;
@@ -146,7 +148,7 @@ export class WorkerPool {
     slot.inflight.delete(m.seq);
     this.inflightBytes -= p.weight;
     p.resolve(m.outcomes.map((o, i) => {
-      if (o.ok) return o.result;
+      if (o.ok) return m.returned?.[i] ? { ...o.result, returned: m.returned[i]! } : o.result;
       const task = p.tasks[i];
       const code = (o.code ?? 'PUBLISH_FAILED') as ErrorCode;
       // Store failures keep their own message (object and path); source failures name the source.

@@ -3,10 +3,11 @@
 // in the repository's server-side state dir. One failing image is reported and never blocks the others.
 // Not the CLI (argv, progress bars) and not the registry protocol (oci/registry-client.ts).
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { type Digest } from '../oci/digest.js';
 import type { Entry } from '../fstree/entry.js';
 import { disposeFlatTree, type ContentSink, type DevicePolicy, type FlatTree, type FlattenOptions, type LayerRecord, type PermissionPolicy } from '../oci/flatten.js';
@@ -151,8 +152,9 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   await notify({ action: 'start_cycle', images: expanded.images.length, dry_run: !!opts.dryRun });
 
   const spoolRoot = join(opts.layout.state, 'sync');
-  await mkdir(spoolRoot, { recursive: true });
-  const spool = await mkdtemp(join(spoolRoot, 'spool-'));
+  // A killed sync's spool (up to the size of its largest layer files) goes now; live ones stay.
+  removeDeadOwnedDirs(spoolRoot, 'spool');
+  const spool = makeOwnedDir(spoolRoot, 'spool');
   const prepared: Prepared[] = [];
   const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
   const keptNames = new Set<string>();
