@@ -1,0 +1,114 @@
+// Serve benchmark (issue 12): `gridbox serve` against Debian nginx (2 workers, sendfile) on the same srv/
+// tree of 2,000 random 64 KiB objects, the same wrk command (-t2 -c32, every request a different object
+// in turn), one run each, the ratio of requests/s printed. Not a test: nothing asserts on the numbers.
+// Knobs: GRIDBOX_BENCH_SERVE_FILES, GRIDBOX_BENCH_SERVE_SECONDS, GRIDBOX_BENCH_SERVE_WORKERS (gridbox --workers).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { startNginx } from '../testing/nginx.js';
+import { makeRawObject, pseudoRandomBytes, writeRawObjects } from '../testing/raw-repo.js';
+
+const FQRN = 'bench.gridbox.local';
+
+interface WrkResult { rps: number; p99Ms: number; mbPerS: number; errors: string }
+
+/** Each wrk thread walks the object list from its own offset, so both servers get the same request mix. */
+function wrkScript(pathsFile: string): string {
+  return `
+local paths = {}
+for line in io.lines("${pathsFile}") do paths[#paths + 1] = line end
+local i = 0
+local counter = 0
+function setup(thread) counter = counter + 1; thread:set("offset", counter * 997) end
+function init(args) i = offset or 0 end
+function request()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+`;
+}
+
+function parseWrk(out: string): WrkResult {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p99 = /\s99%\s+([\d.]+)(us|ms|s)\b/.exec(out);
+  const p99Ms = p99 === null ? NaN : Number(p99[1]) * (p99[2] === 'us' ? 1e-3 : p99[2] === 's' ? 1e3 : 1);
+  const tr = /Transfer\/sec:\s+([\d.]+)(KB|MB|GB)/.exec(out);
+  const mbPerS = tr === null ? NaN : Number(tr[1]) * (tr[2] === 'KB' ? 1 / 1024 : tr[2] === 'GB' ? 1024 : 1) * 1.048576;
+  const errs = [/Socket errors:[^\n]*/.exec(out)?.[0], /Non-2xx or 3xx responses:[^\n]*/.exec(out)?.[0]].filter(Boolean).join('; ');
+  return { rps, p99Ms, mbPerS, errors: errs };
+}
+
+function runWrk(baseUrl: string, script: string, seconds: number): WrkResult {
+  const r = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', '-s', script, baseUrl], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || String(r.error)}`);
+  return parseWrk(r.stdout);
+}
+
+/** Starts the real CLI and resolves with its URL (first stdout line). */
+async function startGridbox(root: string, extra: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
+  const child = spawn(process.execPath, [main, 'serve', '--root', root, '--listen', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (c) => reject(new Error(`gridbox serve exited ${c}`)));
+  });
+  const m = /^serving (\S+)$/.exec(line);
+  if (m === null) throw new Error(`gridbox serve said ${JSON.stringify(line)}`);
+  return { url: m[1], child };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+const row = (who: string, r: WrkResult) =>
+  `${who.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.mbPerS.toFixed(0).padStart(6)} MB/s  p99 ${r.p99Ms.toFixed(2).padStart(6)} ms${r.errors ? `  (${r.errors})` : ''}`;
+
+export async function run(): Promise<string[]> {
+  const files = Number(process.env.GRIDBOX_BENCH_SERVE_FILES ?? 2000);
+  const seconds = Number(process.env.GRIDBOX_BENCH_SERVE_SECONDS ?? 10);
+  const workers = process.env.GRIDBOX_BENCH_SERVE_WORKERS;
+  const cores = availableParallelism();
+  const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-serve-'));
+  try {
+    const srv = join(work, 'srv');
+    const objs = [];
+    for (let i = 0; i < files; i++) objs.push(makeRawObject(pseudoRandomBytes(64 * 1024, i + 1)));
+    await writeRawObjects(srv, FQRN, objs);
+    const pathsFile = join(work, 'paths.txt');
+    await writeFile(pathsFile, objs.map((o) => `/cvmfs/${FQRN}/${o.relPath}`).join('\n') + '\n');
+    const script = join(work, 'walk.lua');
+    await writeFile(script, wrkScript(pathsFile));
+    const rows = [`${files} objects of ${(objs[0].stored.length / 1024).toFixed(1)} KiB; wrk -t2 -c32 -d${seconds}s walking all of them; ${cores} cores (shared: the machine may be loaded)`];
+
+    const nginx = await startNginx(srv, join(work, 'nginx'), { workers: cores, sendfile: true });
+    let ng: WrkResult;
+    try {
+      runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, 1); // warm the page cache and the workers
+      ng = runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, seconds);
+    } finally { await nginx.stop(); }
+    rows.push(row(`nginx (${cores} workers, sendfile, log)`, ng));
+
+    const logFile = join(work, 'gridbox-access.log');
+    const gb = await startGridbox(work, process.env.GRIDBOX_BENCH_SERVE_ARGS?.split(' ') ?? [...(workers ? ['--workers', workers] : []), '--access-log', logFile]);
+    let ours: WrkResult;
+    try {
+      const base = gb.url.replace(/\/cvmfs\/$/, '');
+      runWrk(base, script, 1);
+      ours = runWrk(base, script, seconds);
+    } finally { await stopChild(gb.child); }
+    rows.push(row(`gridbox serve (${workers ?? 'default'} workers, log)`, ours));
+    rows.push(`gridbox serve ${(ours.rps / ng.rps).toFixed(2)}x nginx's requests/s (target >= 0.7x); p99 ${ours.p99Ms.toFixed(2)} ms vs ${ng.p99Ms.toFixed(2)} ms`);
+    return rows;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
