@@ -3,13 +3,15 @@
 // in turn), one run each, the ratio of requests/s printed. Not a test: nothing asserts on the numbers.
 // Knobs: GRIDBOX_BENCH_SERVE_FILES, GRIDBOX_BENCH_SERVE_SECONDS, GRIDBOX_BENCH_SERVE_WORKERS (gridbox --workers).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { startNginx } from '../testing/nginx.js';
-import { makeRawObject, pseudoRandomBytes, writeRawObjects } from '../testing/raw-repo.js';
+import { deflateSync } from 'node:zlib';
+import { hashBytes, objectPath } from '../hash/object-id.js';
 
 const FQRN = 'bench.gridbox.local';
 
@@ -60,10 +62,48 @@ async function startGridbox(root: string, extra: string[]): Promise<{ url: strin
   return { url: m[1], child };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** Debian nginx as a stratum 0 would run it: a worker per core, sendfile, an access log file. */
+async function startNginx(srv: string, state: string, workers: number): Promise<{ url: string; child: ChildProcess }> {
+  await mkdir(join(state, 'tmp'), { recursive: true });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const conf = join(state, 'nginx.conf');
+  const t = join(state, 'tmp');
+  await writeFile(conf, `
+${process.getuid?.() === 0 ? 'user root root;' : ''}
+worker_processes ${workers};
+daemon off;
+pid ${state}/nginx.pid;
+error_log ${state}/error.log warn;
+events { worker_connections 1024; }
+http {
+  sendfile on;
+  access_log ${state}/access.log;
+  client_body_temp_path ${t}/b; proxy_temp_path ${t}/p; fastcgi_temp_path ${t}/f; uwsgi_temp_path ${t}/u; scgi_temp_path ${t}/s;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    location /cvmfs/ { alias ${srv}/; location ~ /data/ { expires 3d; } location ~ /\\.cvmfs { expires 61s; } }
+  }
+}
+`);
+  const child = spawn('nginx', ['-p', state, '-c', conf, '-e', join(state, 'error.log')], { stdio: 'ignore' });
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => { c.destroy(); resolve(true); });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (i > 100 || child.exitCode !== null) throw new Error(`nginx did not start on port ${port} (see ${state}/error.log)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `http://127.0.0.1:${port}/cvmfs/`, child };
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
+  child.kill(signal);
   const t = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(t);
@@ -80,21 +120,29 @@ export async function run(): Promise<string[]> {
   const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-serve-'));
   try {
     const srv = join(work, 'srv');
-    const objs = [];
-    for (let i = 0; i < files; i++) objs.push(makeRawObject(pseudoRandomBytes(64 * 1024, i + 1)));
-    await writeRawObjects(srv, FQRN, objs);
+    // Random 64 KiB files as the publisher stores them: zlib-compressed, named by the hash of the stored bytes.
+    const urls: string[] = [];
+    let objectBytes = 0;
+    for (let i = 0; i < files; i++) {
+      const stored = deflateSync(randomBytes(64 * 1024));
+      const rel = `data/${objectPath(hashBytes('sha1', stored), '')}`;
+      await mkdir(dirname(join(srv, FQRN, rel)), { recursive: true });
+      await writeFile(join(srv, FQRN, rel), stored);
+      urls.push(`/cvmfs/${FQRN}/${rel}`);
+      objectBytes = stored.length;
+    }
     const pathsFile = join(work, 'paths.txt');
-    await writeFile(pathsFile, objs.map((o) => `/cvmfs/${FQRN}/${o.relPath}`).join('\n') + '\n');
+    await writeFile(pathsFile, urls.join('\n') + '\n');
     const script = join(work, 'walk.lua');
     await writeFile(script, wrkScript(pathsFile));
-    const rows = [`${files} objects of ${(objs[0].stored.length / 1024).toFixed(1)} KiB; wrk -t2 -c32 -d${seconds}s walking all of them; ${cores} cores (shared: the machine may be loaded)`];
+    const rows = [`${files} objects of ${(objectBytes / 1024).toFixed(1)} KiB; wrk -t2 -c32 -d${seconds}s walking all of them; ${cores} cores (shared: the machine may be loaded)`];
 
-    const nginx = await startNginx(srv, join(work, 'nginx'), { workers: cores, sendfile: true });
+    const nginx = await startNginx(srv, join(work, 'nginx'), cores);
     let ng: WrkResult;
     try {
       runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, 1); // warm the page cache and the workers
       ng = runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, seconds);
-    } finally { await nginx.stop(); }
+    } finally { await stopChild(nginx.child, 'SIGQUIT'); }
     rows.push(row(`nginx (${cores} workers, sendfile, log)`, ng));
 
     const logFile = join(work, 'gridbox-access.log');

@@ -111,8 +111,8 @@ export function createSrvHandler(o: SrvHandlerOptions): RequestHandler {
 
   const serve = (req: IncomingMessage, res: ServerResponse, route: Route, urlPath: string, counted: { bytes: number }): void => {
     const v = table.open(route.file);
-    if (v === undefined) { table.forgetPath(urlPath); sendError(res, new GridboxError('NOT_FOUND', `No such file ${q(route.rel)}`)); return; }
-    if (v === 'not-file') { sendError(res, new GridboxError('NOT_FOUND', `Not a file: ${q(route.rel)}`)); return; }
+    if (v === undefined) { table.forgetPath(urlPath); sendError(res, new GridboxError('NOT_FOUND', `No such file ${q(route.rel)}`), counted); return; }
+    if (v === 'not-file') { sendError(res, new GridboxError('NOT_FOUND', `Not a file: ${q(route.rel)}`), counted); return; }
     let t = tags.get(v);
     if (t === undefined) { t = { etag: etagOf(v), lastModified: v.mtime.toUTCString() }; tags.set(v, t); }
     const headers: Record<string, string> = {
@@ -155,7 +155,7 @@ export function createSrvHandler(o: SrvHandlerOptions): RequestHandler {
         return;
       }
       const rawUrl = req.url ?? '/';
-      if (rawUrl.includes('\0')) { sendError(res, new GridboxError('SERVER_FORBIDDEN_PATH', 'Refusing a path with NUL')); return; }
+      if (rawUrl.includes('\0')) { sendError(res, new GridboxError('SERVER_FORBIDDEN_PATH', 'Refusing a path with NUL'), counted); return; }
       const qm = rawUrl.indexOf('?');
       const urlPath = qm < 0 ? rawUrl : rawUrl.slice(0, qm);
       const known = table.lookupPath(urlPath);
@@ -164,16 +164,17 @@ export function createSrvHandler(o: SrvHandlerOptions): RequestHandler {
         const route: Route = { ...target, ...cacheHeaders(target.rel) };
         table.rememberPath(urlPath, route);
         serve(req, res, route, urlPath, counted);
-      }).catch((e: unknown) => { if (!res.headersSent) sendError(res, e); else res.destroy(); });
+      }).catch((e: unknown) => { if (!res.headersSent) sendError(res, e, counted); else res.destroy(); });
     } catch (e) {
-      if (!res.headersSent) sendError(res, e); else res.destroy();
+      if (!res.headersSent) sendError(res, e, counted); else res.destroy();
     }
   };
 }
 
-function sendError(res: ServerResponse, e: unknown): void {
+function sendError(res: ServerResponse, e: unknown, counted?: { bytes: number }): void {
   const status = e instanceof GridboxError ? ERROR_TABLE[e.code].http : 500;
   const body = `${status === 404 ? 'Not Found' : status === 403 ? 'Forbidden' : 'Error'}\n`;
+  if (counted !== undefined) counted.bytes = body.length;
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' }).end(body);
 }
 

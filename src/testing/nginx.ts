@@ -18,7 +18,7 @@ export function nginxBinary(): string | undefined {
 }
 
 /** Serves `srvDir` at /cvmfs/ with state in `stateDir`; as root the workers stay root so 0700 temp dirs stay readable. */
-export async function startNginx(srvDir: string, stateDir: string, opts: { workers?: number; sendfile?: boolean } = {}): Promise<Nginx> {
+export async function startNginx(srvDir: string, stateDir: string): Promise<Nginx> {
   const bin = nginxBinary();
   if (bin === undefined) throw new Error('nginx is not installed (apt-get install nginx-light)');
   const srv = await realpath(srvDir);
@@ -29,13 +29,12 @@ export async function startNginx(srvDir: string, stateDir: string, opts: { worke
     const t = join(stateDir, 'tmp');
     await writeFile(conf, `
 ${process.getuid?.() === 0 ? 'user root root;' : ''}
-worker_processes ${opts.workers ?? 1};
+worker_processes 1;
 daemon off;
 pid ${join(stateDir, 'nginx.pid')};
 error_log ${join(stateDir, 'logs', 'error.log')} warn;
-events { worker_connections ${opts.workers === undefined ? 64 : 1024}; }
+events { worker_connections 64; }
 http {
-  sendfile ${opts.sendfile ? 'on' : 'off'};
   access_log ${join(stateDir, 'logs', 'access.log')};
   client_body_temp_path ${t}/body; proxy_temp_path ${t}/proxy; fastcgi_temp_path ${t}/fastcgi;
   uwsgi_temp_path ${t}/uwsgi; scgi_temp_path ${t}/scgi;

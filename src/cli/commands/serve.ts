@@ -7,8 +7,10 @@ import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
+import { answerWorkersWithClusterMetrics, newRegistry, processOrClusterMetrics, shareWithPrimary } from '../../metrics/registry.js';
 import { openAccessLog, type AccessLog } from '../../server/access-log.js';
-import { listenSrv } from '../../server/srv-handler.js';
+import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
+import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'serve a repository root over HTTP';
@@ -22,6 +24,7 @@ interface ServeFlags {
   workers?: number;
   accessLog?: string;
   memoryCacheMb: number;
+  metrics: boolean;
   quiet?: boolean;
 }
 
@@ -48,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--workers <n>', `worker processes sharing the port (default: one per core, ${availableParallelism()} here; 1 = no cluster)`, intArg('--workers'))
     .option('--access-log <file>', 'append a buffered Common Log Format line per request to FILE ("-" for stderr); default none')
     .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 64)
+    .option('--no-metrics', 'no Prometheus text on GET /metrics')
     .option('--quiet', 'no request log (the default; kept for older scripts)')
     .action((o: ServeFlags) => { parsed.push(o); });
   if (!(await parseCommand(cmd, argv)) || parsed.length === 0) return 0;
@@ -57,27 +61,46 @@ export async function run(argv: string[]): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
   const accessLog = o.quiet ? undefined : o.accessLog;
-  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog);
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics);
   if (workers <= 1) {
-    const log = accessLog === undefined ? undefined : openAccessLog(accessLog);
-    const running = await listenSrv({ srvDir, memoryCacheBytes: o.memoryCacheMb << 20, onRequest: log?.record }, host, port);
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics);
+    const running = await listenSrv(options, host, port);
     process.stdout.write(`serving ${running.url}\n`);
     await untilSignal();
     await running.close();
     log?.close();
     return 0;
   }
+  if (o.metrics) answerWorkersWithClusterMetrics();
   return runPrimary(workers);
 }
 
+/** The handler of one serving process: its access log, its metrics and the /metrics route. */
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): { options: SrvHandlerOptions; log?: AccessLog } {
+  const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
+  if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record }, log };
+  const registry = newRegistry();
+  if (cluster.isWorker) shareWithPrimary([registry]);
+  const counted = createServerMetrics(registry);
+  return {
+    log,
+    options: {
+      srvDir, memoryCacheBytes: cacheMb << 20,
+      // Scrapes are logged but not counted: the counters describe the repository's traffic.
+      onRequest: (i) => { if (!isMetricsRequest(i.url)) counted.record(i); log?.record(i); },
+      extraRoute: metricsRoute(() => processOrClusterMetrics([registry])),
+    },
+  };
+}
+
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
-async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined): Promise<number> {
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const log: AccessLog | undefined = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics);
   let running;
   try {
-    running = await listenSrv({ srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record }, host, port);
+    running = await listenSrv(options, host, port);
   } catch (e) {
     // The IPC channel would keep a failed worker alive; the primary sees it exit and reports.
     process.disconnect();
