@@ -43,10 +43,16 @@ function parseWrk(out: string): WrkResult {
   return { rps, p99Ms, mbPerS, errors: errs };
 }
 
-function runWrk(baseUrl: string, script: string, seconds: number): WrkResult {
+function runWrk(baseUrl: string, script: string, seconds: number): WrkResult & { requests: number } {
   const r = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', '-s', script, baseUrl], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || String(r.error)}`);
-  return parseWrk(r.stdout);
+  return { ...parseWrk(r.stdout), requests: Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0) };
+}
+
+/** The same warm-up for both servers: every object requested about 4 times (page cache, workers' memory). */
+function warmUp(baseUrl: string, script: string, files: number): void {
+  let done = 0;
+  for (let i = 0; i < 15 && done < 4 * files; i++) done += runWrk(baseUrl, script, 2).requests;
 }
 
 /** Starts the real CLI and resolves with its URL (first stdout line). */
@@ -140,7 +146,7 @@ export async function run(): Promise<string[]> {
     const nginx = await startNginx(srv, join(work, 'nginx'), cores);
     let ng: WrkResult;
     try {
-      runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, 1); // warm the page cache and the workers
+      warmUp(nginx.url.replace(/\/cvmfs\/$/, ''), script, files);
       ng = runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, seconds);
     } finally { await stopChild(nginx.child, 'SIGQUIT'); }
     rows.push(row(`nginx (${cores} workers, sendfile, log)`, ng));
@@ -150,7 +156,7 @@ export async function run(): Promise<string[]> {
     let ours: WrkResult;
     try {
       const base = gb.url.replace(/\/cvmfs\/$/, '');
-      runWrk(base, script, 1);
+      warmUp(base, script, files);
       ours = runWrk(base, script, seconds);
     } finally { await stopChild(gb.child); }
     rows.push(row(`gridbox serve (${workers ?? 'default'} workers, log)`, ours));

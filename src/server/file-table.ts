@@ -42,8 +42,12 @@ function versionOf(st: Stats, body?: Buffer): FileVersion {
  */
 export class FileTable<Route> {
   private readonly resolved = new Map<string, Route>();
-  /** Insertion order is recency order: a hit is deleted and set again. */
-  private readonly bodies = new Map<string, FileVersion>();
+  /**
+   * Kept files, evicted at random when over the bound: unlike LRU, a cyclic walk over a working set a bit
+   * larger than the bound still hits in proportion (LRU would miss every time), and a hit updates nothing.
+   */
+  private readonly bodies = new Map<string, { v: FileVersion; slot: number }>();
+  private readonly slots: string[] = [];
   private cachedBytes = 0;
   private readonly maxInline: number;
 
@@ -73,12 +77,8 @@ export class FileTable<Route> {
     const kept = this.bodies.get(file);
     if (kept !== undefined) {
       const st = statSync(file, { throwIfNoEntry: false });
-      if (st !== undefined && sameVersion(kept, st)) {
-        this.bodies.delete(file);
-        this.bodies.set(file, kept);
-        return kept;
-      }
-      this.drop(file, kept);
+      if (st !== undefined && sameVersion(kept.v, st)) return kept.v;
+      this.drop(file);
     }
     let fd: number;
     try {
@@ -112,16 +112,25 @@ export class FileTable<Route> {
   private keep(file: string, v: FileVersion): void {
     const size = v.body?.length ?? 0;
     if (size === 0 || size > this.o.maxCachedBytes) return;
-    this.bodies.set(file, v);
-    this.cachedBytes += size;
-    for (const [k, old] of this.bodies) {
-      if (this.cachedBytes <= this.o.maxCachedBytes) break;
-      this.drop(k, old);
+    while (this.cachedBytes + size > this.o.maxCachedBytes && this.slots.length > 0) {
+      this.drop(this.slots[Math.floor(Math.random() * this.slots.length)]);
     }
+    this.bodies.set(file, { v, slot: this.slots.length });
+    this.slots.push(file);
+    this.cachedBytes += size;
   }
 
-  private drop(file: string, v: FileVersion): void {
-    if (this.bodies.delete(file)) this.cachedBytes -= v.body?.length ?? 0;
+  private drop(file: string): void {
+    const e = this.bodies.get(file);
+    if (e === undefined) return;
+    this.bodies.delete(file);
+    this.cachedBytes -= e.v.body?.length ?? 0;
+    // Swap-remove keeps the slot array dense, so a random pick is O(1).
+    const last = this.slots.pop()!;
+    if (last !== file) {
+      this.slots[e.slot] = last;
+      this.bodies.get(last)!.slot = e.slot;
+    }
   }
 
   /** Bytes of file contents held now (for metrics and tests). */

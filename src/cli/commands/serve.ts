@@ -50,7 +50,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8000')
     .option('--workers <n>', `worker processes sharing the port (default: one per core, ${availableParallelism()} here; 1 = no cluster)`, intArg('--workers'))
     .option('--access-log <file>', 'append a buffered Common Log Format line per request to FILE ("-" for stderr); default none')
-    .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 64)
+    .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 256)
     .option('--no-metrics', 'no Prometheus text on GET /metrics')
     .option('--quiet', 'no request log (the default; kept for older scripts)')
     .action((o: ServeFlags) => { parsed.push(o); });
