@@ -2,7 +2,7 @@
 // path checks and realpath run once per path, not once per request) and, within a byte bound, the bytes of
 // small files. Every request still checks its file with one stat, so a replaced, repaired or deleted file
 // is never served from memory. Not a general cache: it knows nothing of HTTP.
-import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 
 /** Files up to this size are read whole (and may be kept); larger ones are streamed. */
 export const DEFAULT_MAX_INLINE_BYTES = 1 << 20;
@@ -70,22 +70,23 @@ export class FileTable<Route> {
   }
 
   /**
-   * The current version of a regular file, with its bytes when it is small; undefined when it is gone,
-   * 'not-file' for a directory or other non-file. Throws only for unexpected I/O errors.
+   * The current version of a regular file, with its bytes when it is small; undefined when it is gone or
+   * has become a symlink (the caller resolves the path again), 'not-file' for a directory or other
+   * non-file. `file` is a resolved path: its last component is never followed. Throws only for unexpected I/O errors.
    */
   open(file: string): FileVersion | 'not-file' | undefined {
     const kept = this.bodies.get(file);
     if (kept !== undefined) {
-      const st = statSync(file, { throwIfNoEntry: false });
+      const st = lstatSync(file, { throwIfNoEntry: false });
       if (st !== undefined && sameVersion(kept.v, st)) return kept.v;
       this.drop(file);
     }
     let fd: number;
     try {
-      fd = openSync(file, 'r');
+      fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return undefined;
       throw e;
     }
     try {

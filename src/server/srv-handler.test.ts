@@ -136,6 +136,12 @@ test('serve never answers from memory with bytes of a file that was rewritten, r
     const r2 = await get(s.port, path);
     assert.deepEqual(r2.body, obj.stored);
     assert.notEqual(r2.headers.etag, r1.headers.etag, 'a new version gets a new ETag');
+    // Replaced by a symlink out of srv/: resolved afresh and refused, never followed from memory.
+    await rm(file);
+    await symlink(join(dir, 'secret.key'), file);
+    const leak = await get(s.port, path);
+    assert.equal(leak.status, 403);
+    assert.ok(!leak.body.toString().includes('PRIVATE'));
     await rm(file);
     assert.equal((await get(s.port, path)).status, 404);
     const manifest = `/cvmfs/${FQRN}/.cvmfspublished`;

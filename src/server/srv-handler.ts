@@ -2,8 +2,7 @@
 // CVMFS caching headers (spec §1.4), ETag/304, single ranges, and refusal of anything outside srv/.
 // Read-only; it never lists directories and never writes. What it remembers between requests (resolved
 // paths, small files' bytes) is checked against the file on every request (file-table.ts).
-import { createReadStream } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { createReadStream, lstatSync, realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, sep } from 'node:path';
@@ -40,31 +39,61 @@ export interface RequestInfo {
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** Resolves a request path to a file under srvDir, or throws SERVER_FORBIDDEN_PATH / NOT_FOUND. */
+/** Directories whose real paths a resolver remembers at most (a repository has a few hundred). */
+export const MAX_RESOLVED_DIRS = 100_000;
+
+/**
+ * Maps request paths to files under srvDir, or throws SERVER_FORBIDDEN_PATH / NOT_FOUND. Each directory's
+ * real path is found once (realpath) and remembered; a file is then one lstat, with a full realpath only
+ * when it is itself a symlink. Remembered paths trust that nobody swaps a directory inside srv/ for a
+ * symlink while serving: whoever can do that controls what is served anyway.
+ */
+export class SrvResolver {
+  private root: string | undefined;
+  private readonly dirs = new Map<string, string>();
+
+  constructor(private readonly srvDir: string) {}
+
+  resolve(rawPath: string): { file: string; rel: string } {
+    const forbidden = (why: string): GridboxError => new GridboxError('SERVER_FORBIDDEN_PATH', `Refusing ${q(rawPath)}: ${why}`, { path: rawPath });
+    const missing = (): GridboxError => new GridboxError('NOT_FOUND', `No such file ${q(rawPath)}`, { path: rawPath });
+    const pathOnly = rawPath.split('?')[0];
+    if (!pathOnly.startsWith(URL_PREFIX)) throw new GridboxError('NOT_FOUND', `Not below ${URL_PREFIX}: ${q(rawPath)}`, { path: rawPath });
+    const segments: string[] = [];
+    for (const raw of pathOnly.slice(URL_PREFIX.length).split('/')) {
+      let seg: string;
+      try { seg = decodeURIComponent(raw); } catch { throw forbidden('bad percent-encoding'); }
+      if (seg === '' ) throw forbidden('empty path segment');
+      if (seg === '.' || seg === '..') throw forbidden('dot segment');
+      if (/[\0/\\]/.test(seg)) throw forbidden('separator or NUL inside a segment');
+      segments.push(seg);
+    }
+    const rel = segments.join('/');
+    if (/(^|\/)data\/txn(\/|$)/.test(rel)) throw forbidden('publisher staging area');
+    const root = this.root ??= realpathSync.native(this.srvDir);
+    const inside = (p: string): boolean => p === root || p.startsWith(root + sep);
+    const dirRel = segments.slice(0, -1).join('/');
+    let dir = this.dirs.get(dirRel);
+    if (dir === undefined) {
+      try { dir = realpathSync.native(join(root, ...segments.slice(0, -1))); } catch { throw missing(); }
+      if (!inside(dir)) throw forbidden('resolves outside the served tree');
+      if (this.dirs.size >= MAX_RESOLVED_DIRS) this.dirs.clear();
+      this.dirs.set(dirRel, dir);
+    }
+    let file = join(dir, segments[segments.length - 1]);
+    const st = lstatSync(file, { throwIfNoEntry: false });
+    if (st === undefined) throw missing();
+    if (st.isSymbolicLink()) {
+      try { file = realpathSync.native(file); } catch { throw missing(); }
+      if (!inside(file)) throw forbidden('resolves outside the served tree');
+    }
+    return { file, rel };
+  }
+}
+
+/** One-shot form of SrvResolver.resolve. */
 export async function resolveSrvPath(srvDir: string, rawPath: string): Promise<{ file: string; rel: string }> {
-  const forbidden = (why: string): GridboxError => new GridboxError('SERVER_FORBIDDEN_PATH', `Refusing ${q(rawPath)}: ${why}`, { path: rawPath });
-  const pathOnly = rawPath.split('?')[0];
-  if (!pathOnly.startsWith(URL_PREFIX)) throw new GridboxError('NOT_FOUND', `Not below ${URL_PREFIX}: ${q(rawPath)}`, { path: rawPath });
-  const segments: string[] = [];
-  for (const raw of pathOnly.slice(URL_PREFIX.length).split('/')) {
-    let seg: string;
-    try { seg = decodeURIComponent(raw); } catch { throw forbidden('bad percent-encoding'); }
-    if (seg === '' ) throw forbidden('empty path segment');
-    if (seg === '.' || seg === '..') throw forbidden('dot segment');
-    if (/[\0/\\]/.test(seg)) throw forbidden('separator or NUL inside a segment');
-    segments.push(seg);
-  }
-  const rel = segments.join('/');
-  if (/(^|\/)data\/txn(\/|$)/.test(rel)) throw forbidden('publisher staging area');
-  const root = await realpath(srvDir);
-  let file: string;
-  try {
-    file = await realpath(join(root, ...segments));
-  } catch {
-    throw new GridboxError('NOT_FOUND', `No such file ${q(rel)}`, { path: rawPath });
-  }
-  if (file !== root && !file.startsWith(root + sep)) throw forbidden('resolves outside the served tree');
-  return { file, rel };
+  return new SrvResolver(srvDir).resolve(rawPath);
 }
 
 function cacheHeaders(rel: string): { cacheControl: string; type: string } {
@@ -105,13 +134,28 @@ function etagOf(v: FileVersion): string {
 
 export function createSrvHandler(o: SrvHandlerOptions): RequestHandler {
   const table = new FileTable<Route>({ maxCachedBytes: o.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES });
+  const resolver = new SrvResolver(o.srvDir);
   // The ETag and Last-Modified strings of a file version, made once per version rather than per request.
   const tags = new WeakMap<FileVersion, { etag: string; lastModified: string }>();
   const onRequest = o.onRequest;
 
-  const serve = (req: IncomingMessage, res: ServerResponse, route: Route, urlPath: string, counted: { bytes: number }): void => {
-    const v = table.open(route.file);
-    if (v === undefined) { table.forgetPath(urlPath); sendError(res, new GridboxError('NOT_FOUND', `No such file ${q(route.rel)}`), counted); return; }
+  const routeOf = (urlPath: string): Route => {
+    const target = resolver.resolve(urlPath);
+    const route = { ...target, ...cacheHeaders(target.rel) };
+    table.rememberPath(urlPath, route);
+    return route;
+  };
+
+  const serve = (req: IncomingMessage, res: ServerResponse, urlPath: string, counted: { bytes: number }): void => {
+    let route = table.lookupPath(urlPath);
+    let v = route === undefined ? undefined : table.open(route.file);
+    if (v === undefined) {
+      // Not seen before, or its file went away or became a symlink since: resolve the path afresh.
+      table.forgetPath(urlPath);
+      route = routeOf(urlPath);
+      v = table.open(route.file);
+    }
+    if (v === undefined || route === undefined) { table.forgetPath(urlPath); sendError(res, new GridboxError('NOT_FOUND', `No such file ${q(urlPath)}`), counted); return; }
     if (v === 'not-file') { sendError(res, new GridboxError('NOT_FOUND', `Not a file: ${q(route.rel)}`), counted); return; }
     let t = tags.get(v);
     if (t === undefined) { t = { etag: etagOf(v), lastModified: v.mtime.toUTCString() }; tags.set(v, t); }
@@ -158,13 +202,7 @@ export function createSrvHandler(o: SrvHandlerOptions): RequestHandler {
       if (rawUrl.includes('\0')) { sendError(res, new GridboxError('SERVER_FORBIDDEN_PATH', 'Refusing a path with NUL'), counted); return; }
       const qm = rawUrl.indexOf('?');
       const urlPath = qm < 0 ? rawUrl : rawUrl.slice(0, qm);
-      const known = table.lookupPath(urlPath);
-      if (known !== undefined) { serve(req, res, known, urlPath, counted); return; }
-      resolveSrvPath(o.srvDir, urlPath).then((target) => {
-        const route: Route = { ...target, ...cacheHeaders(target.rel) };
-        table.rememberPath(urlPath, route);
-        serve(req, res, route, urlPath, counted);
-      }).catch((e: unknown) => { if (!res.headersSent) sendError(res, e, counted); else res.destroy(); });
+      serve(req, res, urlPath, counted);
     } catch (e) {
       if (!res.headersSent) sendError(res, e, counted); else res.destroy();
     }
