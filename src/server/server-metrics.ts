@@ -17,13 +17,19 @@ export function createServerMetrics(registry: Registry): ServerMetrics {
   const requests = new Counter({ name: 'gridbox_http_requests_total', help: 'HTTP requests answered, by method and status code', labelNames: ['method', 'code'] as const, registers: [registry] });
   const bytes = new Counter({ name: 'gridbox_http_response_bytes_total', help: 'Response body bytes sent', labelNames: ['method'] as const, registers: [registry] });
   const latency = new Histogram({ name: 'gridbox_http_request_duration_seconds', help: 'Time from a request\'s arrival to its last byte handed to the kernel', labelNames: ['method'] as const, buckets: LATENCY_BUCKETS_S, registers: [registry] });
+  // Labelled children made once per method and status: prom-client hashes a label object on every call.
+  const perMethod = new Map<string, { bytes: Counter.Internal; latency: Histogram.Internal<'method'>; codes: Map<number, Counter.Internal> }>();
   return {
     record(i) {
       // Methods other than GET and HEAD are refused; one label value for all of them bounds the series.
       const method = i.method === 'GET' || i.method === 'HEAD' ? i.method : 'other';
-      requests.inc({ method, code: String(i.status) });
-      if (i.bytes > 0) bytes.inc({ method }, i.bytes);
-      latency.observe({ method }, i.seconds);
+      let m = perMethod.get(method);
+      if (m === undefined) { m = { bytes: bytes.labels({ method }), latency: latency.labels({ method }), codes: new Map() }; perMethod.set(method, m); }
+      let c = m.codes.get(i.status);
+      if (c === undefined) { c = requests.labels({ method, code: String(i.status) }); m.codes.set(i.status, c); }
+      c.inc();
+      if (i.bytes > 0) m.bytes.inc(i.bytes);
+      m.latency.observe(i.seconds);
     },
   };
 }
