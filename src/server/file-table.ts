@@ -101,7 +101,7 @@ export class FileTable<Route> {
         got += n;
       }
       // Shrunk while being read: serve what is there now, unkept; the next request sees a new version.
-      if (got < body.length) return versionOf({ ...st, size: got } as Stats, body.subarray(0, got));
+      if (got < body.length) return { ...versionOf(st, body.subarray(0, got)), size: got };
       const v = versionOf(st, body);
       this.keep(file, v);
       return v;
