@@ -3,10 +3,11 @@
 // objects; through the thread pool each took five round trips (stat, open, write, close, rename), which
 // cost more main-thread time than the copy itself. Blocking writes of a few KiB into the page cache are
 // cheaper, and downloads in flight keep arriving in the kernel meanwhile. Reads stay with FsStore.
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { parseObjectKey } from '../hash/object-id.js';
+import { writeFileAtomicSync } from '../plumbing/atomic-write.js';
 
 /** What the object copier stores through: FsStore, MemoryStore and this writer all fit. */
 export interface ObjectSink {
@@ -15,7 +16,6 @@ export interface ObjectSink {
 }
 
 export class ReplicaObjectWriter implements ObjectSink {
-  private seq = 0;
   private readonly txnDir: string;
 
   /** `dataDir` is the replica's srv/<fqrn>/data (FsStore.dataDir). */
@@ -26,25 +26,17 @@ export class ReplicaObjectWriter implements ObjectSink {
   put(key: string, bytes: Uint8Array): void {
     parseObjectKey(key);
     const dest = join(this.dataDir, key.slice(0, 2), key.slice(2));
-    // The pid and a per-process counter make the name unique among writers; the replica lock makes it moot.
-    const tmp = join(this.txnDir, `${key.slice(0, 12)}.${process.pid}.${this.seq++}`);
     try {
       try {
-        writeFileSync(tmp, bytes, { flag: 'wx', mode: 0o644 });
+        writeFileAtomicSync(dest, bytes, { tmpDir: this.txnDir });
       } catch (e) {
+        // A store made by an older tool may lack txn/ or a fan-out directory.
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         mkdirSync(this.txnDir, { recursive: true });
-        writeFileSync(tmp, bytes, { flag: 'wx', mode: 0o644 });
-      }
-      try {
-        renameSync(tmp, dest);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        mkdirSync(join(this.dataDir, key.slice(0, 2)), { recursive: true });
-        renameSync(tmp, dest);
+        mkdirSync(dirname(dest), { recursive: true });
+        writeFileAtomicSync(dest, bytes, { tmpDir: this.txnDir });
       }
     } catch (e) {
-      rmSync(tmp, { force: true });
       throw new GridboxError('STORE_IO', `Cannot write object ${q(key)} in ${q(this.dataDir)}: ${(e as Error)?.message ?? e}`, { objectId: key, path: this.dataDir, cause: e });
     }
   }

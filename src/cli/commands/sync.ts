@@ -3,7 +3,6 @@
 // parsing, the registry client's wiring, progress bars on a terminal and the exit status; the cycle is
 // sync/reconcile.ts.
 import { readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import cliProgress from 'cli-progress';
 import { describeError } from '../../errors.js';
 import { parsePlatform } from '../../oci/image.js';
@@ -14,7 +13,7 @@ import { parseImageList } from '../../sync/image-list.js';
 import { syncCycle, type CycleReport, type SyncEvent } from '../../sync/reconcile.js';
 import { newRegistry, type Registry } from '../../metrics/registry.js';
 import { createSyncMetrics } from '../../metrics/sync-metrics.js';
-import { writeFileAtomic } from '../../replicate/replica-layout.js';
+import { writeFileAtomic } from '../../plumbing/atomic-write.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'publish container images from registries, kept in step with an image list';
@@ -72,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
           });
         } finally {
           progress?.stop();
-          if (metrics !== undefined) await writeFileAtomic(dirname(o.metricsFile!), o.metricsFile!, Buffer.from(await metrics.registry.metrics()));
+          if (metrics !== undefined) await writeFileAtomic(o.metricsFile!, await metrics.registry.metrics());
         }
         printReport(report, !!o.json);
         status = report.failed ? 1 : 0;
