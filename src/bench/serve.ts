@@ -4,6 +4,7 @@
 // Knobs: GRIDBOX_BENCH_SERVE_FILES, GRIDBOX_BENCH_SERVE_SECONDS, GRIDBOX_BENCH_SERVE_WORKERS (gridbox --workers).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -15,7 +16,28 @@ import { hashBytes, objectPath } from '../hash/object-id.js';
 
 const FQRN = 'bench.gridbox.local';
 
-interface WrkResult { rps: number; p99Ms: number; mbPerS: number; errors: string }
+interface WrkResult { rps: number; p99Ms: number; mbPerS: number; errors: string; cpuUsPerRequest?: number }
+
+/** CPU seconds (user + system) used so far by a process and its children (nginx or cluster workers). */
+function cpuSeconds(pid: number): number {
+  const ticks = (p: number): number => {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').slice(readFileSync(`/proc/${p}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+      return Number(f[11]) + Number(f[12]);
+    } catch { return 0; }
+  };
+  let total = ticks(pid);
+  const kids = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l !== '').map(Number);
+  for (const k of kids) total += ticks(k);
+  return total / 100;
+}
+
+/** A measured wrk run with the server's CPU time per request, which a loaded machine distorts less than req/s. */
+function measure(baseUrl: string, script: string, seconds: number, serverPid: number): WrkResult {
+  const c0 = cpuSeconds(serverPid);
+  const r = runWrk(baseUrl, script, seconds);
+  return { ...r, cpuUsPerRequest: r.requests > 0 ? ((cpuSeconds(serverPid) - c0) / r.requests) * 1e6 : NaN };
+}
 
 /** Each wrk thread walks the object list from its own offset, so both servers get the same request mix. */
 function wrkScript(pathsFile: string): string {
@@ -116,7 +138,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
 }
 
 const row = (who: string, r: WrkResult) =>
-  `${who.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.mbPerS.toFixed(0).padStart(6)} MB/s  p99 ${r.p99Ms.toFixed(2).padStart(6)} ms${r.errors ? `  (${r.errors})` : ''}`;
+  `${who.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.mbPerS.toFixed(0).padStart(6)} MB/s  p99 ${r.p99Ms.toFixed(2).padStart(6)} ms  server CPU ${(r.cpuUsPerRequest ?? NaN).toFixed(0).padStart(4)} us/request${r.errors ? `  (${r.errors})` : ''}`;
 
 export async function run(): Promise<string[]> {
   const files = Number(process.env.GRIDBOX_BENCH_SERVE_FILES ?? 2000);
@@ -147,7 +169,7 @@ export async function run(): Promise<string[]> {
     let ng: WrkResult;
     try {
       warmUp(nginx.url.replace(/\/cvmfs\/$/, ''), script, files);
-      ng = runWrk(nginx.url.replace(/\/cvmfs\/$/, ''), script, seconds);
+      ng = measure(nginx.url.replace(/\/cvmfs\/$/, ''), script, seconds, nginx.child.pid!);
     } finally { await stopChild(nginx.child, 'SIGQUIT'); }
     rows.push(row(`nginx (${cores} workers, sendfile, log)`, ng));
 
@@ -157,10 +179,10 @@ export async function run(): Promise<string[]> {
     try {
       const base = gb.url.replace(/\/cvmfs\/$/, '');
       warmUp(base, script, files);
-      ours = runWrk(base, script, seconds);
+      ours = measure(base, script, seconds, gb.child.pid!);
     } finally { await stopChild(gb.child); }
     rows.push(row(`gridbox serve (${workers ?? 'default'} workers, log)`, ours));
-    rows.push(`gridbox serve ${(ours.rps / ng.rps).toFixed(2)}x nginx's requests/s (target >= 0.7x); p99 ${ours.p99Ms.toFixed(2)} ms vs ${ng.p99Ms.toFixed(2)} ms`);
+    rows.push(`gridbox serve ${(ours.rps / ng.rps).toFixed(2)}x nginx's requests/s (target >= 0.7x); p99 ${ours.p99Ms.toFixed(2)} ms vs ${ng.p99Ms.toFixed(2)} ms; ${((ours.cpuUsPerRequest ?? NaN) / (ng.cpuUsPerRequest ?? NaN)).toFixed(1)}x nginx's CPU per request`);
     return rows;
   } finally {
     await rm(work, { recursive: true, force: true });
