@@ -11,13 +11,16 @@ import { parseDockerConfig, RegistryClient, type RegistryClientOptions } from '.
 import { readSettings, repoLayout } from '../../publish/repo-layout.js';
 import { parseImageList } from '../../sync/image-list.js';
 import { syncCycle, type CycleReport, type SyncEvent } from '../../sync/reconcile.js';
+import { newRegistry, type Registry } from '../../metrics/registry.js';
+import { createSyncMetrics } from '../../metrics/sync-metrics.js';
+import { writeFileAtomic } from '../../plumbing/atomic-write.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'publish container images from registries, kept in step with an image list';
 
 interface SyncFlags {
   repo: string; root: string; dryRun?: boolean; loop?: number; platform?: string; lenient?: boolean; strict?: boolean; auth?: string;
-  mirror: string[]; notify?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep' | 'refuse';
+  mirror: string[]; notify?: string; metricsFile?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep' | 'refuse';
   permissions?: 'propagate' | 'keep'; json?: boolean;
 }
 
@@ -39,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--devices <policy>', 'device nodes in layers: skip (default), empty-file, keep or refuse (the image fails)')
     .option('--permissions <policy>', 'propagate (default: job users can read what the owner could) or keep')
     .option('--json', 'print the cycle report as JSON')
+    .option('--metrics-file <path>', 'after each cycle, write Prometheus counters there (node_exporter textfile format)')
     .action(async (listFile: string, o: SyncFlags) => {
       if (o.lenient && o.strict) throw new GridboxError('USAGE', '--lenient and --strict contradict each other');
       if (o.devices !== undefined && !['skip', 'empty-file', 'keep', 'refuse'].includes(o.devices)) {
@@ -58,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
         }
       }
       const client = new RegistryClient(clientOpts);
+      const metrics = o.metricsFile === undefined ? undefined : syncMetricsWiring();
       for (;;) {
         const list = parseImageList(await readFile(listFile, 'utf8'));
         const progress = process.stderr.isTTY && !o.json ? new Progress() : undefined;
@@ -67,10 +72,11 @@ export async function run(argv: string[]): Promise<number> {
             layout, settings, client, platform: clientOpts.platform, dryRun: o.dryRun, lenient: o.lenient,
             devices: o.devices, permissions: o.permissions, notifyFile: o.notify,
             graceMs: o.graceDays !== undefined ? o.graceDays * 86_400_000 : undefined,
-            onEvent: progress ? (e) => progress.on(e) : undefined,
+            onEvent: progress || metrics ? (e) => { progress?.on(e); metrics?.on(e); } : undefined,
           });
         } finally {
           progress?.stop();
+          if (metrics !== undefined) await writeFileAtomic(o.metricsFile!, await metrics.registry.metrics());
         }
         printReport(report, !!o.json);
         status = report.failed ? 1 : 0;
@@ -80,6 +86,20 @@ export async function run(argv: string[]): Promise<number> {
     });
   await parseCommand(cmd, argv);
   return status;
+}
+
+/** Sync events counted as Prometheus metrics (metrics/sync-metrics.ts). */
+function syncMetricsWiring(): { registry: Registry; on(e: SyncEvent): void } {
+  const registry = newRegistry();
+  const m = createSyncMetrics(registry);
+  return {
+    registry,
+    on(e) {
+      if (e.action === 'image' && e.step === 'done' && e.status !== undefined) { m.image(e.status); if (e.status === 'failed') m.failure('image'); }
+      else if (e.action === 'publish' && e.error !== undefined) m.failure('publish');
+      else if (e.action === 'end_cycle') m.cycle(e.failed);
+    },
+  };
 }
 
 function printReport(r: CycleReport, json: boolean): void {
