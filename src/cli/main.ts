@@ -25,8 +25,12 @@ images:     sync
 job:        pilot
 other:      demo`;
 
-/** Runtime commands: HTCondor and GlideinWMS probes call these several times per job, so every ms counts. */
-const RUNTIME = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version']);
+/**
+ * Commands that exit as soon as they are done instead of tearing the environment down (heap, WebAssembly
+ * reservations: 0.3-1.3 s for a mount daemon on a loaded machine). The runtime commands, which HTCondor and
+ * GlideinWMS probes call several times per job, and the mount commands, whose daemon must be gone promptly.
+ */
+const EXIT_AT_ONCE = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version', 'mount', 'umount', 'status', 'enter']);
 let exitAtOnce = false;
 
 async function main(argv: string[]): Promise<number> {
@@ -47,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gridbox: unknown command "${name}"\n${USAGE}\n`);
     return 2;
   }
-  exitAtOnce = RUNTIME.has(name);
+  exitAtOnce = EXIT_AT_ONCE.has(name);
   const mod = (await import(`./commands/${file}.js`)) as CommandModule;
   // Runtime commands keep their own name as the first argument (apptainer-style parsing).
   return mod.run(file === 'apptainer' ? argv : rest);
@@ -56,8 +60,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    // The payload has exited and stdout/stderr writes to files, pipes and ttys are synchronous on Linux:
-    // exit now instead of tearing the whole environment down (a few ms per runtime call).
+    // The command is done and stdout/stderr writes to files, pipes and ttys are synchronous on Linux.
     if (exitAtOnce) process.exit(code);
   },
   (e: unknown) => {

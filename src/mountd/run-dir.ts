@@ -2,6 +2,7 @@
 // control socket, log and namespace, so `gridbox umount/status/enter` find a daemon even when its mount
 // lives in a user namespace. Not the control protocol (control.ts) and not the daemon's life (daemon.ts).
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -54,12 +55,21 @@ export async function removeMountRecord(dir: string, mountpoint: string): Promis
   await rm(p.socket, { force: true });
 }
 
-/** Whether a process with this pid exists (signal 0). */
+/**
+ * Whether a process with this pid runs: exists (signal 0) and is not a zombie. A daemon that exited stays a
+ * zombie until its new parent reaps it, which some init processes do only every second or two.
+ */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // The state follows the parenthesised command name, which may itself contain ") ".
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc to ask: signal 0 said it exists
   }
 }

@@ -10,7 +10,7 @@ import { GridboxError, q } from '../../errors.js';
 import { addClientFlags, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
 import { clearStaleMount, fuseMountState, userNamespaceCommand } from '../../fuse/mount.js';
 import { daemonStatus, type MountStatus } from '../../mountd/control.js';
-import { serveMount, startDaemon } from '../../mountd/daemon.js';
+import { startDaemon } from '../../mountd/start-daemon.js';
 import { assertNotMountPoint } from '../../mountd/mount-holder.js';
 import { processAlive, readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
@@ -99,6 +99,8 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   const dir = o.runDir ? resolve(o.runDir) : runDir();
   // The daemon's parent checked already; a foreground mount checks here (in the namespace it mounts in).
   if (o.readyFd === undefined) await assertNotMountPoint(mnt);
+  // The daemon's own modules are loaded only here: the parent that starts it needs none of them.
+  const { serveMount } = await import('../../mountd/serve-mount.js');
   const client = await openClientFromFlags(fqrn, o, log);
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,

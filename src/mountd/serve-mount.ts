@@ -1,72 +1,14 @@
-// A mount daemon's life: started detached by `gridbox mount` (the parent returns once the daemon says
-// "ready" on an inherited pipe), serving a mounted repository with a control socket and a run-dir record
-// until the kernel connection ends, and stopped by `gridbox umount`. Reads no flags or environment: the
-// CLI builds the daemon's command line and opens the client.
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+// The mount daemon's main loop: mounts a repository, answers its control socket, leaves a run-dir record,
+// says "ready" on an inherited fd, and serves until the kernel connection ends. Reads no flags or
+// environment (the CLI opens the client). Started by start-daemon.ts, stopped through control.ts.
+import { closeSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { GridboxError, q } from '../errors.js';
+import { q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountRepository, type MountedRepository } from '../vfs/mount-repository.js';
 import { serveControl, type MountStatus } from './control.js';
 import { recordPaths, removeMountRecord, writeMountRecord } from './run-dir.js';
-
-const READY_TIMEOUT_MS = 120_000;
-
-export interface DaemonLaunch {
-  /** Program and arguments of the daemon (a `gridbox mount ... --foreground --ready-fd 3`). */
-  command: string;
-  args: string[];
-  mountpoint: string;
-  /** The daemon's stdout and stderr go here. */
-  log: string;
-  timeoutMs?: number;
-}
-
-/** What the daemon reports once its mount answers. */
-export interface DaemonReady {
-  revision: number;
-  pid: number;
-}
-
-function tail(file: string): string {
-  try {
-    const lines = readFileSync(file, 'utf8').trim().split('\n');
-    return lines.slice(-5).join(' | ');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Spawns the daemon detached (cwd "/", its fd 3 a pipe) and waits for its "ready" line. */
-export async function startDaemon(o: DaemonLaunch): Promise<DaemonReady> {
-  const timeoutMs = o.timeoutMs ?? READY_TIMEOUT_MS;
-  const logFd = openSync(o.log, 'a');
-  const child = spawn(o.command, o.args, { detached: true, cwd: '/', stdio: ['ignore', logFd, logFd, 'pipe'] });
-  closeSync(logFd);
-  const mnt = o.mountpoint;
-  const line = await new Promise<string>((ok, fail) => {
-    let buf = '';
-    const timer = setTimeout(() => fail(new GridboxError('MOUNT_FAILED', `Mount daemon for ${q(mnt)} did not become ready within ${timeoutMs / 1000} s; log: ${q(o.log)}`)), timeoutMs);
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) { clearTimeout(timer); ok(buf.slice(0, nl)); }
-    });
-    pipe.on('error', () => undefined);
-    child.on('error', (e) => { clearTimeout(timer); fail(new GridboxError('MOUNT_FAILED', `Cannot start the mount daemon (${o.command})`, { cause: e })); });
-    child.on('exit', (c, sig) => {
-      clearTimeout(timer);
-      fail(new GridboxError('MOUNT_FAILED', `Mount daemon for ${q(mnt)} exited ${c ?? sig} before the mount was ready: ${tail(o.log)}`, { path: mnt }));
-    });
-  });
-  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  child.removeAllListeners('exit');
-  child.unref();
-  return JSON.parse(line.replace(/^ready /, '')) as DaemonReady;
-}
+import type { DaemonReady } from './start-daemon.js';
 
 export interface ServeOptions {
   fqrn: string;
