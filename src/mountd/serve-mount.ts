@@ -72,7 +72,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
     await client.close();
     throw e;
   }
-  log(`mounted ${fqrn} revision ${client.revision()} at ${mnt} (${mounted.session.loop} loop)`);
+  log(`mounted ${fqrn} revision ${client.revision()} at ${mnt} (${mounted.session.loop} loop; ${Math.round(process.uptime() * 1000)} ms after the daemon started, ${Date.now() - started} ms of them mounting)`);
   if (o.readyFd !== undefined) {
     try {
       writeSync(o.readyFd, `ready ${JSON.stringify({ revision: client.revision(), pid: process.pid } satisfies DaemonReady)}\n`);

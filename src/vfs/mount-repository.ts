@@ -20,6 +20,16 @@ export interface MountRepositoryOptions {
    * READs instead of 128 KiB). Needs real root; in a user namespace the kernel default stays. 0 = leave it.
    */
   readAheadKb?: number;
+  /**
+   * A FUSE mount already made at `mountpoint` (mountFuse) whose session has not started: the caller mounted
+   * while the client was opening, so mount(8) and the repository's network round trips overlap.
+   */
+  fuse?: FuseMount;
+}
+
+/** The mount options of a repository mount, for callers that mount early (see `fuse`). */
+export function repositoryMountOptions(fqrn: string): Parameters<typeof mountFuse>[1] {
+  return { fsname: fqrn, subtype: 'gridbox', allowOther: true, readOnly: true };
 }
 
 /** The mount's device ("0:NN") from /proc/self/mountinfo, read without sending the mount a request. */
@@ -62,7 +72,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
   const ops = { ...fs, init: () => { initDone(); } };
-  const m: FuseMount = await mountFuse(o.mountpoint, { fsname: o.client.fqrn, subtype: 'gridbox', allowOther: true, readOnly: true });
+  const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
   const session = startSession(m.fd, ops, {
     loop: o.loop ?? 'auto',
     onError: (e, where) => {

@@ -100,11 +100,31 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   // The daemon's parent checked already; a foreground mount checks here (in the namespace it mounts in).
   if (o.readyFd === undefined) await assertNotMountPoint(mnt);
   // The daemon's own modules are loaded only here: the parent that starts it needs none of them.
-  const { serveMount } = await import('../../mountd/serve-mount.js');
-  const client = await openClientFromFlags(fqrn, o, log);
+  const [{ serveMount }, { mountRepository, repositoryMountOptions }, { mountFuse, abandonFuseMount }] = await Promise.all([
+    import('../../mountd/serve-mount.js'), import('../../vfs/mount-repository.js'), import('../../fuse/mount.js'),
+  ]);
+  // mount(8) runs while the client fetches and verifies the manifest and root catalog: the kernel queues
+  // its INIT until the session starts, so nothing waits on an unopened client.
+  const early = mountFuse(mnt, repositoryMountOptions(fqrn));
+  early.catch(() => undefined);
+  let client;
+  try {
+    client = await openClientFromFlags(fqrn, o, log);
+  } catch (e) {
+    await early.then((m) => abandonFuseMount(m), () => undefined);
+    throw e;
+  }
+  let fuse;
+  try {
+    fuse = await early;
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
     readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
+    mount: (opts) => mountRepository({ ...opts, fuse }),
   });
   return 0;
 }
