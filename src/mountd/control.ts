@@ -16,6 +16,8 @@ export interface MountStatus extends ClientStats {
   nodes: number;
   ioErrors: number;
   revisionSwitches: number;
+  /** Opens served by FUSE passthrough (their reads never reach the daemon). */
+  passthroughOpens: number;
   uptimeS: number;
   /** FUSE requests received per opcode. */
   requests: Record<string, number>;

@@ -48,7 +48,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
     const f = mounted.fsStats();
     return {
       ...s, fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, openFiles: f.openFiles,
-      nodes: f.nodes, ioErrors: f.ioErrors, revisionSwitches: f.revisionSwitches, uptimeS: Math.floor((Date.now() - started) / 1000),
+      nodes: f.nodes, ioErrors: f.ioErrors, revisionSwitches: f.revisionSwitches, passthroughOpens: f.passthroughOpens, uptimeS: Math.floor((Date.now() - started) / 1000),
       requests: Object.fromEntries(mounted.session.counts),
     };
   };

@@ -5,6 +5,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { GridboxError, isGridboxError, q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountFuse, type FuseMount } from '../fuse/mount.js';
+import { createPassthrough } from '../fuse/passthrough.js';
+import { InitFlag2, type InitOut } from '../fuse/protocol.js';
 import { startSession, type FuseSession } from '../fuse/session.js';
 import { createRepositoryFs, type RepositoryFsStats } from './repository-fs.js';
 
@@ -15,6 +17,8 @@ export interface MountRepositoryOptions {
   loop?: 'auto' | 'epoll' | 'threadpool';
   log?: (line: string) => void;
   extraXattrs?: () => Record<string, string>;
+  /** FUSE passthrough for whole files cached locally (default true; off without the addon or privilege). */
+  passthrough?: boolean;
   /**
    * Readahead of the mount's bdi in KiB (default 1024: with max_pages 256 the kernel then sends 1 MiB
    * READs instead of 128 KiB). Needs real root; in a user namespace the kernel default stays. 0 = leave it.
@@ -68,13 +72,21 @@ export interface MountedRepository {
 const INIT_TIMEOUT_MS = 15_000;
 
 export async function mountRepository(o: MountRepositoryOptions): Promise<MountedRepository> {
-  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs });
+  const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
+  const passthrough = o.passthrough === false ? undefined : createPassthrough(m.fd, o.log);
+  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough });
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
-  const ops = { ...fs, init: () => { initDone(); } };
-  const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
+  const ops = {
+    ...fs,
+    init: (info: InitOut) => {
+      if (passthrough && !((info.flags2 ?? 0) & InitFlag2.PASSTHROUGH)) passthrough.disable('the kernel did not grant FUSE_PASSTHROUGH at INIT');
+      initDone();
+    },
+  };
   const session = startSession(m.fd, ops, {
     loop: o.loop ?? 'auto',
+    passthrough: passthrough !== undefined,
     onError: (e, where) => {
       // Handler failures were already logged with their path by the filesystem view.
       if (!isGridboxError(e)) o.log?.(`FUSE ${where.opcode} nodeid ${where.nodeid}: ${e instanceof Error ? e.message : String(e)}`);

@@ -8,6 +8,7 @@ import { formatObjectId } from '../hash/object-id.js';
 import type { Client, ClientNode } from '../client/index.js';
 import type { Attr, AttrOut, DirEntry, DirEntryPlus, EntryOut, OpenOut, Statfs } from '../fuse/protocol.js';
 import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
+import type { PassthroughPort } from '../fuse/passthrough.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
 
 const { ENODATA, ESTALE, ENOTDIR, EINVAL } = osConstants.errno;
@@ -26,6 +27,11 @@ export interface RepositoryFsOptions {
   extraXattrs?: () => Record<string, string>;
   /** Warm the locally cached content of a directory's files when it is listed (default true). */
   prefetchListed?: boolean;
+  /**
+   * FUSE passthrough: whole files whose content sits in a local cache file are opened with that file as
+   * the kernel's backing file, so their reads never reach this process. Absent or disabled: normal reads.
+   */
+  passthrough?: PassthroughPort;
 }
 
 /** Counters for status and tests. */
@@ -36,6 +42,8 @@ export interface RepositoryFsStats {
   openDirs: number;
   /** Errors answered as EIO since the mount. */
   ioErrors: number;
+  /** Opens answered with a passthrough backing file (reads then bypass this process). */
+  passthroughOpens: number;
   /** Revision switches seen while mounted. */
   revisionSwitches: number;
 }
@@ -56,6 +64,10 @@ interface Node {
   paths: Set<string>;
   /** Revision in which the node was last confirmed to match its path (directories: created). */
   revision: number;
+  /** Registered passthrough backing file, shared by every open of the node until it is forgotten. */
+  backingId?: number;
+  /** Opens served the normal way: the kernel refuses passthrough on an inode with such opens (ETXTBSY). */
+  cachedOpens?: number;
 }
 
 function signature(n: ClientNode, revision: number): string {
@@ -83,6 +95,10 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   let nextNodeid = FUSE_ROOT_ID + 1;
   let openFiles = 0;
   let ioErrors = 0;
+  let passthroughOpens = 0;
+  /** Handles opened the normal way, by the node they belong to (release balances cachedOpens). */
+  const cachedHandles = new Map<number, Node>();
+  const pt = opts.passthrough;
   let revisionSwitches = 0;
   let seenRevision = client.revision();
 
@@ -249,6 +265,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       n.nlookup -= nlookup;
       if (n.nlookup > 0) return;
       nodes.delete(nodeid);
+      // The kernel forgets an inode only after its last file is released: nobody uses the backing file now.
+      if (n.backingId !== undefined) pt?.close(n.backingId);
       for (const ino of n.inos) if (byIno.get(ino) === nodeid) byIno.delete(ino);
       for (const p of n.paths) if (byPath.get(p) === nodeid) byPath.delete(p);
     },
@@ -275,6 +293,19 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
         // The node's entry has the content its signature names (a changed entry would be another node).
         const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
         openFiles++;
+        if (pt?.enabled && n.backingId === undefined && !n.cachedOpens) {
+          // The open holds the whole object (a chunked file has no single backing file): register it once per node.
+          const fd = client.backingFd?.(fh);
+          if (fd !== undefined) n.backingId = pt.open(fd);
+        }
+        if (n.backingId !== undefined) {
+          passthroughOpens++;
+          // Only PASSTHROUGH|DIRECT_IO|NOFLUSH may go with a backing file (the kernel answers EIO to the open
+          // otherwise); the page cache is the backing file's, which is kept anyway.
+          return { fh, backingId: n.backingId };
+        }
+        n.cachedOpens = (n.cachedOpens ?? 0) + 1;
+        cachedHandles.set(fh, n);
         // Content of a nodeid never changes, so the page cache stays valid across opens.
         return { fh, keepCache: true };
       });
@@ -286,6 +317,11 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
 
     async release(_ctx, _nodeid, fh): Promise<void> {
       openFiles--;
+      const n = cachedHandles.get(fh);
+      if (n !== undefined) {
+        cachedHandles.delete(fh);
+        n.cachedOpens = (n.cachedOpens ?? 1) - 1;
+      }
       await client.release(fh);
     },
 
@@ -324,7 +360,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return Object.keys(await xattrsOf(nodeOf(nodeid))).sort();
     },
 
-    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches }),
+    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
   };
 
   const xattrsOf = async (n: Node): Promise<Record<string, Buffer>> => {
