@@ -19,6 +19,8 @@ export const IMMUTABLE_ATTR_TTL_S = 86_400;
 export const MAX_ENTRY_TTL_S = 3_600;
 const S_IFMT = 0o170000, S_IFDIR = 0o040000;
 const MAX_LISTINGS = 64;
+/** Chunks of a chunked file fetched ahead of a READ's end, so a sequential reader rarely waits on the network. */
+export const READAHEAD_CHUNKS = 2;
 
 export interface RepositoryFsOptions {
   /** Failures that reach the application as EIO, with their cause. */
@@ -96,6 +98,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   let openFiles = 0;
   let ioErrors = 0;
   let passthroughOpens = 0;
+  /** Per open handle of a chunked file: the end of what was already asked for ahead of the reader. */
+  const aheadUntil = new Map<number, number>();
   /** Handles opened the normal way, by the node they belong to (release balances cachedOpens). */
   const cachedHandles = new Map<number, Node>();
   const pt = opts.passthrough;
@@ -312,11 +316,16 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     },
 
     async read(_ctx, nodeid, fh, offset, size): Promise<Uint8Array> {
-      return guard('read', nodes.get(nodeid)?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
+      const n = nodes.get(nodeid);
+      const data = guard('read', n?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
+      const chunks = n?.file?.entry.chunks;
+      if (chunks !== undefined) readAhead(fh, chunks, offset + size);
+      return data;
     },
 
     async release(_ctx, _nodeid, fh): Promise<void> {
       openFiles--;
+      aheadUntil.delete(fh);
       const n = cachedHandles.get(fh);
       if (n !== undefined) {
         cachedHandles.delete(fh);
@@ -361,6 +370,26 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     },
 
     stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
+  };
+
+  /**
+   * Starts fetching the chunks after `end` (the kernel's own readahead stops at 1 MiB READs, a chunk is
+   * several MiB): each is fetched once per handle, verified and cached like any other; failures surface
+   * when the reader gets there. Runs alongside the READ that triggered it.
+   */
+  const readAhead = (fh: number, chunks: readonly { offset: number; size: number }[], end: number): void => {
+    const done = aheadUntil.get(fh) ?? 0;
+    // The chunks starting at or after the READ's end (the READ itself fetches the one it ends in).
+    let i = chunks.findIndex((c) => c.offset >= end);
+    if (i < 0) return;
+    let until = done;
+    for (const last = Math.min(chunks.length, i + READAHEAD_CHUNKS); i < last; i++) {
+      const c = chunks[i];
+      if (c.offset < done) continue; // asked for by an earlier READ of this handle
+      void client.read(fh, c.offset, 1).catch(() => undefined);
+      until = c.offset + c.size;
+    }
+    if (until > done) aheadUntil.set(fh, until);
   };
 
   const xattrsOf = async (n: Node): Promise<Record<string, Buffer>> => {
