@@ -29,6 +29,7 @@ interface MountFlags extends ClientFlags {
   readyFd?: string;
   runDir?: string;
   inUserns?: boolean;
+  passthrough?: boolean;
 }
 
 function mainScript(): string {
@@ -42,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--foreground', 'serve in this process until unmounted (SIGTERM/SIGINT unmount)')
     .option('--userns', 'mount inside a new user+mount namespace even as root (the default for non-root users)')
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
+    .option('--no-passthrough', 'serve every read from the daemon (no FUSE passthrough to cached files)')
     .option('--ready-fd <n>', 'internal: write "ready" to this fd once mounted')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
@@ -76,6 +78,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
   if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
   if (o.loop !== undefined) args.push('--loop', o.loop);
+  if (o.passthrough === false) args.push('--no-passthrough');
   if (userns) args.push('--in-userns');
   const script = mainScript();
   const { command, args: full } = userns
@@ -124,7 +127,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
     readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
-    mount: (opts) => mountRepository({ ...opts, fuse }),
+    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false }),
   });
   return 0;
 }
