@@ -9,6 +9,7 @@ import { createPassthrough } from '../fuse/passthrough.js';
 import { InitFlag2, type InitOut } from '../fuse/protocol.js';
 import { startSession, type FuseSession } from '../fuse/session.js';
 import { createRepositoryFs, type RepositoryFsStats } from './repository-fs.js';
+import { createStartProfiler } from './start-profile.js';
 
 export interface MountRepositoryOptions {
   client: Client;
@@ -17,6 +18,8 @@ export interface MountRepositoryOptions {
   loop?: 'auto' | 'epoll' | 'threadpool';
   log?: (line: string) => void;
   extraXattrs?: () => Record<string, string>;
+  /** Where start-up profiles are kept (start-profile.ts); absent: no recording or prefetch. */
+  profileDir?: string;
   /** FUSE passthrough for whole files cached locally (default true; off without the addon or privilege). */
   passthrough?: boolean;
   /**
@@ -74,7 +77,8 @@ const INIT_TIMEOUT_MS = 15_000;
 export async function mountRepository(o: MountRepositoryOptions): Promise<MountedRepository> {
   const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
   const passthrough = o.passthrough === false ? undefined : createPassthrough(m.fd, o.log);
-  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough });
+  const profiler = o.profileDir === undefined ? undefined : createStartProfiler({ dir: o.profileDir, client: o.client, log: o.log });
+  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough, profiler });
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
   const ops = {
@@ -104,11 +108,13 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   // After the INIT reply is written: the kernel lowers the bdi readahead to INIT's max_readahead then.
   await new Promise<void>((resolve) => setImmediate(resolve));
   setReadAhead(m.mountpoint, o.readAheadKb ?? 1024, o.log);
+  // A start still recording when the mount ends keeps what it saw.
+  const closed = session.closed.then(() => profiler?.flush());
   let unmounting: Promise<void> | undefined;
   return {
     mountpoint: m.mountpoint,
     session,
-    closed: session.closed,
+    closed,
     fsStats: () => fs.stats(),
     unmount(opts) {
       unmounting ??= (async () => {
@@ -119,7 +125,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
           if (opts?.lazy) throw e;
           await m.unmount({ lazy: true });
         }
-        await session.closed;
+        await closed;
       })();
       return unmounting;
     },

@@ -10,6 +10,7 @@ import type { Attr, AttrOut, DirEntry, DirEntryPlus, EntryOut, OpenOut, Statfs }
 import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
 import type { PassthroughPort } from '../fuse/passthrough.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
+import type { StartProfiler } from './start-profile.js';
 
 const { ENODATA, ESTALE, ENOTDIR, EINVAL } = osConstants.errno;
 
@@ -34,6 +35,8 @@ export interface RepositoryFsOptions {
    * the kernel's backing file, so their reads never reach this process. Absent or disabled: normal reads.
    */
   passthrough?: PassthroughPort;
+  /** Told about every whole file opened: records start-ups per image and replays them (start-profile.ts). */
+  profiler?: StartProfiler;
 }
 
 /** Counters for status and tests. */
@@ -297,6 +300,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
         // The node's entry has the content its signature names (a changed entry would be another node).
         const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
         openFiles++;
+        if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined) opts.profiler?.onOpen(n.path, n.attr.size);
         if (pt?.enabled && n.backingId === undefined && !n.cachedOpens) {
           // The open holds the whole object (a chunked file has no single backing file): register it once per node.
           const fd = client.backingFd?.(fh);

@@ -4,7 +4,7 @@
 // `gridbox enter <mountpoint> -- CMD`). The daemon's plumbing is in mountd/.
 import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
 import { addClientFlags, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
@@ -127,7 +127,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
     readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
-    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false }),
+    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false, profileDir: join(dir, 'start-profiles') }),
   });
   return 0;
 }
