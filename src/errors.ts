@@ -93,6 +93,7 @@ export const ERROR_TABLE = {
   FUSE_UNAVAILABLE: E(false, 'EIO', 500, 1),
   FUSE_PROTOCOL: E(false, 'EIO', 500, 1),
   MOUNT_FAILED: E(false, 'EIO', 500, 1),
+  MOUNT_POINT_BUSY: E(false, 'EBUSY', 500, 1),
   // launcher (Apptainer exits 255 for runtime errors)
   LAUNCH_NO_USERNS: E(false, 'EIO', 500, 255),
   LAUNCH_NO_IMAGE: E(false, 'ENOENT', 404, 255),

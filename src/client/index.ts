@@ -69,6 +69,8 @@ export interface Client {
   /** Reads the locally cached content of these nodes ahead into memory (a directory being listed); no download. */
   prefetch?(nodes: ClientNode[]): void;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
+  /** The descriptor of the local cache file holding an open handle's whole content, if any (FUSE passthrough); valid until release. */
+  backingFd?(handle: number): number | undefined;
   release(handle: number): Promise<void>;
   /** The entry's xattrs plus the virtual user.* ones CVMFS exposes. */
   xattrs(path: string): Promise<Record<string, Buffer>>;
@@ -134,6 +136,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     },
     prefetch: (nodes) => { if (!closed) fetcher.prefetch(nodes.map((n) => n.entry)); },
     read: (h, offset, length) => handleOf(h).read(offset, length),
+    backingFd: (h) => handles.get(h)?.fd,
     async release(h) {
       const f = handles.get(h);
       handles.delete(h);
