@@ -1,4 +1,5 @@
 // `gridbox pilot`: the GlideinWMS-style pieces a glidein runs.
+//   pilot setup GLIDEIN_CONFIG  the glidein's container setup: negotiate, check images, test a runtime, advertise
 //   pilot negotiate            print the combined container policy (GLIDEIN_Singularity_Use x GLIDEIN_SINGULARITY_REQUIRE)
 //   pilot job [opts] -- CMD..  the user-job wrapper: pick the image, run CMD in it, pass back its exit code
 // Inputs come from the environment, glidein_config (--glidein-config or $GLIDEIN_CONFIG) and the
@@ -13,6 +14,7 @@ import { combineRequirements, effectiveStatus, mayFallBack, type Negotiated } fr
 import { parseImagesDict, selectImage, translateCvmfsPath } from '../../pilot/images.js';
 import { adString, parseClassAd, parseGlideinConfig, type ClassAd } from '../../pilot/classad.js';
 import { buildJobInvocation } from '../../pilot/job-invocation.js';
+import { setupCommand } from './pilot-setup.js';
 
 function readOptional(path: string | undefined): string {
   return path !== undefined && path !== '' && existsSync(path) ? readFileSync(path, 'utf8') : '';
@@ -111,6 +113,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${n.result}\n`);
     code = n.result === 'FAIL' ? 1 : 0;
   });
+  program.command('setup').description("the glidein's container setup (GlideinWMS singularity_setup.sh): negotiate, check images, find and test a runtime, advertise")
+    .argument('<glidein_config>')
+    .option('--json <file>', 'where to write the JSON record (default: gridbox-setup.json beside glidein_config)')
+    .option('--shim-dir <dir>', "where to write gridbox's own apptainer shim (default: gridbox-bin/ beside glidein_config)")
+    .option('--quiet', 'no decision log on stdout')
+    .action(async (configPath: string, opts) => { code = await setupCommand(configPath, opts); });
   program.command('job').description('run a job command inside the image the job asked for')
     .option('--glidein-config <file>').option('--job-ad <file>').option('--runtime <path>').option('--status <status>')
     .argument('<command...>')
