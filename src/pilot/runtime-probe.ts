@@ -19,7 +19,7 @@ export interface CandidateInputs {
   osgBinary?: string;
   condorDir?: string;
   pathEnv?: string;
-  /** Our own shim (an `apptainer` written by install-shims), tried last, or first with SINGULARITY_BIN=GRIDBOX. */
+  /** Our own shim (an `apptainer` written by install-shims): the candidate when SINGULARITY_BIN=GRIDBOX (a site's explicit choice). */
   gridboxShim?: string;
   isExecutable: (path: string) => boolean;
 }
@@ -40,7 +40,9 @@ function searchDirs(dirs: string, names: string[], isExecutable: (p: string) => 
 
 /**
  * The candidates in GlideinWMS's order, each at most once: override, SINGULARITY_BIN (OSG by default),
- * apptainer then singularity in PATH, HTCondor's tarball apptainer, the OSG location, then ours.
+ * apptainer then singularity in PATH, HTCondor's tarball apptainer, the OSG location. Ours only when the site
+ * says SINGULARITY_BIN=GRIDBOX (or points the override or PATH at a shim), never as a silent last resort, so a
+ * broken site runtime is reported rather than papered over.
  * Environment modules (steps 6-7 of singularity_locate_bin) are not tried: no `module` command here.
  */
 export function runtimeCandidates(i: CandidateInputs): RuntimeCandidate[] {
@@ -67,7 +69,6 @@ export function runtimeCandidates(i: CandidateInputs): RuntimeCandidate[] {
   add('PATH', searchDirs(i.pathEnv ?? '', ['singularity'], i.isExecutable));
   if (i.isExecutable(condorApptainer)) add('condor', condorApptainer);
   if (i.isExecutable(osg)) add('osg', osg);
-  if (i.gridboxShim && i.isExecutable(i.gridboxShim)) add('gridbox', i.gridboxShim);
   return out;
 }
 

@@ -118,7 +118,7 @@ test('runtime candidates follow singularity_locate_bin order and the first worki
   const isExecutable = (p: string): boolean => x.has(p);
   const paths = (c: { path: string }[]): string[] => c.map((e) => e.path);
   assert.deepEqual(paths(runtimeCandidates({ override: '/nope:/ovr/bin', singularityBin: '/site', pathEnv: '/usr/bin', gridboxShim: '/opt/gb/apptainer', condorDir: '/c', isExecutable })),
-    ['/ovr/bin/apptainer', '/site/apptainer', '/usr/bin/apptainer', '/usr/bin/singularity', '/c/usr/libexec/apptainer', '/opt/gb/apptainer']);
+    ['/ovr/bin/apptainer', '/site/apptainer', '/usr/bin/apptainer', '/usr/bin/singularity', '/c/usr/libexec/apptainer']);
   // An override executable is taken as is; SINGULARITY_BIN=PATH skips straight to PATH; GRIDBOX puts ours first.
   assert.deepEqual(paths(runtimeCandidates({ override: '/site/singularity', singularityBin: 'PATH', pathEnv: '/usr/bin', isExecutable })),
     ['/site/singularity', '/usr/bin/apptainer', '/usr/bin/singularity']);
