@@ -174,3 +174,44 @@ test("HTCondor's pre-job test (SINGULARITY_RUN_TEST_BEFORE_JOB) passes through t
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   assert.equal(r.stdout + r.stderr, '', 'silent on success (HTCondor puts the first output line in the hold reason)');
 });
+
+test('every start is recorded with its image, times and bytes fetched; gridbox report shows it and serve aggregates posts', { skip }, async () => {
+  const db = join(w.tmp, 'accounting.db');
+  const local = await runChild(process.execPath, [cliPath(), 'report', '--db', db, '--json'], { env: w.env });
+  assert.equal(local.code, 0, local.stderr);
+  const s = JSON.parse(local.stdout);
+  const byName = new Map<string, { starts: number; medianFirstMs: number | null }>(s.perImage.map((i: { image: string }) => [i.image, i]));
+  // The REQUIRED_OS jobs above ran through the pilot in el8 and el9 (public names, not the pinned paths).
+  assert.ok((byName.get(`${FQRN}/images/el8`)?.starts ?? 0) >= 1, local.stdout);
+  assert.ok((byName.get(`${FQRN}/images/el9`)?.starts ?? 0) >= 1, local.stdout);
+  assert.ok(byName.get(`${FQRN}/images/el8`)!.medianFirstMs !== null);
+  const { openAccountingDb, listStarts } = await import('../../accounting/accounting-db.js');
+  const h = openAccountingDb(db, { readonly: true });
+  const rows = listStarts(h);
+  h.close();
+  const el8 = rows.find((r) => r.imageName === `${FQRN}/images/el8`)!;
+  assert.equal(el8.via, 'pilot');
+  assert.equal(el8.exitStatus, 5);
+  assert.ok(el8.bytesFetched !== null && el8.cacheMisses !== null, 'mount counters read through its control socket');
+
+  // The fleet view: a real `gridbox serve --accounting-db`, a node posting, the aggregate read back.
+  const { spawn } = await import('node:child_process');
+  const serve = spawn(process.execPath, [cliPath(), 'serve', '--root', join(w.tmp, 'repo'), '--listen', '127.0.0.1:0', '--quiet', '--accounting-db', join(w.tmp, 'fleet.db')], { env: w.env, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const first = await new Promise<string>((resolve, reject) => {
+      serve.stdout!.once('data', (d: Buffer) => resolve(d.toString()));
+      serve.once('exit', (c) => reject(new Error(`serve exited ${c}`)));
+    });
+    const base = /(http:\/\/127\.0\.0\.1:\d+)/.exec(first)![1];
+    const svg = join(w.tmp, 'fleet.svg');
+    const r = await runChild(process.execPath, [cliPath(), 'report', '--db', db, '--post', base, '--server', base, '--svg', svg], { env: w.env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`posted ${rows.length} records`));
+    assert.match(r.stdout, new RegExp(`${rows.length} container starts on 1 node`));
+    assert.match(await readFile(svg, 'utf8'), /<svg /);
+    const again = await runChild(process.execPath, [cliPath(), 'report', '--db', db, '--post', base], { env: w.env });
+    assert.match(again.stdout, /posted 0 records/);
+  } finally {
+    serve.kill('SIGTERM');
+  }
+});

@@ -11,6 +11,7 @@ import { MAX_CLASSAD_BYTES, parseClassAd } from '../../pilot/classad.js';
 import { parseGlideinConfig } from '../../pilot/glidein-config.js';
 import { planJob, type JobPlan } from '../../pilot/job-plan.js';
 import { envRecord, hasEntries } from './pilot-setup.js';
+import { beginStart } from './report-meter.js';
 
 export interface JobOptions {
   glideinConfig?: string; jobAd?: string; machineAd?: string; runtime?: string; status?: string;
@@ -53,11 +54,9 @@ export function explainCommand(cmd: string[], o: JobOptions): number {
   return plan.action === 'fail' ? 1 : 0;
 }
 
-export interface JobRun { plan: JobPlan; exitCode: number; startedAt: number; firstInstructionMs?: number; wallMs: number }
 
 export async function jobCommand(cmd: string[], o: JobOptions): Promise<number> {
   const env = envRecord();
-  const startedAt = Date.now();
   const plan = planFromEnvironment(cmd, o);
   if (env.GLIDEIN_DEBUG_OUTPUT) for (const d of plan.decisions) process.stderr.write(`gridbox pilot: ${d}\n`);
   if (plan.action === 'fail') {
@@ -75,11 +74,22 @@ export async function jobCommand(cmd: string[], o: JobOptions): Promise<number> 
   }
   const inv = plan.invocation;
   const argv = plan.runtime === undefined ? [...builtinRuntime(), ...inv.argv.slice(1)] : inv.argv;
-  const childEnv = plan.runtime === undefined ? { ...inv.env, GRIDBOX_ARGV0: 'apptainer' } : inv.env;
+  // Our runtime records the start itself (it sees the sandbox's first process); tell it who started it and
+  // the image's public name, since it only sees the pinned .images/ path. Another runtime is timed from here.
+  const childEnv: Record<string, string> = { ...inv.env, GRIDBOX_ACCOUNTING_VIA: 'pilot', GRIDBOX_ACCOUNTING_IMAGE: plan.imageHuman };
+  if (plan.runtime === undefined) childEnv.GRIDBOX_ARGV0 = 'apptainer';
+  if (o.accounting === false) childEnv.GRIDBOX_ACCOUNTING = 'off';
+  const ours = plan.runtime === undefined || isGridboxShim(plan.runtime);
+  const meter = ours || o.accounting === false ? undefined : await beginStart(plan.image, { ...env, GRIDBOX_ACCOUNTING_IMAGE: plan.imageHuman }, 'pilot');
   if (env.GLIDEIN_DEBUG_OUTPUT) process.stderr.write(`gridbox pilot: ${argv.join(' ')}\n`);
   const code = await spawnAndWait(argv, childEnv);
-  void startedAt;
+  await meter?.finish(code);
   return code;
+}
+
+/** Whether a runtime path is a shim written by `gridbox install-shims` (our runtime, which keeps its own accounting). */
+function isGridboxShim(path: string): boolean {
+  try { return readFileSync(path, 'utf8').slice(0, 512).includes('gridbox install-shims'); } catch { return false; }
 }
 
 /** Runs argv with signals forwarded; resolves to its exit status (128+N for signal N). */
