@@ -2,13 +2,12 @@
 // pruned on every insert through the primary key and a time index), shared by the node-local database and
 // the aggregating server (rows from other nodes keep their node and id, so a re-post is a no-op).
 // WAL and a busy timeout, because every job on a node writes here.
-import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GridboxError, q } from '../errors.js';
+import { openSqlite, type SqliteDb } from '../plumbing/sqlite.js';
 import type { StartRecord } from './start-record.js';
 
-export type AccountingDb = Database.Database;
+export type AccountingDb = SqliteDb;
 
 export const MAX_RECORDS = 200_000;
 export const MAX_AGE_MS = 180 * 24 * 3600 * 1000;
@@ -35,21 +34,16 @@ CREATE TABLE IF NOT EXISTS starts (
 CREATE INDEX IF NOT EXISTS starts_time ON starts(started_at);
 `;
 
-/** Opens (creating) an accounting database. (Moves to src/plumbing/sqlite.ts openSqlite once that is merged.) */
+/** Opens an accounting database, creating it (and its directory) unless read-only. */
 export function openAccountingDb(path: string, opts: { readonly?: boolean } = {}): AccountingDb {
-  try {
-    if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    if (!opts.readonly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.exec(SCHEMA);
-    }
-    return db;
-  } catch (cause) {
-    throw new GridboxError('CONFIG_INVALID', `Cannot open the accounting database ${q(path)}: ${(cause as Error).message}`, { cause, path });
-  }
+  const readonly = opts.readonly ?? false;
+  if (!readonly) mkdirSync(dirname(path), { recursive: true });
+  const db = openSqlite(path, {
+    readonly, create: !readonly, journal: readonly ? undefined : 'wal', synchronous: 'normal', busyTimeoutMs: BUSY_TIMEOUT_MS,
+    errorCode: 'CONFIG_INVALID', what: 'accounting database',
+  });
+  if (!readonly) db.exec(SCHEMA);
+  return db;
 }
 
 interface Row {

@@ -7,6 +7,7 @@ import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSyn
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
+import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 import { addCondorVarsLines, addConfigLines, classAdLine, parseGlideinConfig } from '../../pilot/glidein-config.js';
 import type { RunResult, Runner } from '../../pilot/runtime-probe.js';
 import { runSetup, type SetupOutcome } from '../../pilot/setup.js';
@@ -40,15 +41,13 @@ export function envRecord(): Record<string, string> {
   return out;
 }
 
-/** Temp file beside the target, then rename (src/plumbing/atomic-write.ts replaces this once merged). */
+/** glidein_config and friends are replaced whole (temp file beside, then rename), keeping the file's mode. */
 export function writeAtomic(path: string, text: string, mode?: number): void {
-  const tmp = `${path}.tmp.${process.pid}`;
   if (mode === undefined) {
     mode = 0o644;
     try { mode = statSync(path).mode & 0o7777; } catch { /* new file */ }
   }
-  writeFileSync(tmp, text, { mode });
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, text, { mode });
 }
 
 /** Our runtime under the name apptainer, written into the glidein's directory so it can be advertised by path. */
