@@ -82,7 +82,11 @@ export async function runRealDemo(opts: { keep?: boolean; svg?: string } = {}): 
     writeFileSync(list, `${names.join('\n')}\n`);
     const sync = await gridbox(['sync', list, '--repo', FQRN, '--root', root], env, 'sync');
     say(`gridbox sync published both images into ${FQRN} in ${secs(sync.ms)}:\n${indent(sync.stdout)}`);
-    server = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The server's request log (METHOD URL STATUS BYTES) counts the bytes on the wire per job.
+    server = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let served = 0;
+    createInterface({ input: server.stderr! }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
+    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 200)); return served; };
     const first = await new Promise<string>((resolve, reject) => {
       createInterface({ input: server!.stdout! }).once('line', resolve);
       server!.once('exit', (c) => reject(new Error(`gridbox serve exited with ${c}`)));
@@ -130,9 +134,12 @@ export async function runRealDemo(opts: { keep?: boolean; svg?: string } = {}): 
         const dir = nobodyDir(join(work, 'execute', `dir_${++n}`));
         writeFileSync(join(dir, '.job.ad'), `REQUIRED_OS = "${j.os}"\nOwner = "nobody"\n`);
         const e = { ...jobEnv, _CONDOR_JOB_AD: join(dir, '.job.ad'), _CONDOR_MACHINE_AD: machineAd, _CONDOR_SCRATCH_DIR: dir, SINGULARITY_IMAGES_DICT: dict, CVMFS_MOUNT_DIR: cvmfs };
+        const before = await servedNow();
         const r = await gridbox(['pilot', 'job', '--', '/bin/sh', '-c', j.script], e, `job ${j.os}`, true, dir);
+        const wire = (await servedNow()) - before;
         results.push({ label: j.label, round, ms: r.ms, out: r.stdout });
-        say(`job ${n} (uid ${NOBODY}, REQUIRED_OS ${j.os}, ${round}${round === 'cold' && j.os === 'busybox1' ? ': the setup probe already ran `cat` in this default image' : ''}) took ${secs(r.ms)}:\n${indent(r.stdout)}`);
+        const note = round === 'cold' && j.os === 'busybox1' ? ': the setup probe already ran `cat` in this default image' : '';
+        say(`job ${n} (uid ${NOBODY}, REQUIRED_OS ${j.os}, ${round}${note}) took ${secs(r.ms)}, ${mib(wire)} on the wire = ${((100 * wire) / j.image.sizeBytes).toFixed(1)}% of the ${mib(j.image.sizeBytes)} compressed image:\n${indent(r.stdout)}`);
       }
     }
 
@@ -141,7 +148,7 @@ export async function runRealDemo(opts: { keep?: boolean; svg?: string } = {}): 
     const db = openAccountingDb(jobEnv.GRIDBOX_ACCOUNTING_DB, { readonly: true });
     const recs = listStarts(db).filter((r) => r.via === 'pilot');
     db.close();
-    say('container starts as recorded (first instruction = the sandbox process exists; bytes = what the mount downloaded meanwhile):');
+    say('container starts as the accounting recorded them (first instruction = the sandbox process exists; bytes = the mount\'s own counter, user.rx, meanwhile):');
     recs.forEach((r, i) => {
       const size = r.imageName.includes('debian') ? debian.sizeBytes : busybox.sizeBytes;
       const pct = r.bytesFetched === null ? '-' : `${((100 * r.bytesFetched) / size).toFixed(1)}% of the ${mib(size)} compressed image`;

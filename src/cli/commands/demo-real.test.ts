@@ -17,8 +17,8 @@ test('npm run demo: the real chain, jobs as uid 65534 land in their images, repo
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   const out = r.stdout;
   assert.match(out, /pilot setup \(as uid 65534\) .*HAS_SINGULARITY=True status REQUIRED, unprivileged mode/);
-  assert.match(out, /REQUIRED_OS debian12, cold\) took [\d.]+ s:\n\s+usr\/bin: \d+ files, dpkg: \d+ lines\n\s+inside: Debian GNU\/Linux 12 \(bookworm\) as uid 65534/);
-  assert.match(out, /REQUIRED_OS busybox1, warm\) took [\d.]+ s:\n\s+inside: BusyBox v[\d.]+ as uid 65534/);
+  assert.match(out, /REQUIRED_OS debian12, cold\) took [\d.]+ s, [\d.]+ MiB on the wire = [\d.]+% of the [\d.]+ MiB compressed image:\n\s+usr\/bin: \d+ files, dpkg: \d+ lines\n\s+inside: Debian GNU\/Linux 12 \(bookworm\) as uid 65534/);
+  assert.match(out, /REQUIRED_OS busybox1, warm\) took [\d.]+ s, [^\n]*:\n\s+inside: BusyBox v[\d.]+ as uid 65534/);
   assert.match(out, /cold demo\.gridbox\.local\/127\.0\.0\.1:\d+\/corpus\/debian:12: first instruction [\d.]+ ms, exit after [\d.]+ ms, fetched [\d.]+ MiB \([\d.]+% of the [\d.]+ MiB compressed image\)/);
   assert.match(out, /starts per image/);
   assert.match(out, /cleaned up: no mount left, serve and registry stopped, work dir removed/);

@@ -26,7 +26,10 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv): Promise<
     const rec = await readMountRecord(runDir(env), mount.mountpoint);
     if (rec !== undefined) {
       const r = await callControl(rec.socket, 'status', 1000);
-      if (r.ok && r.status) return { bytes: r.status.bytesDownloaded, hits: r.status.hits, misses: r.status.misses };
+      // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
+      const st = r.status as unknown as Record<string, number | undefined>;
+      const bytes = st.bytesOnWire ?? st.bytesDownloaded;
+      if (r.ok && typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null };
     }
   } catch { /* not our run dir, or not reachable as this user: the xattrs below work for anyone */ }
   const x = (name: string): number | undefined => {
