@@ -4,8 +4,8 @@
 // it runs somebody else's runtime. Never fails or prints: a start must not break or get noisy for accounting.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
-import { homedir, hostname } from 'node:os';
-import { join } from 'node:path';
+import { homedir, hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { gridboxMountOf, imageIdentity, parseMountInfo, type MountEntry, type StartRecord } from '../../accounting/start-record.js';
 
@@ -17,13 +17,22 @@ export function accountingDbPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(state, 'gridbox', 'accounting.db');
 }
 
+/**
+ * The mount daemons' run directory, by the rule of runDir() in ./mount.ts, repeated here because importing the
+ * mount command would load the whole client and FUSE stack into every container start.
+ */
+function mountRunDir(env: NodeJS.ProcessEnv): string {
+  if (env.GRIDBOX_RUN_DIR) return resolve(env.GRIDBOX_RUN_DIR);
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'gridbox');
+  return join(tmpdir(), `gridbox-${process.getuid?.() ?? 0}`);
+}
+
 interface Counters { bytes: number; hits: number | null; misses: number | null }
 
 async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv): Promise<Counters | undefined> {
   try {
     const { readMountRecord, callControl } = await import('../../vfs/mount-control.js');
-    const { runDir } = await import('./mount.js');
-    const rec = await readMountRecord(runDir(env), mount.mountpoint);
+    const rec = await readMountRecord(mountRunDir(env), mount.mountpoint);
     if (rec !== undefined) {
       const r = await callControl(rec.socket, 'status', 1000);
       // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
