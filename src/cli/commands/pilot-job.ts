@@ -80,6 +80,15 @@ export async function jobCommand(cmd: string[], o: JobOptions): Promise<number> 
   if (plan.runtime === undefined) childEnv.GRIDBOX_ARGV0 = 'apptainer';
   if (o.accounting === false) childEnv.GRIDBOX_ACCOUNTING = 'off';
   const ours = plan.runtime === undefined || isGridboxShim(plan.runtime);
+  if (ours && env.GRIDBOX_PILOT_SPAWN_RUNTIME !== '1') {
+    // Our runtime runs in this process, as if the wrapper had exec'ed it (GlideinWMS does exec): one Node
+    // start-up less per job. It reads its options from process.env, so that becomes the runtime's environment.
+    for (const k of Object.keys(process.env)) delete process.env[k];
+    Object.assign(process.env, childEnv);
+    delete process.env.GRIDBOX_ARGV0;
+    const runtime = (await import('./apptainer.js')) as { run(argv: string[]): Promise<number> };
+    return runtime.run(inv.argv.slice(1));
+  }
   const meter = ours || o.accounting === false ? undefined : await beginStart(plan.image, { ...env, GRIDBOX_ACCOUNTING_IMAGE: plan.imageHuman }, 'pilot');
   if (env.GLIDEIN_DEBUG_OUTPUT) process.stderr.write(`gridbox pilot: ${argv.join(' ')}\n`);
   const code = await spawnAndWait(argv, childEnv);
