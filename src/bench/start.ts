@@ -75,11 +75,14 @@ export async function run(): Promise<string[]> {
     const sync = await gridbox(['sync', list, '--repo', FQRN, '--root', root], 'sync');
     const tree = /-> (\.images\/\S+)/.exec(sync.stdout)?.[1];
     if (!tree) throw new Error(`sync did not report a tree: ${sync.stdout}`);
-    // Bytes on the wire are counted at the server (its request log: METHOD URL STATUS BYTES), not by the client.
-    serve = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Bytes on the wire are counted at the server from its request log on stderr, not by the client. The newer
+    // serve logs only with `--access-log -` (Common Log Format); both formats end in "STATUS BYTES".
+    const help = spawnSync(process.execPath, [MAIN, 'serve', '--help'], { encoding: 'utf8' }).stdout;
+    const logArgs = [...(help.includes('--access-log') ? ['--access-log', '-'] : []), ...(help.includes('--workers') ? ['--workers', '1'] : [])];
+    serve = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0', ...logArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     let served = 0;
     createInterface({ input: serve.stderr! }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
-    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 200)); return served; };
+    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 500)); return served; };
     const url = `${/(http:\/\/127\.0\.0\.1:\d+)/.exec(await new Promise<string>((r) => createInterface({ input: serve!.stdout! }).once('line', r)))![1]}/cvmfs/${FQRN}`;
     await gridbox(['install-shims', join(work, 'bin')], 'install-shims');
     const shim = join(work, 'bin', 'apptainer');

@@ -41,6 +41,22 @@ async function gridbox(args: string[], env: NodeJS.ProcessEnv, what: string, asN
   return r;
 }
 
+/**
+ * Arguments that make `gridbox serve` log each request on stderr: the newer serve takes `--access-log -`
+ * (Common Log Format, buffered) and runs one worker per core unless told; the older one logs by default.
+ */
+export function serveLogArgs(): string[] {
+  const help = spawnSync(process.execPath, [MAIN, 'serve', '--help'], { encoding: 'utf8' }).stdout;
+  return [...(help.includes('--access-log') ? ['--access-log', '-'] : []), ...(help.includes('--workers') ? ['--workers', '1'] : [])];
+}
+
+/** Sums the body bytes of logged requests (`... STATUS BYTES` ends both log formats); `now()` waits for buffered lines. */
+export function countServedBytes(stderr: NodeJS.ReadableStream): { now(): Promise<number> } {
+  let served = 0;
+  createInterface({ input: stderr }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
+  return { now: async () => { await new Promise((r) => setTimeout(r, 500)); return served; } };
+}
+
 const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
 const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const indent = (s: string): string => s.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
@@ -82,11 +98,10 @@ export async function runRealDemo(opts: { keep?: boolean; svg?: string } = {}): 
     writeFileSync(list, `${names.join('\n')}\n`);
     const sync = await gridbox(['sync', list, '--repo', FQRN, '--root', root], env, 'sync');
     say(`gridbox sync published both images into ${FQRN} in ${secs(sync.ms)}:\n${indent(sync.stdout)}`);
-    // The server's request log (METHOD URL STATUS BYTES) counts the bytes on the wire per job.
-    server = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let served = 0;
-    createInterface({ input: server.stderr! }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
-    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 200)); return served; };
+    // The server's request log on stderr counts the bytes on the wire per job.
+    server = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0', ...serveLogArgs()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const counter = countServedBytes(server.stderr!);
+    const servedNow = counter.now;
     const first = await new Promise<string>((resolve, reject) => {
       createInterface({ input: server!.stdout! }).once('line', resolve);
       server!.once('exit', (c) => reject(new Error(`gridbox serve exited with ${c}`)));
