@@ -3,7 +3,7 @@
 // runtimes, writes what it advertises back into glidein_config (and condor_vars.lst when the config names
 // one) and a JSON record. Exit 1 fails the glidein, with the reason on stderr.
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
