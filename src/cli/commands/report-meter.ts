@@ -27,27 +27,29 @@ function mountRunDir(env: NodeJS.ProcessEnv): string {
   return join(tmpdir(), `gridbox-${process.getuid?.() ?? 0}`);
 }
 
-interface Counters { bytes: number; hits: number | null; misses: number | null }
+interface Counters { bytes: number; hits: number | null; misses: number | null; source: 'socket' | 'xattr' }
 
-async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv): Promise<Counters | undefined> {
-  try {
+/** The mount's counters; `only` keeps the after-reading on the source the before-reading used (their units differ). */
+async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Counters['source']): Promise<Counters | undefined> {
+  if (only !== 'xattr') try {
     const { readMountRecord, callControl } = await import('../../vfs/mount-control.js');
     const rec = await readMountRecord(mountRunDir(env), mount.mountpoint);
     if (rec !== undefined) {
-      const r = await callControl(rec.socket, 'status', 1000);
+      const r = await callControl(rec.socket, 'status', 300);
       // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
-      const st = r.status as unknown as Record<string, number | undefined>;
+      const st = (r.ok ? r.status ?? {} : {}) as unknown as Record<string, number | undefined>;
       const bytes = st.bytesOnWire ?? st.bytesDownloaded;
-      if (r.ok && typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null };
+      if (typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null, source: 'socket' };
     }
-  } catch { /* not our run dir, or not reachable as this user: the xattrs below work for anyone */ }
+  } catch { /* not our run dir, not reachable as this user, or slower than 300 ms (this delays the start): the xattrs below work for anyone */ }
   const x = (name: string): number | undefined => {
     const r = spawnSync('getfattr', ['--only-values', '-n', name, mount.mountpoint], { encoding: 'utf8', timeout: 2000 });
     return r.status === 0 && /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : undefined;
   };
+  if (only === 'socket') return undefined;
   const rxKiB = x('user.rx');
   if (rxKiB === undefined) return undefined;
-  return { bytes: rxKiB * 1024, hits: null, misses: x('user.ndownload') ?? null };
+  return { bytes: rxKiB * 1024, hits: null, misses: x('user.ndownload') ?? null, source: 'xattr' };
 }
 
 export interface StartMeter {
@@ -82,7 +84,7 @@ export async function beginStart(image: string, env: NodeJS.ProcessEnv = process
       finish: async (exitStatus) => {
         try {
           const exitMs = performance.now() - t0;
-          const after = mount && before ? await readCounters(mount, env) : undefined;
+          const after = mount && before ? await readCounters(mount, env, before.source) : undefined;
           const delta = (a: number | null | undefined, b: number | null | undefined): number | null => (a == null || b == null ? null : Math.max(0, a - b));
           const { openAccountingDb, recordStart } = await import('../../accounting/accounting-db.js');
           const db = openAccountingDb(accountingDbPath(env));
