@@ -244,3 +244,17 @@ test('resolveInImage: absolute targets restart at the image root, .. stops there
   assert.equal(resolveInImage(fs, '/l1/y').loop, true);
   assert.deepEqual(resolveInImage(fs, '/d/abs/new', (p) => p === '/d/abs'), { path: '/d/abs/new', loop: false }, 'covered by another mount: literal');
 });
+
+test('a user bind of /etc/localtime (GlideinWMS default list) lands where the system bind replaced the symlink, not on the zone file', () => {
+  const s = spec([...GWMS, '/img', '/bin/true'], DEBIAN);
+  const onLocaltime = pairs(s.argv, '--bind').filter((p) => p.endsWith('>/etc/localtime'));
+  assert.deepEqual(onLocaltime, ['/etc/localtime>/etc/localtime']);
+  assert.ok(!pairs(s.argv, '--bind').some((p) => p.includes('zoneinfo')));
+});
+
+test('a host system file that is a dangling link is skipped with a verbose message', () => {
+  const s = spec([...GWMS.slice(0, -2), '/img', '/bin/true'], DEBIAN, {}, host({ fs: fakeFsView({ ...HOST_FS, '/etc/localtime': { link: '/usr/share/zoneinfo/Nowhere' } }) }));
+  assert.ok(!pairs(s.argv, '--ro-bind').some((p) => p.startsWith('/etc/localtime>')));
+  assert.ok(s.messages.some((m) => m.level === 'VERBOSE' && m.text === 'Skipping mount of /etc/localtime: not a readable file on the host'));
+  assert.deepEqual(s.messages.filter((m) => m.level === 'WARNING' || m.level === 'ERROR'), []);
+});

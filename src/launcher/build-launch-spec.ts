@@ -57,8 +57,15 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
 
   if (options.contain) mounts.push(...minimalDev(host, options.ipc));
   else mounts.push({ kind: 'dev-bind', source: '/dev', dest: '/dev' });
+  // A host system file that is missing or a dangling link is skipped (Apptainer binds these "skip-on-error").
+  const hostFile = (f: string): boolean => {
+    if (host.fs.typeOf(f) === undefined) return false;
+    if (host.fs.read(f) !== undefined) return true;
+    messages.push({ level: 'VERBOSE', text: `Skipping mount of ${f}: not a readable file on the host` });
+    return false;
+  };
   for (const f of ['/etc/localtime', '/etc/hosts']) {
-    if (host.fs.typeOf(f) !== undefined) mounts.push({ kind: 'ro-bind', source: f, dest: f, system: f === '/etc/localtime' ? 'replace' : 'follow' });
+    if (hostFile(f)) mounts.push({ kind: 'ro-bind', source: f, dest: f, system: f === '/etc/localtime' ? 'replace' : 'follow' });
   }
   mounts.push(options.pid ? { kind: 'proc', dest: '/proc' } : { kind: 'bind', source: '/proc', dest: '/proc' });
   if (host.fs.typeOf('/sys') === 'dir') mounts.push({ kind: 'ro-bind', source: '/sys', dest: '/sys' });
@@ -90,7 +97,7 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   else messages.push({ level: 'VERBOSE', text: '/etc/passwd does not exist in the container: no passwd entry for the caller' });
   if (group !== undefined) mounts.push({ kind: 'data', dest: '/etc/group', content: groupWithCaller(group, host), system: 'follow' });
   const etc = resolveInImage(image.fs, '/etc');
-  if (host.fs.typeOf('/etc/resolv.conf') !== undefined && image.fs.typeOf(etc.path) === 'dir') mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf', system: 'follow' });
+  if (image.fs.typeOf(etc.path) === 'dir' && hostFile('/etc/resolv.conf')) mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf', system: 'follow' });
   if (options.uts && options.hostname !== undefined) mounts.push({ kind: 'data', dest: '/etc/hostname', content: `${options.hostname}\n`, system: 'follow' });
 
   if (options.nv) {
@@ -269,42 +276,46 @@ function minimalDev(host: HostFacts, ipc: boolean): Mount[] {
 function placeMounts(mounts: Mount[], image: FsView, messages: Message[]): { mounts: Mount[]; view: FsView } {
   const literal = new Set(mounts.filter((m) => m.system === undefined).map((m) => m.dest));
   const hidden = new Set<string>();
-  const out: Mount[] = [];
+  const out: Array<Mount | undefined> = [];
   const kernel = (d: string): boolean => ['/dev', '/proc', '/sys'].some((k) => under(d, k));
+  const stopFor = (m: Mount) => (p: string): boolean => p !== m.dest && literal.has(p);
   const skip = (m: Mount, why: string): void => {
     messages.push({ level: 'VERBOSE', text: `Skipping mount of ${'source' in m ? m.source : 'generated file'} at ${m.dest}: ${why}` });
   };
-  for (const m of mounts) {
-    if (m.kind === 'proc' || m.kind === 'mqueue' || m.kind === 'symlink' || kernel(m.dest)) { out.push(m); continue; }
-    const stop = (p: string): boolean => p !== m.dest && literal.has(p);
-    if (m.system === undefined) {
-      const r = resolveInImage(image, m.dest, stop);
-      out.push(r.loop || r.path === m.dest ? m : { ...m, dest: r.path });
-      continue;
-    }
+  // System files first: a replaced symlink is gone before the other destinations are resolved, as in Apptainer,
+  // where the session layer's /etc/localtime file exists before a user bind of /etc/localtime is mounted.
+  mounts.forEach((m, i) => {
+    if (m.system === undefined) return;
     let dest: string;
     if (m.system === 'replace') {
-      const parent = resolveInImage(image, posix.dirname(m.dest), stop);
-      if (parent.loop) { skip(m, `too many levels of symbolic links at ${parent.path}`); continue; }
+      const parent = resolveInImage(image, posix.dirname(m.dest), stopFor(m));
+      if (parent.loop) { skip(m, `too many levels of symbolic links at ${parent.path}`); return; }
       dest = posix.join(parent.path, posix.basename(m.dest));
       if (image.typeOf(dest) === 'link') hidden.add(dest);
     } else {
-      const r = resolveInImage(image, m.dest, stop);
-      if (r.loop) { skip(m, `too many levels of symbolic links at ${r.path}`); continue; }
+      const r = resolveInImage(withoutEntries(image, hidden), m.dest, stopFor(m));
+      if (r.loop) { skip(m, `too many levels of symbolic links at ${r.path}`); return; }
       dest = r.path;
     }
     const blocker = fileMountBlocker(withoutEntries(image, hidden), dest);
     if (blocker !== undefined) {
-      if (hidden.has(dest)) hidden.delete(dest);
+      hidden.delete(dest);
       skip(m, blocker);
-      continue;
+      return;
     }
     if (dest !== m.dest) {
       messages.push({ level: 'DEBUG', text: `${m.dest} is a symlink in the container: ${hidden.has(dest) ? 'replaced by the mount' : `mounting on ${dest}`}` });
     }
-    out.push({ ...m, dest });
-  }
-  return { mounts: out, view: withoutEntries(image, hidden) };
+    out[i] = { ...m, dest };
+  });
+  const view = withoutEntries(image, hidden);
+  mounts.forEach((m, i) => {
+    if (m.system !== undefined) return;
+    if (m.kind === 'proc' || m.kind === 'mqueue' || m.kind === 'symlink' || kernel(m.dest)) { out[i] = m; return; }
+    const r = resolveInImage(view, m.dest, stopFor(m));
+    out[i] = r.loop || r.path === m.dest ? m : { ...m, dest: r.path };
+  });
+  return { mounts: out.filter((m): m is Mount => m !== undefined), view };
 }
 
 /** What `path` is inside the assembled container: the last mount covering it decides. */

@@ -3,10 +3,11 @@
 // in the repository's server-side state dir. One failing image is reported and never blocks the others.
 // Not the CLI (argv, progress bars) and not the registry protocol (oci/registry-client.ts).
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { type Digest } from '../oci/digest.js';
 import type { Entry } from '../fstree/entry.js';
 import { disposeFlatTree, type ContentSink, type DevicePolicy, type FlatTree, type FlattenOptions, type LayerRecord, type PermissionPolicy } from '../oci/flatten.js';
@@ -15,6 +16,7 @@ import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/image.js';
 import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
 import { publishChangesWith, type Change, type ChangesetContext } from '../publish/changeset.js';
+import { STREAM_MIN_BYTES } from '../publish/content-ingest.js';
 import { phaseTimer } from '../publish/phase-timer.js';
 import type { PublishReport } from '../publish/publisher.js';
 import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
@@ -50,6 +52,8 @@ export interface ImageOutcome {
   status: ImageStatus;
   tree?: string;
   error?: string;
+  /** For a refused layer: the error code, the layer digest, the entry and the rule it broke. */
+  refused?: { code: string; layer?: string; entry?: string; rule?: string };
   warnings?: string[];
 }
 
@@ -78,7 +82,8 @@ export interface SyncOptions {
   platform?: Platform;
   /** HEAD only; report what would change; publish nothing, write no state. */
   dryRun?: boolean;
-  strict?: boolean;
+  /** Publish images with hostile layer entries skipped and warned about, instead of failing them. */
+  lenient?: boolean;
   devices?: DevicePolicy;
   permissions?: PermissionPolicy;
   /** Limits for layers (tar header/PAX sizes, decompression caps); defaults are the flattener's. */
@@ -147,14 +152,15 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   await notify({ action: 'start_cycle', images: expanded.images.length, dry_run: !!opts.dryRun });
 
   const spoolRoot = join(opts.layout.state, 'sync');
-  await mkdir(spoolRoot, { recursive: true });
-  const spool = await mkdtemp(join(spoolRoot, 'spool-'));
+  // A killed sync's spool (up to the size of its largest layer files) goes now; live ones stay.
+  removeDeadOwnedDirs(spoolRoot, 'spool');
+  const spool = makeOwnedDir(spoolRoot, 'spool');
   const prepared: Prepared[] = [];
   const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
   const keptNames = new Set<string>();
   const announce = async (outcome: ImageOutcome, t0: number): Promise<void> => {
     event({ action: 'image', name: outcome.name, step: 'done', status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
-    await notify({ action: 'image', image: outcome.name, image_request: outcome.reference, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
+    await notify({ action: 'image', image: outcome.name, image_request: outcome.reference, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.refused ? { refused: outcome.refused } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
   };
   try {
     // 1. HEAD every wanted tag; fetch and flatten only new or changed images.
@@ -213,10 +219,12 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
       const fresh = new WeakSet<object>();
       const sink: ContentSink = {
         put: async (bytes) => {
-          const { stored } = await ctx.ingest.put(bytes);
+          const { stored } = await ctx.ingest.storeBytes(bytes);
           return { stored: stored.then((c) => { fresh.add(c); return c; }) };
         },
         flush: () => ctx.ingest.flush(),
+        // Larger files are spooled and streamed from there in pieces, never held whole in memory.
+        maxFileBytes: STREAM_MIN_BYTES,
       };
       const all: Change[] = [];
       for (const [i, p] of prepared.entries()) {
@@ -227,11 +235,15 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
             event({ action: 'image', name: p.want.name, step: 'flatten' });
             const dir = join(spool, `img-${i}`);
             await mkdir(dir);
-            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions, sink }, memory);
+            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, lenient: opts.lenient, devices: opts.devices, permissions: opts.permissions, sink }, memory);
             ctx.mark(`flatten ${p.want.name}`);
           } catch (e) {
             p.outcome.status = 'failed';
             p.outcome.error = `Cannot sync ${q(formatReference(p.want.reference))} as ${q(p.want.name)}: ${describeError(e)}`;
+            if (e instanceof GridboxError && (e.code === 'OCI_UNSAFE_PATH' || e.code === 'TAR_LIMIT' || e.code === 'TAR_INVALID')) {
+              const f = e.fields;
+              p.outcome.refused = { code: e.code, ...(typeof f.layer === 'string' ? { layer: f.layer } : {}), ...(typeof f.path === 'string' ? { entry: f.path } : {}), ...(typeof f.rule === 'string' ? { rule: f.rule } : {}) };
+            }
             delete p.outcome.tree;
             report.failed = true;
             continue;

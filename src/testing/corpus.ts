@@ -11,10 +11,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { Transform } from 'node:stream';
+import { acquireLock } from '../plumbing/lock-file.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 
 export type CorpusName = 'debian' | 'scientific' | 'busybox' | 'hostile' | 'layered';
 export const CORPUS_NAMES: CorpusName[] = ['debian', 'scientific', 'busybox', 'hostile', 'layered'];
@@ -48,10 +50,11 @@ const SUITE = 'bookworm';
 const TAG = 'corpus';
 const HOSTILE_ZONE = 'Pacific/Chatham';
 
-interface BaseRecipe { variant: 'minbase' | 'extract'; include: string[] }
+interface BaseRecipe { variant: 'minbase' | 'extract'; include: string[]; aptopt?: string[] }
 const BASES: Record<'minbase' | 'scientific' | 'busybox', BaseRecipe> = {
   minbase: { variant: 'minbase', include: ['tzdata'] },
-  scientific: { variant: 'minbase', include: ['tzdata', 'python3', 'python3-numpy', 'python3-scipy'] },
+  // Without Recommends, as container builds do (apt-get install --no-install-recommends): 890 MB unpacked otherwise.
+  scientific: { variant: 'minbase', include: ['tzdata', 'python3', 'python3-numpy', 'python3-scipy'], aptopt: ['APT::Install-Recommends "false"'] },
   busybox: { variant: 'extract', include: ['busybox-static'] },
 };
 const IMAGE_BASE: Record<CorpusName, keyof typeof BASES> = {
@@ -105,22 +108,29 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<
   });
 }
 
-/** Makes `final` by running `build(tmp)` into a temp dir beside it and renaming; a concurrent builder's result wins. */
+/**
+ * Makes `final` by running `build(tmp)` into an owned temp dir beside it and renaming. Test files run in
+ * parallel processes, so `<final>.lock` (plumbing's kernel-held lock) makes the others wait instead of
+ * building the same image again; temp dirs of killed builders are removed by the next one.
+ */
 async function cached(final: string, build: (tmp: string) => Promise<void>): Promise<string> {
   if (existsSync(join(final, 'done'))) return final;
   await mkdir(dirname(final), { recursive: true });
-  const tmp = `${final}.tmp.${process.pid}.${Date.now()}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
+  const lock = await acquireLock(`${final}.lock`, { purpose: 'building a test corpus image', waitMs: 60 * 60_000 });
+  const prefix = `${basename(final)}.tmp`;
+  let tmp: string | undefined;
   try {
+    if (existsSync(join(final, 'done'))) return final;
+    removeDeadOwnedDirs(dirname(final), prefix);
+    tmp = makeOwnedDir(dirname(final), prefix);
     await build(tmp);
     await writeFile(join(tmp, 'done'), `${new Date().toISOString()}\n`);
-    await rm(final, { recursive: true, force: true }).catch(() => undefined);
-    await rename(tmp, final).catch(async (e: unknown) => {
-      if (!existsSync(join(final, 'done'))) throw e;
-    });
+    await rm(final, { recursive: true, force: true });
+    await rename(tmp, final);
+    tmp = undefined;
   } finally {
-    await rm(tmp, { recursive: true, force: true });
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+    lock.release();
   }
   return final;
 }
@@ -136,6 +146,7 @@ function baseTar(base: keyof typeof BASES): Promise<string> {
     p = cached(dir, async (tmp) => {
       const r = BASES[base];
       const args = [`--variant=${r.variant}`, '--mode=root', '--format=tar', '--quiet', `--include=${r.include.join(',')}`];
+      for (const o of r.aptopt ?? []) args.push(`--aptopt=${o}`);
       // apt's lists and caches are cleaned by mmdebstrap; the build host's resolv.conf and hostname must not leak in.
       args.push('--customize-hook=rm -f "$1/etc/resolv.conf" "$1/etc/hostname"');
       await run('mmdebstrap', [...args, SUITE, join(tmp, 'rootfs.tar'), ...debianMirrors()]);
@@ -469,4 +480,12 @@ export async function pushCorpusImage(registryUrl: string, name: CorpusName, rep
 /** Builds every corpus image, the independent mmdebstrap runs in parallel. */
 export async function ensureCorpus(names: CorpusName[] = CORPUS_NAMES): Promise<CorpusImage[]> {
   return Promise.all(names.map((n) => ensureCorpusImage(n)));
+}
+
+/** The layer blobs of a corpus image, bottom first (gzip tars), for tests that unpack an image themselves. */
+export async function corpusLayerFiles(img: CorpusImage): Promise<string[]> {
+  const index = JSON.parse(await readFile(join(img.ociDir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const blob = (d: string): string => join(img.ociDir, 'blobs', 'sha256', d.slice(7));
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8')) as { layers: Array<{ digest: string }> };
+  return manifest.layers.map((l) => blob(l.digest));
 }
