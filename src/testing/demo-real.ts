@@ -163,7 +163,7 @@ export async function runRealDemo(opts: { keep?: boolean; svg?: string } = {}): 
     const db = openAccountingDb(jobEnv.GRIDBOX_ACCOUNTING_DB, { readonly: true });
     const recs = listStarts(db).filter((r) => r.via === 'pilot');
     db.close();
-    say('container starts as the accounting recorded them (first instruction = the sandbox process exists; bytes = the mount\'s own counter, user.rx, meanwhile):');
+    say('container starts as the accounting recorded them (first instruction = the sandbox process exists; bytes = the mount\'s own user.rx counter meanwhile, which counts inflated bytes until the client\'s wire counter lands; the wire bytes are above):');
     recs.forEach((r, i) => {
       const size = r.imageName.includes('debian') ? debian.sizeBytes : busybox.sizeBytes;
       const pct = r.bytesFetched === null ? '-' : `${((100 * r.bytesFetched) / size).toFixed(1)}% of the ${mib(size)} compressed image`;
