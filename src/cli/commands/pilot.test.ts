@@ -93,3 +93,11 @@ test('pilot explain prints each decision and the runtime argv, and runs nothing'
     assert.match(bad.stdout, /^=> fail: container negotiation failed/m);
   });
 });
+
+test('pilot setup names a missing glidein_config', async () => {
+  await withTempDir(async (dir) => {
+    const r = pilot(['setup', join(dir, 'nope', 'glidein_config')], {}, dir);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /Cannot read glidein_config ".*nope\/glidein_config" \[NOT_FOUND\]/);
+  });
+});

@@ -40,7 +40,10 @@ export async function run(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
-    return (e as { exitCode?: number }).exitCode ?? 2;
+    // commander's own usage errors carry an exit code; anything else (a GridboxError) goes to main, which prints it.
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === 'string' && c.startsWith('commander.')) return (e as { exitCode?: number }).exitCode ?? 2;
+    throw e;
   }
   return code;
 }
