@@ -106,6 +106,7 @@ export const ERROR_TABLE = {
   // pilot
   PILOT_NEGOTIATION: E(false, 'EINVAL', 400, 1),
   PILOT_NO_IMAGE: E(false, 'ENOENT', 404, 1),
+  ACCOUNTING_POST: E(true, 'EIO', 502, 1),
 } as const satisfies Record<string, ErrorEdge>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -14,7 +14,7 @@ const COMMANDS: Record<string, string> = {
   rollback: 'rollback', gc: 'gc', check: 'check', serve: 'serve', ls: 'ls', stat: 'stat', cat: 'cat', get: 'get',
   exec: 'apptainer', run: 'apptainer', shell: 'apptainer', test: 'apptainer', inspect: 'apptainer',
   version: 'apptainer', 'install-shims': 'install-shims', mount: 'mount', umount: 'umount', status: 'status', enter: 'enter',
-  sync: 'sync', pilot: 'pilot', snapshot: 'snapshot',
+  sync: 'sync', pilot: 'pilot', snapshot: 'snapshot', report: 'report',
 };
 
 const USAGE = `usage: gridbox <command> [options]
@@ -22,7 +22,7 @@ repository: mkfs resign publish ingest tag rollback gc check serve snapshot
 client:     ls stat cat get mount umount status enter
 runtime:    exec run shell test inspect version install-shims (also callable as apptainer/singularity)
 images:     sync
-job:        pilot
+job:        pilot report
 other:      demo`;
 
 /**

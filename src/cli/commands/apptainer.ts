@@ -12,6 +12,7 @@ import type { HostFacts, Message, MessageLevel, NvidiaDriver } from '../../launc
 import { findNvidiaDriver } from '../../launcher/nvidia-driver.js';
 import { UsageError, parseApptainerArgs } from '../../launcher/parse-apptainer-args.js';
 import { helpText } from './apptainer-help.js';
+import { beginStart } from './report-meter.js';
 
 /** The Apptainer release whose CLI behaviour we follow; `--version` reports it. */
 export const APPTAINER_COMPAT_VERSION = '1.4.5';
@@ -91,7 +92,11 @@ export async function run(argv: string[]): Promise<number> {
         for (const m of spec.messages) say(m, level);
         say({ level: 'DEBUG', text: `${BWRAP_PATH} ${spec.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')}` }, level);
         if (spec.exitWithoutLaunch !== undefined) return spec.exitWithoutLaunch;
-        return await executeLaunch(spec);
+        // Accounting of container starts (src/accounting, issue 10): silent, never changes the outcome.
+        const meter = await beginStart(options.image);
+        const code = await executeLaunch(spec, { onStarted: meter.started });
+        await meter.finish(code);
+        return code;
       }
     }
   } catch (e) {

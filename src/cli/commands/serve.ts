@@ -8,6 +8,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
 import { answerWorkersWithClusterMetrics, newRegistry, processOrClusterMetrics, shareWithPrimary } from '../../metrics/registry.js';
+import { openAccountingDb } from '../../accounting/accounting-db.js';
+import { createAccountingHandler } from '../../accounting/http-handler.js';
 import { openAccessLog, type AccessLog } from '../../server/access-log.js';
 import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
 import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
@@ -26,6 +28,7 @@ interface ServeFlags {
   memoryCacheMb: number;
   metrics: boolean;
   quiet?: boolean;
+  accountingDb?: string;
 }
 
 function parseListen(text: string): { host: string; port: number } {
@@ -53,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 256)
     .option('--no-metrics', 'no Prometheus text on GET /metrics')
     .option('--quiet', 'no request log (the default; kept for older scripts)')
+    .option('--accounting-db <file>', 'also aggregate container-start records posted by nodes (gridbox report --post)')
     .action((o: ServeFlags) => { parsed.push(o); });
   if (!(await parseCommand(cmd, argv)) || parsed.length === 0) return 0;
   const o = parsed[0];
@@ -61,9 +65,9 @@ export async function run(argv: string[]): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
   const accessLog = o.quiet ? undefined : o.accessLog;
-  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics);
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
   if (workers <= 1) {
-    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics);
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
     const running = await listenSrv(options, host, port);
     process.stdout.write(`serving ${running.url}\n`);
     await untilSignal();
@@ -76,9 +80,11 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** The handler of one serving process: its access log, its metrics and the /metrics route. */
-function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): { options: SrvHandlerOptions; log?: AccessLog } {
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
   const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
-  if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record }, log };
+  // Every worker opens the accounting database itself (WAL, busy timeout): posts land in whichever worker.
+  const accounting = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
+  if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
   const registry = newRegistry();
   if (cluster.isWorker) shareWithPrimary([registry]);
   const counted = createServerMetrics(registry);
@@ -88,16 +94,16 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
       srvDir, memoryCacheBytes: cacheMb << 20,
       // Scrapes are logged but not counted: the counters describe the repository's traffic.
       onRequest: (i) => { if (!isMetricsRequest(i.url)) counted.record(i); log?.record(i); },
-      extraRoute: metricsRoute(() => processOrClusterMetrics([registry])),
+      extraRoute: withAccounting(accounting, metricsRoute(() => processOrClusterMetrics([registry]))),
     },
   };
 }
 
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
-async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): Promise<number> {
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb);
   let running;
   try {
     running = await listenSrv(options, host, port);
@@ -156,4 +162,11 @@ function stopWorker(w: Worker): Promise<void> {
     w.once('exit', () => { clearTimeout(t); resolve(); });
     try { w.send('gridbox:stop'); } catch { w.process.kill('SIGKILL'); }
   });
+}
+
+type Route = NonNullable<SrvHandlerOptions['extraRoute']>;
+
+/** The accounting route (when served) is asked first, then the metrics route. */
+function withAccounting(accounting: Route | undefined, next: Route): Route {
+  return accounting === undefined ? next : (req, res) => accounting(req, res) || next(req, res);
 }
