@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The main job end to end on an embedded default; see `gridbox demo --help`.
+# The whole chain on real parts (src/testing/demo-real.ts): a Debian image built with mmdebstrap (cached),
+# pushed to a loopback docker-registry, synced, served, mounted, `pilot setup`, two jobs as uid 65534, the
+# accounting report, clean-up. Needs root (mmdebstrap, FUSE, setpriv). `--quick` runs the offline
+# embedded demo (`gridbox demo`) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-exec node dist/cli/main.js demo "$@"
+if [ "${1:-}" = "--quick" ]; then shift; exec node dist/cli/main.js demo "$@"; fi
+exec node dist/testing/demo-real.js "$@"

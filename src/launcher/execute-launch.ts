@@ -33,8 +33,11 @@ function payloadPids(childPid: number, pidNamespace: boolean): number[] {
   } catch { return [childPid]; }
 }
 
+/** Observers of a launch; `onStarted` fires once, when bwrap reports the sandboxed process (accounting's first instruction). */
+export interface LaunchHooks { onStarted?(): void }
+
 /** Runs the spec and resolves with the exit status; setup failures reject with a GridboxError. */
-export async function executeLaunch(spec: LaunchSpec): Promise<number> {
+export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}): Promise<number> {
   checkUserNamespaces();
   for (const dir of spec.mkdirs) {
     try { mkdirSync(dir, { recursive: true, mode: 0o755 }); } catch (cause) { throw new GridboxError('LAUNCH_FAILED', `Cannot create work directory ${q(dir)}`, { cause, path: dir }); }
@@ -48,7 +51,9 @@ export async function executeLaunch(spec: LaunchSpec): Promise<number> {
     let exitCode: number | undefined;
     const onStatus = (chunk: Buffer): void => {
       status += chunk.toString('utf8');
+      const hadPid = childPid !== undefined;
       for (const m of status.matchAll(/"child-pid":\s*(\d+)/g)) childPid = Number(m[1]);
+      if (!hadPid && childPid !== undefined) hooks.onStarted?.();
       for (const m of status.matchAll(/"exit-code":\s*(\d+)/g)) exitCode = Number(m[1]);
     };
     (child.stdio[STATUS_FD] as NodeJS.ReadableStream).on('data', onStatus);

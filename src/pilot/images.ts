@@ -95,3 +95,8 @@ export function translateCvmfsPath(path: string, cvmfsMountDir: string | undefin
   if (path === '/cvmfs' || path.startsWith('/cvmfs/')) return cvmfsMountDir.replace(/\/+$/, '') + path.slice('/cvmfs'.length);
   return path;
 }
+
+/** The dictionary back in `key:value,...` form, keys in first-seen order (legacy keys included). */
+export function formatImagesDict(dict: ImageDict): string {
+  return dict.keys.map((k) => (dict.values.get(k) === '' ? k : `${k}:${dict.values.get(k)}`)).join(',');
+}

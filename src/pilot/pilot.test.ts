@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { combineRequirements, classifyMode, effectiveStatus, mayFallBack } from './negotiate.js';
 import { desiredOs, lookupImage, parseImagesDict, platformPreference, selectImage, translateCvmfsPath } from './images.js';
-import { parseClassAd, parseGlideinConfig, adString } from './classad.js';
+import { parseClassAd, adString } from './classad.js';
+import { parseGlideinConfig } from './glidein-config.js';
 import { buildJobInvocation, rewritePath } from './job-invocation.js';
 
 test('combineRequirements reproduces the GlideinWMS negotiation table', () => {
@@ -60,9 +61,9 @@ test('platform selection intersects, sorts, and prefers the job image', () => {
 test('ClassAd and glidein_config parsing keep literals and the last value', () => {
   const ad = parseClassAd('SingularityImage = "/cvmfs/x/img"\nREQUIRED_OS = "rhel7"\nRequestGPUs = 1\nWantX = true\nExpr = MY.A + 1');
   assert.equal(adString(ad, 'singularityimage'), '/cvmfs/x/img');
-  assert.equal(ad.get('requestgpus'), 1);
-  assert.equal(ad.get('wantx'), true);
-  assert.equal(adString(ad, 'Expr'), 'MY.A + 1');
+  assert.deepEqual(ad.get('requestgpus')?.value, { type: 'integer', value: 1 });
+  assert.deepEqual(ad.get('wantx')?.value, { type: 'boolean', value: true });
+  assert.deepEqual(ad.get('expr')?.value, { type: 'expression', text: 'MY.A + 1' });
   const gc = parseGlideinConfig('A 1\nB two words\nA 3\n');
   assert.equal(gc.get('A'), '3');
   assert.equal(gc.get('B'), 'two words');

@@ -70,3 +70,34 @@ test('pilot negotiate prints the combined policy and fails on a bad value', asyn
     assert.equal(bad.stdout, 'FAIL\n');
   });
 });
+
+test('pilot explain prints each decision and the runtime argv, and runs nothing', async () => {
+  await withTempDir(async (dir) => {
+    const { runtime, log, cvmfs } = setup(dir);
+    const ad = join(dir, 'job.ad');
+    writeFileSync(ad, 'REQUIRED_OS = "rhel9"\nCVMFSReposList = "repo.example.org"\n');
+    const env = {
+      GLIDEIN_Singularity_Use: 'PREFERRED', GLIDEIN_SINGULARITY_REQUIRE: 'REQUIRED', CVMFS_MOUNT_DIR: cvmfs,
+      SINGULARITY_IMAGES_DICT: 'rhel9:/cvmfs/repo.example.org/ns/img:el9',
+    };
+    const r = pilot(['explain', '--runtime', runtime, '--job-ad', ad, '--', '/bin/echo', 'hi'], env, dir);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^ 1\. status REQUIRED: frontend PREFERRED x factory REQUIRED -> REQUIRED$/m);
+    assert.match(r.stdout, /repository repo\.example\.org \(CVMFSReposList\) is mounted/);
+    assert.match(r.stdout, /image \/cvmfs\/repo\.example\.org\/ns\/img:el9 from SINGULARITY_IMAGES_DICT key rhel9/);
+    assert.match(r.stdout, /image pinned to its physical path .*\.images\/ab\/cdef/);
+    assert.match(r.stdout, new RegExp(`^=> container: ${runtime} exec --home ${dir}:/srv`, 'm'));
+    assert.throws(() => readFileSync(log), 'the runtime was not run');
+    const bad = pilot(['explain', '--job-ad', ad, '--', '/bin/true'], { ...env, GLIDEIN_Singularity_Use: 'REQUIRED', GLIDEIN_SINGULARITY_REQUIRE: 'NEVER' }, dir);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, /^=> fail: container negotiation failed/m);
+  });
+});
+
+test('pilot setup names a missing glidein_config', async () => {
+  await withTempDir(async (dir) => {
+    const r = pilot(['setup', join(dir, 'nope', 'glidein_config')], {}, dir);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /Cannot read glidein_config ".*nope\/glidein_config" \[NOT_FOUND\]/);
+  });
+});

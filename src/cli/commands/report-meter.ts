@@ -1,0 +1,100 @@
+// Measures one container start for the accounting: wall time to the sandbox's first process and to exit, and
+// what the image's gridbox mount fetched meanwhile (its control socket when we may reach it, else the mount's
+// user.rx/user.ndownload xattrs). Called by the runtime (`apptainer exec|run|test`) and by `pilot job` when
+// it runs somebody else's runtime. Never fails or prints: a start must not break or get noisy for accounting.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, realpathSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { gridboxMountOf, imageIdentity, parseMountInfo, type MountEntry, type StartRecord } from '../../accounting/start-record.js';
+
+/** Where this user's start records go: $GRIDBOX_ACCOUNTING_DB, /var/lib/gridbox for root, else the XDG state dir. */
+export function accountingDbPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.GRIDBOX_ACCOUNTING_DB) return env.GRIDBOX_ACCOUNTING_DB;
+  if (process.getuid?.() === 0) return '/var/lib/gridbox/accounting.db';
+  const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(state, 'gridbox', 'accounting.db');
+}
+
+interface Counters { bytes: number; hits: number | null; misses: number | null; source: 'socket' | 'xattr' }
+
+/** The mount's counters; `only` keeps the after-reading on the source the before-reading used (their units differ). */
+async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Counters['source']): Promise<Counters | undefined> {
+  if (only !== 'xattr') try {
+    // mountd/'s run-dir and control modules are light (no client or FUSE stack), loaded only here.
+    const { readMountRecord, runDir } = await import('../../mountd/run-dir.js');
+    const { callControl } = await import('../../mountd/control.js');
+    const rec = await readMountRecord(runDir(env), mount.mountpoint);
+    if (rec !== undefined) {
+      const r = await callControl(rec.socket, 'status', 300);
+      // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
+      const st = (r.ok ? r.status ?? {} : {}) as unknown as Record<string, number | undefined>;
+      const bytes = st.bytesOnWire ?? st.bytesDownloaded;
+      if (typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null, source: 'socket' };
+    }
+  } catch { /* not our run dir, not reachable as this user, or slower than 300 ms (this delays the start): the xattrs below work for anyone */ }
+  const x = (name: string): number | undefined => {
+    const r = spawnSync('getfattr', ['--only-values', '-n', name, mount.mountpoint], { encoding: 'utf8', timeout: 2000 });
+    return r.status === 0 && /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : undefined;
+  };
+  if (only === 'socket') return undefined;
+  const rxKiB = x('user.rx');
+  if (rxKiB === undefined) return undefined;
+  return { bytes: rxKiB * 1024, hits: null, misses: x('user.ndownload') ?? null, source: 'xattr' };
+}
+
+export interface StartMeter {
+  /** The sandbox's first process exists (call once). */
+  started(): void;
+  /** Records the start; resolves when stored (errors swallowed). */
+  finish(exitStatus: number): Promise<void>;
+}
+
+const NOOP: StartMeter = { started: () => undefined, finish: async () => undefined };
+
+/**
+ * Starts measuring a container start of `image` (the path the caller named). `via` and the public name
+ * come from the pilot through GRIDBOX_ACCOUNTING_VIA / GRIDBOX_ACCOUNTING_IMAGE when it started us.
+ * GRIDBOX_ACCOUNTING=off disables it.
+ */
+export async function beginStart(image: string, env: NodeJS.ProcessEnv = process.env, via: StartRecord['via'] = 'runtime'): Promise<StartMeter> {
+  if (/^(off|0|no|false)$/i.test(env.GRIDBOX_ACCOUNTING ?? '')) return NOOP;
+  try {
+    const t0 = performance.now();
+    const startedAt = Date.now();
+    let physical = image;
+    try { physical = realpathSync(image); } catch { /* the runtime reports a missing image itself */ }
+    let mount: MountEntry | undefined;
+    try { mount = gridboxMountOf(physical, parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'))); } catch { mount = undefined; }
+    const before = mount ? await readCounters(mount, env) : undefined;
+    let firstMs: number | null = null;
+    const human = env.GRIDBOX_ACCOUNTING_IMAGE || undefined;
+    const id = imageIdentity({ given: image, physical, mount, human });
+    return {
+      started: () => { if (firstMs === null) firstMs = performance.now() - t0; },
+      finish: async (exitStatus) => {
+        try {
+          const exitMs = performance.now() - t0;
+          const after = mount && before ? await readCounters(mount, env, before.source) : undefined;
+          const delta = (a: number | null | undefined, b: number | null | undefined): number | null => (a == null || b == null ? null : Math.max(0, a - b));
+          const { openAccountingDb, recordStart } = await import('../../accounting/accounting-db.js');
+          const db = openAccountingDb(accountingDbPath(env));
+          try {
+            recordStart(db, {
+              node: hostname(), startedAt, via: env.GRIDBOX_ACCOUNTING_VIA === 'pilot' ? 'pilot' : via, imageName: id.name, imageDigest: id.digest,
+              firstInstructionMs: firstMs === null ? null : Math.round(firstMs * 10) / 10, exitMs: Math.round(exitMs * 10) / 10, exitStatus,
+              bytesFetched: delta(after?.bytes, before?.bytes), cacheHits: delta(after?.hits, before?.hits), cacheMisses: delta(after?.misses, before?.misses),
+            });
+          } finally { db.close(); }
+          if (env.GRIDBOX_ACCOUNTING_URL) {
+            const { postUnposted } = await import('./report-post.js');
+            await postUnposted(accountingDbPath(env), env.GRIDBOX_ACCOUNTING_URL, 3000);
+          }
+        } catch { /* accounting never changes a job's outcome */ }
+      },
+    };
+  } catch {
+    return NOOP;
+  }
+}
