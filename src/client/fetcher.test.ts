@@ -13,6 +13,7 @@ import { isGridboxError } from '../errors.js';
 import { withTempDir } from '../testing/tmp.js';
 import { Fetcher } from './fetcher.js';
 import type { RepositorySource } from './ports.js';
+import type { ObjectOutput } from '../download/body-sinks.js';
 
 /** Serves content by key and records what was asked for (it does not compress: the downloader's job). */
 function fakeSource(objects: Map<string, Buffer>): RepositorySource & { requests: string[] } {
@@ -20,12 +21,14 @@ function fakeSource(objects: Map<string, Buffer>): RepositorySource & { requests
   return {
     requests,
     fetchFile: async () => { throw new Error('no files here'); },
-    fetchObject: async (id: ObjectId, suffix: ObjectSuffix) => {
+    fetchObjectTo: async <O extends ObjectOutput>(id: ObjectId, suffix: ObjectSuffix, _opts: unknown, open: () => O) => {
       const key = objectKey(id, suffix);
       requests.push(key);
       const b = objects.get(key);
       if (b === undefined) throw new Error(`missing ${key}`);
-      return b;
+      const out = open();
+      out.write(b);
+      return out;
     },
   };
 }

@@ -156,7 +156,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
     return {
       fqrn, mountpoint: mnt, pid: process.pid, userns, revision: s.revision, rootHash: s.rootHash, offline: s.offline,
       host: s.host, proxy: s.proxy, cacheBytes: s.cacheBytes, cacheLimit: s.cacheLimit, cacheObjects: s.cacheObjects,
-      evictions: s.evictions, hits: s.hits, misses: s.misses, bytesDownloaded: s.bytesDownloaded, openFiles: f.openFiles,
+      evictions: s.evictions, hits: s.hits, misses: s.misses, bytesOnWire: s.bytesOnWire, bytesInflated: s.bytesInflated, openFiles: f.openFiles,
       nodes: f.nodes, ioErrors: f.ioErrors, revisionSwitches: f.revisionSwitches, uptimeS: Math.floor((Date.now() - started) / 1000),
       requests: Object.fromEntries(mounted.session.counts),
     };
