@@ -4,7 +4,7 @@
 // Deterministic content: AES-256-CTR keystream seeded by the recipe, so a rebuild gives the same bytes.
 import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliMain, runChild } from '../vfs/mount-fixture.test.js';
 
@@ -52,6 +52,10 @@ export function dataRegions(r: LargeFileRecipe): [number, number][] {
   return out;
 }
 
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
 async function writeLargeFile(path: string, r: LargeFileRecipe, seed: Buffer): Promise<void> {
   const fh = await open(path, 'w');
   try {
@@ -81,6 +85,11 @@ export async function largeFileRepo(r: LargeFileRecipe, env: NodeJS.ProcessEnv):
   const result = (built: boolean): LargeFileRepo => ({ file: join(dir, 'src', 'large.bin'), root: join(dir, 'repo'), fqrn: FQRN, path: '/large.bin', built });
   if (existsSync(join(dir, 'repo', 'srv', FQRN, '.cvmfspublished'))) return result(false);
   await mkdir(TEST_CACHE_BASE, { recursive: true });
+  // Half-built entries of killed test runs (their pid is gone) are removed; a live build is left alone.
+  for (const name of await readdir(TEST_CACHE_BASE)) {
+    const m = /^large-file-[0-9a-f]+\.tmp-(\d+)-/.exec(name);
+    if (m && !pidAlive(Number(m[1]))) await rm(join(TEST_CACHE_BASE, name), { recursive: true, force: true });
+  }
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   await rm(tmp, { recursive: true, force: true });
   try {
