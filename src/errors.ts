@@ -23,6 +23,9 @@ export const ERROR_TABLE = {
   NOT_FOUND: E(false, 'ENOENT', 404, 1),
   NOT_SUPPORTED: E(false, 'ENOSYS', 501, 1),
   INTERNAL: E(false, 'EIO', 500, 1),
+  // plumbing: locks and databases any layer uses
+  LOCK_HELD: E(false, 'EBUSY', 409, 1),
+  SQLITE_INVALID: E(false, 'EIO', 500, 1),
   // hashing and object store
   HASH_BAD_ID: E(false, 'EINVAL', 400, 1),
   STORE_HASH_MISMATCH: E(true, 'EIO', 502, 1),

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isGridboxError } from '../errors.js';
-import { chunkOffsets, Xor32Chunker, xor32RunningValues } from './chunker.js';
+import { chunkOffsets, isAllZero, MAX_CHUNK_MAX_BYTES, Xor32Chunker, xor32RunningValues } from './chunker.js';
 import { fixturesDir } from '../testing/fixtures.js';
 
 interface Vectors {
@@ -97,8 +97,43 @@ test('byte-by-byte feeding gives the same cuts as one buffer', () => {
   assert.deepEqual(cuts, chunkOffsets(data, sizes));
 });
 
-test('invalid chunk sizes are refused', () => {
-  for (const s of [{ minBytes: 16, avgBytes: 64, maxBytes: 128 }, { minBytes: 64, avgBytes: 64, maxBytes: 128 }, { minBytes: 64, avgBytes: 128, maxBytes: 100 }]) {
+test('pushZeros gives the cuts of pushing the zeros, over holes of every length between random data', () => {
+  for (const sizes of [{ minBytes: 64, avgBytes: 128, maxBytes: 256 }, { minBytes: 1000, avgBytes: 3000, maxBytes: 7000 }]) {
+    // Random regions and holes (some shorter than the 32-byte window, some many max long), at every phase.
+    const parts: { zero: boolean; len: number }[] = [];
+    const lens = [1, 5, 31, 32, 33, 63, 64, 65, 255, 256, 257, 1000, 6999, 7000, 7001, 20_000, 70_123];
+    for (let i = 0; i < 120; i++) parts.push({ zero: i % 2 === 1, len: lens[(i * 7 + (i >> 2)) % lens.length] });
+    const total = parts.reduce((n, p) => n + p.len, 0);
+    const data = prngBytes(total, 11);
+    let off = 0;
+    for (const p of parts) { if (p.zero) data.fill(0, off, off + p.len); off += p.len; }
+    const expected = chunkOffsets(data, sizes);
+    const chunker = new Xor32Chunker(sizes);
+    const cuts: number[] = [];
+    off = 0;
+    for (const p of parts) {
+      cuts.push(...(p.zero ? chunker.pushZeros(p.len) : chunker.push(data.subarray(off, off + p.len))));
+      off += p.len;
+    }
+    assert.deepEqual(cuts, expected, `sizes ${JSON.stringify(sizes)}`);
+    assert.equal(chunker.offset, total);
+    assert.ok(expected.length > 20);
+  }
+});
+
+test('isAllZero tells holes from data at any position and length', () => {
+  assert.equal(isAllZero(new Uint8Array(0)), true);
+  assert.equal(isAllZero(new Uint8Array((1 << 20) + 3)), true);
+  for (const at of [0, 1, 65535, 65536, (1 << 20) + 2]) {
+    const b = new Uint8Array((1 << 20) + 3);
+    b[at] = 1;
+    assert.equal(isAllZero(b), false, `byte ${at}`);
+  }
+});
+
+test('invalid chunk sizes are refused, including a max past the limit', () => {
+  assert.ok(new Xor32Chunker({ minBytes: 1 << 20, avgBytes: 2 << 20, maxBytes: MAX_CHUNK_MAX_BYTES }));
+  for (const s of [{ minBytes: 16, avgBytes: 64, maxBytes: 128 }, { minBytes: 64, avgBytes: 64, maxBytes: 128 }, { minBytes: 64, avgBytes: 128, maxBytes: 100 }, { minBytes: 1 << 20, avgBytes: 2 << 20, maxBytes: MAX_CHUNK_MAX_BYTES + 1 }]) {
     assert.throws(() => new Xor32Chunker(s), (e) => isGridboxError(e, 'USAGE'));
   }
 });

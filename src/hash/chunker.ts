@@ -13,12 +13,20 @@ export const DEFAULT_CHUNK_SIZES: Readonly<ChunkSizes> = { minBytes: 4 << 20, av
 
 /** The rolling window: after 32 updates every older byte has shifted out of the 32-bit value. */
 const WINDOW_BYTES = 32;
+/**
+ * Largest accepted maximum chunk size: a chunk is the unit a publisher holds in memory (several in
+ * flight) and a client fetches whole, so this bounds both (stock CVMFS defaults to 16 MiB).
+ */
+export const MAX_CHUNK_MAX_BYTES = 64 << 20;
 const MID = 0x7fffffff;
 
 export function validateChunkSizes(s: ChunkSizes): void {
   const ints = [s.minBytes, s.avgBytes, s.maxBytes].every((v) => Number.isSafeInteger(v));
   if (!ints || s.minBytes < WINDOW_BYTES || !(s.minBytes < s.avgBytes && s.avgBytes < s.maxBytes)) {
     throw new GridboxError('USAGE', `Invalid chunk sizes min=${s.minBytes} avg=${s.avgBytes} max=${s.maxBytes}: need integers with 32 <= min < avg < max`);
+  }
+  if (s.maxBytes > MAX_CHUNK_MAX_BYTES) {
+    throw new GridboxError('USAGE', `Invalid chunk sizes min=${s.minBytes} avg=${s.avgBytes} max=${s.maxBytes}: max may be at most ${MAX_CHUNK_MAX_BYTES} bytes (64 MiB)`);
   }
 }
 
@@ -98,7 +106,40 @@ export class Xor32Chunker {
     this.pos = pos + len;
     return cuts;
   }
+
+  /**
+   * Same cuts as `push` of `n` zero bytes, without touching them: once 32 zeros have shifted in, the
+   * checksum is 0, which is never a candidate (it is 2^31 away from the target), so the only cuts left
+   * are the hard ones every `max` bytes. Lets sparse files' holes pass at memory speed.
+   */
+  pushZeros(n: number): number[] {
+    const head = Math.min(n, WINDOW_BYTES);
+    const cuts = this.push(ZEROS.subarray(0, head));
+    if (head === n) return cuts;
+    // Here x is 0: 32 zeros shifted in (or it was reset while skipping), and stays 0 over more zeros.
+    const end = this.pos + (n - head);
+    let start = this.start;
+    // A hard cut happens at start+max once that byte exists (an index below `end`).
+    while (start + this.sizes.maxBytes < end) {
+      start += this.sizes.maxBytes;
+      cuts.push(start);
+    }
+    this.x = 0;
+    this.start = start;
+    this.pos = end;
+    return cuts;
+  }
 }
+
+const ZEROS = new Uint8Array(WINDOW_BYTES);
+/** True when every byte of `buf` is 0 (memcmp-speed, for hole detection). */
+export function isAllZero(buf: Uint8Array): boolean {
+  const BLOCK = ZERO_BLOCK.length;
+  let i = 0;
+  for (; i + BLOCK <= buf.length; i += BLOCK) if (Buffer.compare(buf.subarray(i, i + BLOCK), ZERO_BLOCK) !== 0) return false;
+  return Buffer.compare(buf.subarray(i), ZERO_BLOCK.subarray(0, buf.length - i)) === 0;
+}
+const ZERO_BLOCK = new Uint8Array(64 << 10);
 
 /** Cut offsets of a whole in-memory buffer (tests, small files). */
 export function chunkOffsets(data: Uint8Array, sizes: ChunkSizes = DEFAULT_CHUNK_SIZES): number[] {

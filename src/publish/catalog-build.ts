@@ -3,7 +3,7 @@
 // previous revision's catalog at the same mountpoint is not rewritten: it keeps its old hash.
 import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { openSqliteWritable } from '../catalog/sqlite.js';
+import { restampCatalog } from '../catalog/catalog-restamp.js';
 import { join } from 'node:path';
 import { writeCatalog, type CatalogWriteProperties } from '../catalog/catalog-writer.js';
 import type { CatalogCounters, CatalogEntry, NestedCatalogRef } from '../catalog/types.js';
@@ -169,26 +169,6 @@ export async function buildCatalogs(tree: RevisionTree, mountList: readonly stri
   return built;
 }
 
-/** Rewrites the per-version properties of a copied catalog (what writeCatalog sets besides rows). */
-export function restampCatalog(file: string, p: CatalogWriteProperties): void {
-  const db = openSqliteWritable(file);
-  try {
-    const set = db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)');
-    const del = db.prepare('DELETE FROM properties WHERE key = ?');
-    db.transaction(() => {
-      set.run('revision', String(p.revision));
-      set.run('last_modified', String(p.lastModified ?? Math.floor(Date.now() / 1000)));
-      if (p.previousRevision !== undefined) set.run('previous_revision', p.previousRevision);
-      else del.run('previous_revision');
-      if (p.ttl !== undefined) set.run('TTL', String(p.ttl));
-      else del.run('TTL');
-      if (p.rootPrefix !== undefined) set.run('root_prefix', p.rootPrefix);
-      else del.run('root_prefix');
-    })();
-  } finally {
-    db.close();
-  }
-}
 
 const sameId = (a: ObjectId | undefined, b: ObjectId | undefined): boolean =>
   a === undefined ? b === undefined : b !== undefined && a.algorithm === b.algorithm && a.hex === b.hex;

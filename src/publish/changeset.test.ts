@@ -39,7 +39,7 @@ test('publishChangesWith() stores bytes while the changes are built, compresses 
       for (const [i, b] of [...files, big].entries()) {
         const it: ChangeItem = { entry: entry(`f${i}`, 'file', b.length), fresh: true };
         items.push(it);
-        stored.push((await ctx.ingest.put(b)).stored.then((c) => { it.content = c; }));
+        stored.push((await ctx.ingest.storeBytes(b)).stored.then((c) => { it.content = c; }));
       }
       ctx.ingest.flush();
       await Promise.all(stored);
@@ -57,14 +57,14 @@ test('publishChangesWith() stores bytes while the changes are built, compresses 
   });
 });
 
-test('ChangesetIngest resolves each file with content that reads back as its bytes', async () => {
+test('the changeset ingest resolves each file with content that reads back as its bytes', async () => {
   await withTempDir(async (dir) => {
     const layout = repoLayout(join(dir, 'repo'), 'changeset.gridbox.local');
     await createRepository(layout, SETTINGS);
     const inputs = [Buffer.alloc(0), Buffer.from('x'), randomBytes(300 << 10), Buffer.from('x'), randomBytes(5 << 20)];
     const contents: FileContent[] = [];
     await publishChangesWith(async (ctx) => {
-      const all = await Promise.all(inputs.map(async (b) => (await ctx.ingest.put(b)).stored));
+      const all = await Promise.all(inputs.map(async (b) => (await ctx.ingest.storeBytes(b)).stored));
       ctx.ingest.flush();
       contents.push(...(await Promise.all(all)));
       return undefined;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withTempDir } from '../testing/tmp.js';
@@ -48,6 +48,9 @@ test(`publish killed with SIGKILL at each of ${CRASH_POINTS.length} points leave
       r = gridbox(['publish', FQRN, src, '--root', root, ...chunkFlags]);
       assert.equal(r.status, 0, `publish after a kill at ${point}: ${r.stderr}`);
       assert.equal((await readHead(layout)).revision, revAfter + 1);
+      // The next transaction removed what the killed one left: its temp dir and its objects' temp files.
+      assert.deepEqual(readdirSync(layout.state).filter((n) => n.startsWith('txn-')), [], `no txn dir left after a kill at ${point}`);
+      assert.deepEqual(readdirSync(join(layout.data, 'txn')), [], `no object temp file left after a kill at ${point}`);
     }
     r = gridbox(['check', FQRN, '--root', root]);
     assert.equal(r.status, 0, r.stderr);

@@ -1,10 +1,12 @@
-// Worker-thread body for worker-pool.ts: read each file of a batch, cut it with the xor32 chunker when it
-// is larger than the minimum chunk size, compress and hash each piece, and put it into the repository's
-// FsStore. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the open stores.
-import { parentPort, threadId } from 'node:worker_threads';
-import { existsSync, readFileSync, rename, rm, writeFile } from 'node:fs';
+// Worker-thread body for worker-pool.ts: turn each task of a batch into stored objects. A small file
+// (or a range of a spool file) is read whole — it is at most a few MiB, content-ingest.ts streams the
+// rest — cut with the xor32 chunker when larger than the minimum chunk size, compressed, hashed and put
+// into the repository's FsStore through its ObjectWriter. A piece the main thread already cut is stored
+// as one object. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the
+// open stores and a per-thread memory of contents it stored.
+import { parentPort } from 'node:worker_threads';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
 import { chunkOffsets } from '../hash/chunker.js';
@@ -17,26 +19,17 @@ const stores = new Map<string, FsStore>();
 const writing = new Map<string, Promise<void>>();
 /** Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece. */
 const seen = new Map<string, { hex: string; key: string }>();
-let tmpSeq = 0;
 
-/**
- * Same layout and temp+rename discipline as FsStore.put (its pathOf() names the object; the temp file
- * lives in data/txn/), so a reader never sees a partial object. Runs on the libuv pool, so that this
- * thread compresses the next file while the file system creates this one (creating a file costs about
- * as much as compressing a small one, and mostly waits on the journal).
- */
-function writeObject(store: FsStore, key: string, path: string, stored: Uint8Array): Promise<void> {
-  const tmp = join(store.dataDir, 'txn', `${key.slice(0, 12)}.${process.pid}.${threadId}.${tmpSeq++}`);
-  // Callback API: lighter than FileHandle promises at tens of thousands of files.
-  return new Promise<void>((resolve, reject) => {
-    const fail = (e: NodeJS.ErrnoException): void => {
-      rm(tmp, { force: true }, () => reject(Object.assign(new Error(`Cannot store object ${JSON.stringify(key)}: ${e.message}`), { gridboxCode: 'STORE_IO' })));
-    };
-    writeFile(tmp, stored, { flag: 'wx', mode: 0o644 }, (e) => {
-      if (e) return fail(e);
-      rename(tmp, path, (e2) => (e2 ? fail(e2) : resolve()));
-    });
-  });
+/** Writes on the libuv pool, so that this thread compresses the next file while the file system creates this one. */
+async function writeObject(store: FsStore, key: string, stored: Uint8Array): Promise<void> {
+  const w = store.openWriter(key);
+  try {
+    await w.write(stored);
+    await w.commit(key);
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
 }
 
 function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
@@ -55,36 +48,55 @@ function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix:
   seen.set(contentKey, { hex: id.hex, key });
   const pendingWrite = writing.get(key);
   if (pendingWrite !== undefined) writes.push(pendingWrite);
-  else {
-    const path = store.pathOf(key);
-    if (!existsSync(path)) {
-      const w = writeObject(store, key, path, stored);
-      // Once settled, existsSync answers (a failed write is reported by the task that started it).
-      writing.set(key, w);
-      // A failed write must not stand for its content later.
-      w.then(() => { writing.delete(key); }, () => { writing.delete(key); seen.delete(contentKey); });
-      writes.push(w);
-      acc.objectsWritten++;
-      acc.bytesWritten += stored.length;
-    }
+  else if (!existsSync(store.pathOf(key))) {
+    const w = writeObject(store, key, stored);
+    // Once settled, existsSync answers (a failed write is reported by the task that started it).
+    writing.set(key, w);
+    // A failed write must not stand for its content later.
+    w.then(() => { writing.delete(key); }, () => { writing.delete(key); seen.delete(contentKey); });
+    writes.push(w);
+    acc.objectsWritten++;
+    acc.bytesWritten += stored.length;
   }
   return id.hex;
+}
+
+function sourceError(task: IngestTask, e: unknown): Error {
+  return Object.assign(new Error(`Cannot read ${JSON.stringify(task.sourcePath)} from the publish source: ${(e as Error).message}`), { gridboxCode: 'PUBLISH_SOURCE' });
+}
+
+/** The task's bytes: in the message, a whole (small) file, or `length` bytes at `offset` of a spool file. */
+function readTask(task: IngestTask): Uint8Array {
+  if (task.bytes !== undefined) return task.bytes;
+  try {
+    if (task.offset === undefined) return readFileSync(task.sourcePath!);
+    const buf = Buffer.allocUnsafe(task.length ?? 0);
+    const fd = openSync(task.sourcePath!, 'r');
+    try {
+      for (let got = 0; got < buf.length;) {
+        const n = readSync(fd, buf, got, buf.length - got, task.offset + got);
+        if (n === 0) throw new Error(`ends after ${got} of ${buf.length} bytes at offset ${task.offset}`);
+        got += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return buf;
+  } catch (e) {
+    throw sourceError(task, e);
+  }
 }
 
 /** Reads, cuts, compresses and hashes synchronously; the returned writes finish the stores. */
 function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[]): IngestResult {
   let store = stores.get(srvDir);
   if (store === undefined) stores.set(srvDir, (store = new FsStore(srvDir)));
-  let data: Uint8Array;
-  if (task.bytes !== undefined) data = task.bytes;
-  else {
-    try {
-      data = readFileSync(task.sourcePath!);
-    } catch (e) {
-      throw Object.assign(new Error(`Cannot read ${JSON.stringify(task.sourcePath)} from the publish source: ${(e as Error).message}`), { gridboxCode: 'PUBLISH_SOURCE' });
-    }
-  }
+  const data = readTask(task);
   const acc: IngestResult = { size: data.length, objectsWritten: 0, bytesWritten: 0 };
+  if (task.piece !== undefined) {
+    acc.hex = storePiece(store, task, data, task.piece, acc, writes);
+    return acc;
+  }
   if (task.chunk !== undefined && data.length > task.chunk.min) {
     const cuts = chunkOffsets(data, { minBytes: task.chunk.min, avgBytes: task.chunk.avg, maxBytes: task.chunk.max }).filter((c) => c > 0 && c < data.length);
     if (cuts.length > 0) {
@@ -104,8 +116,8 @@ function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[]): Inge
 }
 
 function failure(e: unknown): TaskOutcome {
-  const code = isGridboxError(e) ? e.code : (e as { gridboxCode?: string }).gridboxCode;
-  return { ok: false, code, message: (e as Error)?.message ?? String(e) };
+  if (isGridboxError(e)) return { ok: false, code: e.code, message: e.message, objectId: e.fields.objectId as string | undefined, path: e.fields.path as string | undefined };
+  return { ok: false, code: (e as { gridboxCode?: string }).gridboxCode, message: (e as Error)?.message ?? String(e) };
 }
 
 parentPort!.on('message', (req: WorkerRequest) => {
@@ -128,5 +140,10 @@ parentPort!.on('message', (req: WorkerRequest) => {
     }
     return { ok: true, result };
   });
-  void Promise.all(done).then((outcomes) => parentPort!.postMessage({ seq: req.seq, outcomes } satisfies WorkerReply));
+  void Promise.all(done).then((outcomes) => {
+    // Transferred piece buffers go back (their writes are done): the sender reuses them, so the pieces
+    // in flight are the only piece memory, whenever this thread's garbage collector runs.
+    const returned = req.tasks.map((t, i) => (t.transfer && t.bytes !== undefined && outcomes[i].ok ? t.bytes.buffer as ArrayBuffer : null));
+    parentPort!.postMessage({ seq: req.seq, outcomes, returned } satisfies WorkerReply, returned.filter((b): b is ArrayBuffer => b !== null));
+  });
 });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { formatObjectId, objectKey } from '../hash/object-id.js';
 import type { Tag } from '../history/history-db.js';
+import { isAlive } from '../plumbing/process-identity.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { FsStore } from '../store/fs-store.js';
 import { buildCatalogs } from './catalog-build.js';
 import { commitHead, readHead, type Head } from './head.js';
@@ -17,7 +19,16 @@ import { forEachCatalog, loadRevision } from './revision-load.js';
 async function withLock<T>(layout: RepoLayout, action: string, fn: (store: FsStore, head: Head, tmpDir: string) => Promise<T>): Promise<T> {
   await mkdir(layout.state, { recursive: true });
   const lock = await acquirePublishLock(layout.lock, layout.fqrn, action);
-  const tmpDir = await mkdtemp(join(layout.state, `${action}-`));
+  try {
+    // Under the lock: what dead transactions left (temp dirs, objects' temp files) goes first.
+    removeDeadOwnedDirs(layout.state, 'txn');
+    const store = new FsStore(layout.srv);
+    await store.removeDeadTemps(isAlive);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+  const tmpDir = makeOwnedDir(layout.state, 'txn');
   try {
     return await fn(new FsStore(layout.srv), await readHead(layout), tmpDir);
   } finally {

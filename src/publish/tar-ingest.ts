@@ -1,23 +1,22 @@
 // `ingest`: publishes a tar stream at a repository path without extracting it to disk (spec §8.3).
 // Entries come from tar/tar-reader.ts (path normalisation and limits; unsafe names refused); file bytes
-// go to the worker pool as they stream past. Ownership is kept from the archive (images need it).
+// go to the transaction's ingest as they stream past (large files are cut into pieces on the way, never
+// held whole). Ownership is kept from the archive (images need it).
 import type { Readable } from 'node:stream';
 import { GridboxError, q } from '../errors.js';
 import { parentPath, type Entry } from '../fstree/entry.js';
 import { readTar } from '../tar/tar-reader.js';
-import { runTransaction, type PublishOptions, type PublishReport, type SourceItem } from './publisher.js';
+import { publishItems, settleAll, type PublishOptions, type PublishReport, type SourceItem } from './publisher.js';
 import type { FileContent } from './tree.js';
 
-/** Files larger than this are still read whole (chunking needs the bytes); the pool bounds concurrency. */
-const MAX_PENDING = 16;
-
 export async function ingestTar(input: AsyncIterable<Uint8Array> | Readable, opts: PublishOptions & { label?: string }): Promise<PublishReport> {
-  return runTransaction(opts, async (ingest) => {
+  const label = opts.label ?? 'tar stream';
+  return publishItems(opts, async (ctx) => {
     const items = new Map<string, SourceItem>();
     const pending: Promise<void>[] = [];
     const contents = new Map<string, Promise<FileContent>>();
     const now = Math.floor(Date.now() / 1000);
-    for await (const t of readTar(input, { strict: true, label: opts.label ?? 'tar stream' })) {
+    for await (const t of readTar(input, { strict: true, label })) {
       const entry: Entry = { ...t.entry };
       if (t.linkTo !== undefined) {
         const target = items.get(t.linkTo);
@@ -38,17 +37,16 @@ export async function ingestTar(input: AsyncIterable<Uint8Array> | Readable, opt
       const item: SourceItem = { entry };
       items.set(entry.path, item);
       if (entry.type === 'file') {
-        const chunks: Buffer[] = [];
-        for await (const c of t.content ?? []) chunks.push(c);
-        const bytes = Buffer.concat(chunks);
-        entry.size = bytes.length;
-        const p = ingest(bytes);
+        // Resolves once the entry's bytes were read (the archive moves on); `stored` once they are objects.
+        const { stored } = await ctx.ingest.put({ kind: 'stream', stream: t.content ?? emptyStream(), label: `${label}: ${entry.path}` }, entry.size);
+        const p = stored.then((r) => r.content);
+        p.catch(() => undefined);
         contents.set(entry.path, p);
         pending.push(p.then((c) => { item.content = c; }));
-        if (pending.length >= MAX_PENDING) await Promise.all(pending.splice(0));
       }
     }
-    await Promise.all(pending);
+    ctx.ingest.flush();
+    await settleAll(pending);
     // Archives may omit the root and parent directories: add them as 0755 directories.
     const dir = (path: string): SourceItem => ({ entry: { path, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 4096, mtime: now, mtimeNs: 0 } });
     for (const p of [...items.keys()]) {
@@ -63,3 +61,5 @@ export async function ingestTar(input: AsyncIterable<Uint8Array> | Readable, opt
     return [...items.values()];
   });
 }
+
+async function* emptyStream(): AsyncGenerator<Uint8Array> { /* a file entry without content */ }

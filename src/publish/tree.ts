@@ -12,7 +12,14 @@ export interface FileContent {
   compression: Compression;
 }
 
-export type ContentSource = { kind: 'file'; path: string } | { kind: 'bytes'; bytes: Uint8Array };
+/**
+ * Where a file's bytes come from: a file (whole, or `size` bytes at `offset` of a spool file), bytes in
+ * memory, or a stream read once in order (a tar entry; `label` names it in errors).
+ */
+export type ContentSource =
+  | { kind: 'file'; path: string; offset?: number }
+  | { kind: 'bytes'; bytes: Uint8Array }
+  | { kind: 'stream'; stream: AsyncIterable<Uint8Array>; label: string };
 
 export interface TreeItem {
   /** `entry.path` is kept repository-relative ("a/b"); the map key is the catalog form ("/a/b"). */

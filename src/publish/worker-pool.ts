@@ -18,7 +18,17 @@ export interface ChunkParams {
 export interface IngestTask {
   /** File to read (absolute), or bytes already in memory (tar streams). */
   sourcePath?: string;
+  /** With sourcePath: read `length` bytes at `offset` (a file inside a spool file); else the whole file. */
+  offset?: number;
+  length?: number;
   bytes?: Uint8Array;
+  /**
+   * `bytes` are one piece of a file the main thread cut (content-ingest.ts): stored as one object with
+   * this suffix ('P' chunk, '' sole piece), never cut again.
+   */
+  piece?: '' | 'P';
+  /** `bytes` own their whole ArrayBuffer and are moved to the worker, not copied (the sender lets go). */
+  transfer?: boolean;
   algorithm: HashAlgorithm;
   compression: Compression;
   /** Absent: never chunk. */
@@ -34,18 +44,20 @@ export interface IngestResult {
   /** Objects that were not in the store before. */
   objectsWritten: number;
   bytesWritten: number;
+  /** A transferred task's buffer, moved back once the worker is done with it (for reuse). */
+  returned?: ArrayBuffer;
 }
 
 /** Message shapes between pool and worker (ingest-worker.ts): one reply per batch, one outcome per task. */
 export interface WorkerRequest { seq: number; tasks: IngestTask[]; srvDir: string }
-export type TaskOutcome = { ok: true; result: IngestResult } | { ok: false; code?: string; message: string };
-export interface WorkerReply { seq: number; outcomes: TaskOutcome[] }
+export type TaskOutcome = { ok: true; result: IngestResult } | { ok: false; code?: string; message: string; objectId?: string; path?: string };
+export interface WorkerReply { seq: number; outcomes: TaskOutcome[]; returned?: (ArrayBuffer | null)[] }
 
 /** Per task of a batch: its result, or the error that task alone failed with. */
 export type BatchOutcome = IngestResult | GridboxError;
 
 /** Stop scheduling more work while this many file bytes are in flight (at least one task always runs). */
-const MAX_INFLIGHT_BYTES = 256 << 20;
+export const MAX_INFLIGHT_BYTES = 128 << 20;
 /** Batches queued on one worker: enough that it never waits for the main thread. */
 const MAX_INFLIGHT_PER_WORKER = 4;
 
@@ -82,7 +94,7 @@ export class WorkerPool {
     }
   }
 
-  /** Queues one file; resolves when its objects are stored. Fails with PUBLISH_SOURCE for unreadable input. */
+  /** Queues one file; resolves when its objects are stored. Fails with PUBLISH_SOURCE for unreadable input, STORE_* when the store fails. */
   async run(task: IngestTask, weight = 0): Promise<IngestResult> {
     const [r] = await this.runBatch([task], weight);
     if (r instanceof GridboxError) throw r;
@@ -128,7 +140,8 @@ export class WorkerPool {
         this.inflightBytes += next.weight;
         slot.inflight.set(next.seq, next);
         const req: WorkerRequest = { seq: next.seq, tasks: next.tasks, srvDir: this.srvDir };
-        slot.w.postMessage(req);
+        const transfer = next.tasks.flatMap((t) => (t.transfer && t.bytes !== undefined ? [t.bytes.buffer as ArrayBuffer] : []));
+        slot.w.postMessage(req, transfer);
         sent = true;
       }
     }
@@ -140,9 +153,11 @@ export class WorkerPool {
     slot.inflight.delete(m.seq);
     this.inflightBytes -= p.weight;
     p.resolve(m.outcomes.map((o, i) => {
-      if (o.ok) return o.result;
+      if (o.ok) return m.returned?.[i] ? { ...o.result, returned: m.returned[i]! } : o.result;
       const task = p.tasks[i];
       const code = (o.code ?? 'PUBLISH_FAILED') as ErrorCode;
+      // Store failures keep their own message (object and path); source failures name the source.
+      if (code.startsWith('STORE_')) return new GridboxError(code, o.message, { objectId: o.objectId, path: o.path });
       const where = task.sourcePath ?? 'in-memory content';
       return new GridboxError(code, o.message.includes(where) ? o.message : `Cannot ingest ${q(where)}: ${o.message}`, { path: task.sourcePath });
     }));

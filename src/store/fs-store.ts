@@ -1,12 +1,28 @@
 // ObjectStore over a repository's public directory: objects at <srvRepoDir>/data/XX/rest, written to
 // data/txn/ first and renamed into place, so a reader never sees a partial object. Spec: cvmfs-format.md §1.1.
 // Knows nothing of hashing or compression (object-io.ts does that).
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { close, fsync, mkdir as mkdirCb, open as openCb, rename as renameCb, unlink as unlinkCb, write as writeCb } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { GridboxError, q } from '../errors.js';
 import { parseObjectKey } from '../hash/object-id.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore, ObjectWriter } from './object-store.js';
+
+/** Temp files of writers: `<hint>.tmp.<pid>.<thread>.<seq>` in data/txn/, so a dead writer's are found by pid. */
+const TEMP_RE = /\.tmp\.(\d+)\./;
+let tempSeq = 0;
+
+/** The pid that owns a temp file in data/txn/ (undefined for foreign names). */
+export function tempFileOwner(name: string): number | undefined {
+  const m = TEMP_RE.exec(name);
+  return m === null ? undefined : Number(m[1]);
+}
+
+// Callback fs calls wrapped once: lighter than FileHandle promises at tens of thousands of small objects
+// (creating a file mostly waits on the journal, and a worker compresses the next file meanwhile).
+const cb = <T>(f: (done: (e: NodeJS.ErrnoException | null, v?: T) => void) => void): Promise<T> =>
+  new Promise<T>((resolve, reject) => f((e, v) => (e ? reject(e) : resolve(v as T))));
 
 const HEX2 = /^[0-9a-f]{2}$/;
 
@@ -63,25 +79,101 @@ export class FsStore implements ObjectStore {
   }
 
   async put(key: string, bytes: Uint8Array): Promise<void> {
-    const path = this.pathOf(key);
     if (await this.has(key)) return;
-    const txnDir = join(this.dataDir, 'txn');
-    const tmp = join(txnDir, `${key.slice(0, 12)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+    const w = this.openWriter(key);
     try {
-      await this.writeTemp(tmp, bytes).catch(async (e) => {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        await mkdir(txnDir, { recursive: true });
-        await this.writeTemp(tmp, bytes);
-      });
-      await rename(tmp, path).catch(async (e) => {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        await mkdir(join(this.dataDir, key.slice(0, 2)), { recursive: true });
-        await rename(tmp, path);
-      });
+      await w.write(bytes);
+      await w.commit(key);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
-      throw this.ioError('write', key, e);
+      await w.abort();
+      throw e;
     }
+  }
+
+  openWriter(keyHint?: string): ObjectWriter {
+    if (keyHint !== undefined) this.pathOf(keyHint);
+    const txnDir = join(this.dataDir, 'txn');
+    const tmp = join(txnDir, `${(keyHint ?? 'new').slice(0, 12)}.tmp.${process.pid}.${threadId}.${tempSeq++}`);
+    let fd: number | undefined;
+    let finished = false;
+    const fail = (action: string, key: string | undefined, e: unknown): GridboxError => {
+      const path = key !== undefined ? this.pathOf(key) : tmp;
+      return new GridboxError('STORE_IO', `Cannot ${action} object ${q(key ?? 'new object')} at ${q(path)}: ${(e as Error)?.message ?? e}`, { objectId: key, path, cause: e });
+    };
+    const ensureOpen = async (): Promise<number> => {
+      if (fd !== undefined) return fd;
+      const openTemp = () => cb<number>((d) => openCb(tmp, 'wx', 0o644, d));
+      fd = await openTemp().catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        await cb((d) => mkdirCb(txnDir, { recursive: true }, (err) => d(err)));
+        return openTemp();
+      });
+      return fd;
+    };
+    const closeFd = async (): Promise<void> => {
+      if (fd === undefined) return;
+      const f = fd;
+      fd = undefined;
+      await cb<void>((d) => close(f, (e) => d(e ?? null)));
+    };
+    return {
+      write: async (bytes) => {
+        if (finished) throw fail('write', keyHint, new Error('writer already committed or aborted'));
+        try {
+          const f = await ensureOpen();
+          for (let off = 0; off < bytes.length;) {
+            off += await cb<number>((d) => writeCb(f, bytes, off, bytes.length - off, null, d));
+          }
+        } catch (e) {
+          throw fail('write', keyHint, e);
+        }
+      },
+      commit: async (key) => {
+        if (finished) throw fail('commit', key, new Error('writer already committed or aborted'));
+        const path = this.pathOf(key);
+        try {
+          const f = await ensureOpen();
+          if (this.opts.fsync) await cb<void>((d) => fsync(f, (e) => d(e ?? null)));
+          await closeFd();
+          // Renaming over an existing object is harmless: same key, same bytes (content-addressed).
+          await cb<void>((d) => renameCb(tmp, path, (e) => d(e ?? null))).catch(async (e: NodeJS.ErrnoException) => {
+            if (e.code !== 'ENOENT') throw e;
+            await mkdir(join(this.dataDir, key.slice(0, 2)), { recursive: true });
+            await cb<void>((d) => renameCb(tmp, path, (err) => d(err ?? null)));
+          });
+          finished = true;
+        } catch (e) {
+          finished = true;
+          await closeFd().catch(() => undefined);
+          await cb<void>((d) => unlinkCb(tmp, () => d(null)));
+          throw fail('store', key, e);
+        }
+      },
+      abort: async () => {
+        if (finished) return;
+        finished = true;
+        await closeFd().catch(() => undefined);
+        await cb<void>((d) => unlinkCb(tmp, () => d(null)));
+      },
+    };
+  }
+
+  /**
+   * Removes temp files in data/txn/ whose writer process is gone (a killed publish): they are not
+   * objects, so gc would never see them. `isAlive` decides (pids recycle: the caller knows better).
+   */
+  async removeDeadTemps(isAlive: (pid: number) => boolean): Promise<string[]> {
+    const txnDir = join(this.dataDir, 'txn');
+    let names: string[];
+    try { names = await readdir(txnDir); } catch { return []; }
+    const removed: string[] = [];
+    for (const name of names) {
+      const pid = tempFileOwner(name);
+      if (pid === undefined || pid === process.pid || isAlive(pid)) continue;
+      await rm(join(txnDir, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
   }
 
   async delete(key: string): Promise<void> {
@@ -114,17 +206,9 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  private async writeTemp(tmp: string, bytes: Uint8Array): Promise<void> {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(bytes);
-      if (this.opts.fsync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  }
 
   private ioError(action: string, key: string, cause: unknown): GridboxError {
-    return new GridboxError('STORE_IO', `Cannot ${action} object ${q(key)} in ${q(this.dataDir)}: ${(cause as Error)?.message ?? cause}`, { objectId: key, path: this.dataDir, cause });
+    const path = action === 'list' ? this.dataDir : this.pathOf(key);
+    return new GridboxError('STORE_IO', `Cannot ${action} object ${q(key)} at ${q(path)}: ${(cause as Error)?.message ?? cause}`, { objectId: key, path, cause });
   }
 }

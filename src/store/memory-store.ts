@@ -2,7 +2,7 @@
 // Not persistent and not size-limited.
 import { GridboxError, q } from '../errors.js';
 import { parseObjectKey } from '../hash/object-id.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore, ObjectWriter } from './object-store.js';
 
 export class MemoryStore implements ObjectStore {
   private readonly objects = new Map<string, Buffer>();
@@ -20,6 +20,20 @@ export class MemoryStore implements ObjectStore {
   async put(key: string, bytes: Uint8Array): Promise<void> {
     parseObjectKey(key);
     if (!this.objects.has(key)) this.objects.set(key, Buffer.from(bytes));
+  }
+
+  openWriter(): ObjectWriter {
+    let parts: Buffer[] | undefined = [];
+    return {
+      write: async (bytes) => { if (parts === undefined) throw new GridboxError('STORE_IO', 'Cannot write to an object writer after commit or abort'); parts.push(Buffer.from(bytes)); },
+      commit: async (key) => {
+        if (parts === undefined) throw new GridboxError('STORE_IO', `Cannot commit object ${q(key)}: the writer was already committed or aborted`, { objectId: key });
+        const bytes = Buffer.concat(parts);
+        parts = undefined;
+        await this.put(key, bytes);
+      },
+      abort: async () => { parts = undefined; },
+    };
   }
 
   async delete(key: string): Promise<void> {

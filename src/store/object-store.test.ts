@@ -75,6 +75,28 @@ for (const [name, make] of Object.entries(implementations)) {
     await assert.rejects(store.put('../../etc/passwd', Buffer.from('x')), rejectsWith('HASH_BAD_ID'));
   }));
 
+  test(`${name}: a writer streams an object in pieces; commit makes it visible, abort leaves nothing`, withStore(async ({ store }) => {
+    const parts = [Buffer.from('stream'), Buffer.alloc(0), Buffer.alloc(100_000, 3), Buffer.from('ed')];
+    const whole = Buffer.concat(parts);
+    const key = objectKey(hashBytes('sha1', whole), 'P');
+    const w = store.openWriter();
+    for (const p of parts) await w.write(p);
+    assert.equal(await store.has(key), false, 'invisible before commit');
+    await w.commit(key);
+    assert.deepEqual(await store.get(key), whole);
+    await w.abort();
+    assert.deepEqual(await store.get(key), whole, 'abort after commit changes nothing');
+    const other = objectKey(hashBytes('sha1', Buffer.from('never')), 'P');
+    const a = store.openWriter(other);
+    await a.write(Buffer.from('never'));
+    await a.abort();
+    await a.abort();
+    assert.equal(await store.has(other), false);
+    const keys: string[] = [];
+    for await (const k of store.list()) keys.push(k);
+    assert.deepEqual(keys, [key]);
+  }));
+
   for (const algorithm of ['sha1', 'rmd160', 'shake128'] as const) {
     test(`${name}: writeObject/readObject round-trip with ${algorithm} and zlib`, withStore(async ({ store }) => {
       const content = Buffer.from('content '.repeat(1000));
@@ -137,6 +159,40 @@ test('FsStore lays objects out as data/XX/rest with the 00..ff skeleton and leav
     assert.ok((await stat(join(srv, 'data', text.slice(0, 2), text.slice(2)))).isFile());
     assert.deepEqual(await readdir(join(srv, 'data', 'txn')), []);
     assert.deepEqual(await readFile(join(srv, 'data', text.slice(0, 2), text.slice(2))), await store.get(w.key));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('FsStore that cannot write fails with STORE_IO naming the object and its path', async () => {
+  const dir = await makeTempDir();
+  try {
+    const store = await FsStore.create(join(dir, 'srv'));
+    // data/txn a file, not a directory: fails for root too (the publish test uses a read-only mount).
+    await rm(join(dir, 'srv', 'data', 'txn'), { recursive: true });
+    await writeFile(join(dir, 'srv', 'data', 'txn'), '');
+    const key = objectKey(hashBytes('sha1', Buffer.from('x')));
+    await assert.rejects(store.put(key, Buffer.from('x')), rejectsWith('STORE_IO', (e) => {
+      assert.ok(e.message.includes(key), e.message);
+      assert.equal(e.fields.path, store.pathOf(key));
+    }));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('FsStore.removeDeadTemps removes temp files of dead writers only', async () => {
+  const dir = await makeTempDir();
+  try {
+    const store = await FsStore.create(join(dir, 'srv'));
+    const txn = join(dir, 'srv', 'data', 'txn');
+    await writeFile(join(txn, 'abc.tmp.999999.0.1'), 'dead');
+    await writeFile(join(txn, `abc.tmp.${process.pid}.0.2`), 'mine');
+    await writeFile(join(txn, 'abc.tmp.4242.0.3'), 'alive');
+    await writeFile(join(txn, 'foreign'), 'x');
+    const removed = await store.removeDeadTemps((pid) => pid === 4242);
+    assert.deepEqual(removed, ['abc.tmp.999999.0.1']);
+    assert.deepEqual((await readdir(txn)).sort(), ['abc.tmp.4242.0.3', `abc.tmp.${process.pid}.0.2`, 'foreign'].sort());
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

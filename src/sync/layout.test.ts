@@ -15,6 +15,7 @@ import type { FlatTree } from '../oci/flatten.js';
 import type { RuntimeSettings } from '../oci/image.js';
 import { withTempDir } from '../testing/tmp.js';
 import { EMPTY_FILES, envScript, imageItems, imageTreePath, MOUNTPOINTS, relativeTarget, runscript } from './layout.js';
+import type { ChangeItem } from '../publish/changeset.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const BUSYBOX = '/bin/busybox';
@@ -261,14 +262,14 @@ test('imageItems() adds mountpoints, empty /etc/hosts and /etc/resolv.conf, .sin
       const it = byPath.get(f)!;
       assert.equal(it.entry.type, 'file', f);
       assert.equal(it.entry.size, 0, f);
-      assert.equal((await it.read!()).length, 0, f);
+      assert.equal((await readItem(it)).length, 0, f);
       assert.equal(keys.has(it), false, `${f} is generated, not layer content`);
     }
     const data = byPath.get('data/f')!;
-    assert.equal(Buffer.from(await data.read!()).toString(), 'world');
+    assert.equal(Buffer.from(await readItem(data)).toString(), 'world');
     assert.equal(keys.get(data), `${LAYER}@${'JUNK127.0.0.1oops'.length}+5`);
 
-    const text = async (p: string): Promise<string> => Buffer.from(await byPath.get(p)!.read!()).toString();
+    const text = async (p: string): Promise<string> => Buffer.from(await readItem(byPath.get(p)!)).toString();
     assert.equal(await text('.singularity.d/env/90-environment.sh'), envScript(SETTINGS.env));
     assert.equal(await text('.singularity.d/runscript'), runscript(SETTINGS.entrypoint, SETTINGS.cmd));
     assert.equal(byPath.get('.singularity.d/runscript')!.entry.mode, 0o755);
@@ -279,7 +280,7 @@ test('imageItems() adds mountpoints, empty /etc/hosts and /etc/resolv.conf, .sin
     assert.equal(byPath.get('singularity')!.entry.target, '.singularity.d/runscript');
     assert.equal(byPath.get('environment')!.entry.target, '.singularity.d/env/90-environment.sh');
     assert.equal(byPath.get('.cvmfscatalog')!.entry.size, 0);
-    for (const it of items) if (it.entry.type === 'file') assert.equal(it.entry.size, (await it.read!()).length, it.entry.path);
+    for (const it of items) if (it.entry.type === 'file') assert.equal(it.entry.size, (await readItem(it)).length, it.entry.path);
   });
 });
 
@@ -325,3 +326,13 @@ test('the env script under the runtime action script: APPTAINERENV_ > image Env 
     assert.ok(readFileSync(join(root, '.singularity.d/env/90-environment.sh'), 'utf8').startsWith('#!/bin/sh\n'));
   });
 });
+
+/** An item's bytes as the publisher would read them: its spool range or its in-memory bytes. */
+async function readItem(it: ChangeItem): Promise<Uint8Array> {
+  const src = it.source;
+  if (src === undefined) return it.read ? it.read() : new Uint8Array(0);
+  if (src.kind === 'bytes') return src.bytes;
+  if (src.kind !== 'file') throw new Error('unexpected stream source');
+  const whole = await readFile(src.path);
+  return whole.subarray(src.offset ?? 0, (src.offset ?? 0) + it.entry.size);
+}

@@ -1,13 +1,13 @@
 // Where synced images live in the repository and what is added to a flattened image: the tree at
 // `.images/<xx>/<config digest rest>` with `.singularity.d` (env, runscript, labels.json, workdir, action
 // scripts), the mountpoints a runtime binds onto, a nested-catalog marker, and relative public symlinks.
-// Pure apart from reading spooled file bytes on demand (files the flattener already stored keep their
-// content); publishing is changeset.ts's job.
-import { open } from 'node:fs/promises';
+// Pure: spooled file bytes are named as ranges of their spool file (the publisher streams them, so a
+// file of any size is never held whole); files the flattener already stored keep their content;
+// publishing is changeset.ts's job.
 import { posix } from 'node:path';
 import type { Entry } from '../fstree/entry.js';
 import { digestHex, type Digest } from '../oci/digest.js';
-import type { ContentRef, FlatTree } from '../oci/flatten.js';
+import type { FlatTree } from '../oci/flatten.js';
 import type { RuntimeSettings } from '../oci/image.js';
 import type { ChangeItem } from '../publish/changeset.js';
 import type { FileContent } from '../publish/tree.js';
@@ -122,7 +122,7 @@ export interface ImageItems {
 }
 
 /**
- * The items of one image tree: the flattened entries (bytes read from the spool on demand) plus the
+ * The items of one image tree: the flattened entries (bytes as ranges of the spool files) plus the
  * generated files above. `layerDigests[i]` is the digest of the layer whose spool is `tree.spoolFiles[i]`.
  */
 export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDigests: readonly string[], mtime: number): ImageItems {
@@ -135,7 +135,7 @@ export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDiges
       const ref = tree.contents.get(e.path)!;
       // Bytes the flattener's sink already stored need no reading.
       if (ref.stored !== undefined) { it.content = ref.stored as FileContent; byPath.set(e.path, it); continue; }
-      it.read = () => readContent(ref);
+      it.source = { kind: 'file', path: ref.spoolPath, offset: ref.offset };
       const layer = spoolLayer.get(ref.spoolPath);
       if (layer !== undefined) keys.set(it, `${layer}@${ref.offset}+${ref.size}`);
     }
@@ -158,7 +158,7 @@ export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDiges
     ensureDir(posix.dirname(path));
     if (byPath.has(path)) removeBelow(byPath, path);
     const bytes = Buffer.from(text);
-    byPath.set(path, { entry: { path, type: 'file', mode, uid: 0, gid: 0, size: bytes.length, mtime, mtimeNs: 0 }, read: async () => bytes });
+    byPath.set(path, { entry: { path, type: 'file', mode, uid: 0, gid: 0, size: bytes.length, mtime, mtimeNs: 0 }, source: { kind: 'bytes', bytes } });
   };
   if (!byPath.has('')) byPath.set('', { entry: dir('') });
   for (const m of MOUNTPOINTS) ensureDir(m, m.endsWith('tmp') ? 0o1777 : 0o755);
@@ -178,22 +178,4 @@ function removeBelow(map: Map<string, ChangeItem>, path: string): void {
   map.delete(path);
   const prefix = `${path}/`;
   for (const k of map.keys()) if (k.startsWith(prefix)) map.delete(k);
-}
-
-/** Reads one spooled file fully (the publisher hashes whole files; it bounds how many are in memory). */
-export async function readContent(ref: ContentRef): Promise<Uint8Array> {
-  const buf = Buffer.allocUnsafe(ref.size);
-  if (ref.size === 0) return buf;
-  const fh = await open(ref.spoolPath, 'r');
-  try {
-    let got = 0;
-    while (got < ref.size) {
-      const { bytesRead } = await fh.read(buf, got, ref.size - got, ref.offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === ref.size ? buf : buf.subarray(0, got);
-  } finally {
-    await fh.close();
-  }
 }

@@ -3,10 +3,11 @@
 // in the repository's server-side state dir. One failing image is reported and never blocks the others.
 // Not the CLI (argv, progress bars) and not the registry protocol (oci/registry-client.ts).
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
+import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { type Digest } from '../oci/digest.js';
 import type { Entry } from '../fstree/entry.js';
 import { disposeFlatTree, type ContentSink, type DevicePolicy, type FlatTree, type FlattenOptions, type LayerRecord, type PermissionPolicy } from '../oci/flatten.js';
@@ -15,6 +16,7 @@ import { formatReference } from '../oci/reference.js';
 import type { Platform } from '../oci/image.js';
 import type { RegistryClient, ResolvedImage } from '../oci/registry-client.js';
 import { publishChangesWith, type Change, type ChangesetContext } from '../publish/changeset.js';
+import { STREAM_MIN_BYTES } from '../publish/content-ingest.js';
 import { phaseTimer } from '../publish/phase-timer.js';
 import type { PublishReport } from '../publish/publisher.js';
 import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
@@ -147,8 +149,9 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   await notify({ action: 'start_cycle', images: expanded.images.length, dry_run: !!opts.dryRun });
 
   const spoolRoot = join(opts.layout.state, 'sync');
-  await mkdir(spoolRoot, { recursive: true });
-  const spool = await mkdtemp(join(spoolRoot, 'spool-'));
+  // A killed sync's spool (up to the size of its largest layer files) goes now; live ones stay.
+  removeDeadOwnedDirs(spoolRoot, 'spool');
+  const spool = makeOwnedDir(spoolRoot, 'spool');
   const prepared: Prepared[] = [];
   const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
   const keptNames = new Set<string>();
@@ -213,10 +216,12 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
       const fresh = new WeakSet<object>();
       const sink: ContentSink = {
         put: async (bytes) => {
-          const { stored } = await ctx.ingest.put(bytes);
+          const { stored } = await ctx.ingest.storeBytes(bytes);
           return { stored: stored.then((c) => { fresh.add(c); return c; }) };
         },
         flush: () => ctx.ingest.flush(),
+        // Larger files are spooled and streamed from there in pieces, never held whole in memory.
+        maxFileBytes: STREAM_MIN_BYTES,
       };
       const all: Change[] = [];
       for (const [i, p] of prepared.entries()) {
