@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { largeFileRepo } from '../testing/large-file.js';
 import { makeTempDir } from '../testing/tmp.js';
-import { cliEnv, cliMain, fuseSkipReason, gridbox, runChild, sh } from '../vfs/mount-fixture.test.js';
+import { cliEnv, cliMain, fuseSkipReason, gridbox, runChild } from '../vfs/mount-fixture.test.js';
 
 const MiB = 2 ** 20;
 /** The bound the issue sets for a reading client. */
@@ -65,8 +65,8 @@ test('a 6 GiB chunked file reads back byte-identical through cat and the mount, 
         assert.equal(m.code, 0, m.stderr);
         try {
           const pid = (JSON.parse((await gridbox(['status', mnt, '--json'], env)).stdout) as { pid: number }).pid;
-          const r = await sh(`cmp ${JSON.stringify(repo.file)} ${JSON.stringify(join(mnt, repo.path))} && echo identical`);
-          assert.equal(r.stdout.trim(), 'identical', r.stderr);
+          const r = await runChild('bash', ['-c', `cmp ${JSON.stringify(repo.file)} ${JSON.stringify(join(mnt, repo.path))} && echo identical`], { env, timeoutMs: 1_800_000 });
+          assert.equal(r.stdout.trim(), 'identical', `cmp exited ${r.code}: ${r.stderr}`);
           const hwm = vmHwmBytes(pid);
           t.diagnostic(`mount daemon peak RSS ${(hwm / MiB).toFixed(1)} MiB for ${LARGE_FILE_BYTES / MiB} MiB`);
           assert.ok(hwm < CLIENT_RSS_MAX_BYTES, `mount daemon peak RSS ${hwm} bytes`);
