@@ -115,15 +115,14 @@ export class ObjectCache {
       return hit;
     }
     const key = cacheKey(id);
-    let f = this.inflight.get(key);
-    if (f !== undefined) {
-      f.callers++;
-      const shared = await f.result;
+    const running = this.inflight.get(key);
+    if (running !== undefined) {
+      running.callers++;
+      const shared = await running.result;
       if (opts.pin) this.quota.pin(key);
       return shared.view();
     }
     const entry: Inflight = { callers: 1, result: undefined as unknown as Promise<SharedHandle> };
-    f = entry;
     entry.result = (async () => {
       let obj: CachedObject;
       try {
