@@ -6,7 +6,7 @@ export interface ErrorEdge {
   /** A retry (another host, proxy, or attempt) may succeed. */
   retryable: boolean;
   /** errno name the FUSE layer answers with. */
-  errno: 'EIO' | 'ENOENT' | 'EACCES' | 'EINVAL' | 'ENOTDIR' | 'EISDIR' | 'ENOSPC' | 'EBUSY' | 'ENOSYS';
+  errno: 'EIO' | 'ENOENT' | 'EACCES' | 'EINVAL' | 'ENOTDIR' | 'EISDIR' | 'ENOSPC' | 'EBUSY' | 'ENOSYS' | 'ELOOP';
   /** HTTP status the server answers with. */
   http: number;
   /** CLI exit code. */
@@ -23,6 +23,8 @@ export const ERROR_TABLE = {
   NOT_FOUND: E(false, 'ENOENT', 404, 1),
   NOT_SUPPORTED: E(false, 'ENOSYS', 501, 1),
   INTERNAL: E(false, 'EIO', 500, 1),
+  /** Too many symlinks resolving a repository path (a loop). */
+  ELOOP: E(false, 'ELOOP', 508, 1),
   // plumbing: locks and databases any layer uses
   LOCK_HELD: E(false, 'EBUSY', 409, 1),
   SQLITE_INVALID: E(false, 'EIO', 500, 1),
@@ -91,6 +93,7 @@ export const ERROR_TABLE = {
   FUSE_UNAVAILABLE: E(false, 'EIO', 500, 1),
   FUSE_PROTOCOL: E(false, 'EIO', 500, 1),
   MOUNT_FAILED: E(false, 'EIO', 500, 1),
+  MOUNT_POINT_BUSY: E(false, 'EBUSY', 500, 1),
   // launcher (Apptainer exits 255 for runtime errors)
   LAUNCH_NO_USERNS: E(false, 'EIO', 500, 255),
   LAUNCH_NO_IMAGE: E(false, 'ENOENT', 404, 255),

@@ -1,6 +1,8 @@
-// Mount benchmark (issue 5): gridbox mount vs squashfuse_ll on a squashfs image (mksquashfs gzip) of the
-// same tree, in one run: whole-tree read (`tar cf - . | wc -c`) with objects in our local cache and the page
-// cache dropped, `find -printf %s` warm, and the first read with an empty cache from a loopback server.
+// Mount benchmark (issues 5, 11): gridbox mount vs squashfuse_ll on a squashfs image (mksquashfs gzip) of the
+// same tree and vs the tree itself on ext4, in one run: whole-tree read (`tar cf - . | wc -c`) with objects in
+// our local cache and the page cache dropped, with and without FUSE passthrough; `find -printf %s` warm; the
+// first read with an empty cache from a loopback server; `gridbox mount` on an empty cache and `gridbox
+// umount` until the daemon is gone.
 // Knobs: GRIDBOX_BENCH_MOUNT_MB (256), _FILES (20000), _ROUNDS (3), _COLD_ROUNDS (1), _DIR (tree kept between runs). Root only.
 import { execSync, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -89,11 +91,19 @@ export async function run(): Promise<string[]> {
     origin = await listenSrv({ srvDir: join(tree.repo, 'srv') });
     await mkdir(ours);
     await mkdir(theirs);
-    const mountOurs = async (cache: string): Promise<void> => {
-      await must(runChild(process.execPath, [main, 'mount', FQRN, ours, '--server', `${origin!.url}${FQRN}`, '--key', join(tree.repo, 'keys', `${FQRN}.pub`), '--cache', cache], env), 'gridbox mount');
+    const mountOurs = async (cache: string, extra: string[] = []): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      await must(runChild(process.execPath, [main, 'mount', FQRN, ours, '--server', `${origin!.url}${FQRN}`, '--key', join(tree.repo, 'keys', `${FQRN}.pub`), '--cache', cache, ...extra], env), 'gridbox mount');
       mounted = true;
+      return Number(process.hrtime.bigint() - t0) / 1e9;
     };
-    const umountOurs = async (): Promise<void> => { await must(runChild(process.execPath, [main, 'umount', ours], env), 'gridbox umount'); mounted = false; };
+    /** umount returns once the daemon has exited. */
+    const umountOurs = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      await must(runChild(process.execPath, [main, 'umount', ours], env), 'gridbox umount');
+      mounted = false;
+      return Number(process.hrtime.bigint() - t0) / 1e9;
+    };
     const readTree = async (dir: string): Promise<{ s: number; bytes: number }> => {
       execSync('sync');
       dropCaches();
@@ -106,24 +116,39 @@ export async function run(): Promise<string[]> {
     let bytes = 0;
     // Each round downloads the whole tree; GRIDBOX_BENCH_MOUNT_COLD_ROUNDS asks for more than one.
     const coldRounds = Number(process.env.GRIDBOX_BENCH_MOUNT_COLD_ROUNDS ?? 1);
+    const mountCold: number[] = [], unmounts: number[] = [];
     for (let r = 0; r < coldRounds; r++) {
-      await mountOurs(join(tmp, `cold${r}`));
+      mountCold.push(await mountOurs(join(tmp, `cold${r}`)));
       const t = await readTree(ours);
       firsts.push(t.s);
       bytes = t.bytes;
-      await umountOurs();
+      unmounts.push(await umountOurs());
       await rm(join(tmp, `cold${r}`), { recursive: true, force: true });
     }
+    // Mount and unmount alone, on an empty cache each time.
+    for (let r = 0; r < rounds; r++) {
+      mountCold.push(await mountOurs(join(tmp, `mc${r}`)));
+      unmounts.push(await umountOurs());
+      await rm(join(tmp, `mc${r}`), { recursive: true, force: true });
+    }
+
+    // Cached tree read without passthrough (every READ answered by the daemon).
+    const readNoPt: number[] = [];
+    await mountOurs(join(tmp, 'cache'), ['--no-passthrough']);
+    await timed(ours, 'tar cf - . | wc -c');
+    for (let r = 0; r < rounds; r++) readNoPt.push((await readTree(ours)).s);
+    await umountOurs();
 
     // Local cache filled, page cache dropped; then find warm. Interleaved with squashfuse_ll.
     await mountOurs(join(tmp, 'cache'));
     await timed(ours, 'tar cf - . | wc -c');
     await must(runChild('squashfuse_ll', [tree.sqfs, theirs]), 'squashfuse_ll');
     sqMounted = true;
-    const readOurs: number[] = [], readTheirs: number[] = [], findOurs: number[] = [], findTheirs: number[] = [];
+    const readOurs: number[] = [], readTheirs: number[] = [], readExt4: number[] = [], findOurs: number[] = [], findTheirs: number[] = [];
     for (let r = 0; r < rounds; r++) {
       readOurs.push((await readTree(ours)).s);
       readTheirs.push((await readTree(theirs)).s);
+      readExt4.push((await readTree(tree.src)).s);
     }
     // Warm: one untimed find each first, so both kernels hold every entry and attribute.
     const find = "find . -printf '%s\\n' | wc -l";
@@ -134,7 +159,11 @@ export async function run(): Promise<string[]> {
       findTheirs.push((await timed(theirs, find)).s);
     }
     const ro = median(readOurs), rt = median(readTheirs), fo = median(findOurs), ft = median(findTheirs), fr = median(firsts);
-    rows.push(`mount read-cached  gridbox ${cell(ro, bytes)} | squashfuse_ll ${cell(rt, bytes)} | ${(rt / ro).toFixed(2)}x (target >= 1.0x)`);
+    const rn = median(readNoPt), re = median(readExt4);
+    rows.push(`mount read-cached  gridbox passthrough ${cell(ro, bytes)} | squashfuse_ll ${cell(rt, bytes)} | ${(rt / ro).toFixed(2)}x squashfuse_ll (target >= 2x) | ext4 ${cell(re, bytes)}: ${(ro / re).toFixed(2)}x ext4's time (target <= 1.3x)`);
+    rows.push(`mount read-cached  gridbox no passthrough ${cell(rn, bytes)} | ${(rt / rn).toFixed(2)}x squashfuse_ll | ${(rn / re).toFixed(2)}x ext4's time`);
+    rows.push(`mount cold         gridbox mount, empty cache: median ${(median(mountCold) * 1000).toFixed(0)} ms (n=${mountCold.length}; stock cvmfs2 0.43 s in issue 11)`);
+    rows.push(`umount             gridbox umount until the daemon is gone: median ${(median(unmounts) * 1000).toFixed(0)} ms (n=${unmounts.length})`);
     rows.push(`mount find-warm    gridbox ${(fo * 1000).toFixed(1)} ms | squashfuse_ll ${(ft * 1000).toFixed(1)} ms | ${(ft / fo).toFixed(2)}x (target >= 3x)`);
     rows.push(`mount first-read   gridbox ${cell(fr, bytes)}  ${(fr * 1e6 / tree.files).toFixed(0)} us/file (empty cache, loopback server, ${coldRounds} round${coldRounds > 1 ? 's' : ''})`);
   } finally {

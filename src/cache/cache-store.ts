@@ -19,6 +19,8 @@ export interface CachedObject {
    */
   readSync(buf: Buffer, offset: number, length: number, position: number): number;
   readAll(): Promise<Buffer>;
+  /** The open file's descriptor while open, when the object is a local file (FUSE passthrough); absent for memory. */
+  readonly openFd?: number;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ function pidAlive(pid: number): boolean {
 class FileObject implements CachedObject {
   private fd: number;
   constructor(fd: number, readonly size: number, private readonly key: string) { this.fd = fd; }
+  get openFd(): number | undefined { return this.fd < 0 ? undefined : this.fd; }
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     return this.readSync(buf, offset, length, position);
   }

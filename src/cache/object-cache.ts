@@ -43,6 +43,7 @@ class SharedHandle {
       read: (b, off, len, pos) => o.read(b, off, len, pos),
       readSync: (b, off, len, pos) => o.readSync(b, off, len, pos),
       readAll: () => o.readAll(),
+      get openFd() { return closed ? undefined : o.openFd; },
       close: async () => {
         if (closed) return;
         closed = true;

@@ -2,7 +2,7 @@
 // CatalogEntry plain data. Synchronous, read-only; it neither fetches nor verifies objects, nor walks into
 // nested catalogs (the client's catalog tree does that with findNestedFor()).
 import { typeFromMode, type Entry } from '../fstree/entry.js';
-import { objectIdFromDigest, parseObjectId, type HashAlgorithm } from '../hash/object-id.js';
+import { objectIdFromDigest, parseObjectId, type HashAlgorithm, type ObjectId } from '../hash/object-id.js';
 import { GridboxError, q } from '../errors.js';
 import { decodeFlags } from './flags.js';
 import { md5path, normalizeCatalogPath } from './md5path.js';
@@ -33,6 +33,11 @@ export interface CatalogReader {
   counters(): CatalogCounters;
   /** Every row with its full path (rebuilt from parent hashes), in rowid order; chunks included. */
   entries(): CatalogEntry[];
+  /**
+   * The content objects regular files reference (whole files "", chunks "P"; external files left out),
+   * without rebuilding paths: what a replica must hold for this catalog. Duplicates possible.
+   */
+  objectRefs(): { id: ObjectId; suffix: '' | 'P' }[];
   close(): void;
 }
 
@@ -261,6 +266,32 @@ class SqliteCatalogReader implements CatalogReader {
       }
       return e;
     });
+  }
+
+  objectRefs(): { id: ObjectId; suffix: '' | 'P' }[] {
+    const out: { id: ObjectId; suffix: '' | 'P' }[] = [];
+    const S_IFMT = 0o170000, S_IFREG = 0o100000;
+    const chunked = new Set<string>();
+    const chunks = this.db.prepare(
+      `SELECT c.md5path_1 || ':' || c.md5path_2 AS k, c.hash AS hash, f.flags AS flags FROM chunks c JOIN catalog f` +
+        ` ON f.md5path_1 = c.md5path_1 AND f.md5path_2 = c.md5path_2 WHERE (f.mode & ${S_IFMT}) = ${S_IFREG}`,
+    ).all() as { k: string; hash: Buffer; flags: number }[];
+    for (const c of chunks) {
+      const f = decodeFlags(c.flags);
+      if (f.external || !f.chunked) continue;
+      chunked.add(c.k);
+      out.push({ id: this.digest(f.algorithm, c.hash, `chunk of ${c.k}`), suffix: 'P' });
+    }
+    const files = this.db.prepare(
+      `SELECT md5path_1 || ':' || md5path_2 AS k, hash, flags FROM catalog WHERE (mode & ${S_IFMT}) = ${S_IFREG}`,
+    ).all() as { k: string; hash: Buffer | null; flags: number }[];
+    for (const r of files) {
+      const f = decodeFlags(r.flags);
+      // A chunked file's bulk hash names no object; one without chunk rows is read whole, as entries() does.
+      if (f.external || (f.chunked && chunked.has(r.k))) continue;
+      if (r.hash && r.hash.length > 0 && r.hash.some((b) => b !== 0)) out.push({ id: this.digest(f.algorithm, r.hash, r.k), suffix: '' });
+    }
+    return out;
   }
 
   close(): void {

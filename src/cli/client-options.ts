@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { GridboxError, q } from '../errors.js';
 import { configFileOrder, parseShellConfig, resolveClientSettings, type ClientSettings, type ConfigMap } from '../client/client-config.js';
-import { createClient, cacheDirFor, type Client } from '../client/index.js';
-import { createClientDeps } from '../client/default-deps.js';
+import type { Client } from '../client/index.js';
 
 export interface ClientFlags {
   server?: string;
@@ -108,6 +107,9 @@ export async function loadMasterKeys(settings: ClientSettings): Promise<string[]
 export async function openClientFromFlags(fqrn: string, flags: ClientFlags, log?: (line: string) => void): Promise<Client> {
   const settings = await loadClientSettings(fqrn, flags);
   const keys = await loadMasterKeys(settings);
+  // Loaded here, not at the top: the HTTP client, SQLite and X.509 stack is most of a command's start-up,
+  // and `gridbox mount`'s parent (which only checks flags) never needs it.
+  const [{ createClient, cacheDirFor }, { createClientDeps }] = await Promise.all([import('../client/index.js'), import('../client/default-deps.js')]);
   const deps = await createClientDeps(settings, { cacheDir: cacheDirFor(settings), log });
   return createClient(settings, { ...deps, masterPublicKeysPem: keys });
 }

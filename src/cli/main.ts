@@ -1,7 +1,6 @@
 // The CLI's composition root: picks the command from argv (or from the program name, so the
 // `apptainer`/`singularity` shims reach the runtime CLI) and loads only that command's module,
 // which keeps start-up cheap for `exec`. The only place that exits.
-import { basename } from 'node:path';
 import { describeError, edgeOf } from '../errors.js';
 
 /** A command module exports `run`, which returns the process exit code. */
@@ -26,9 +25,18 @@ images:     sync
 job:        pilot
 other:      demo`;
 
+/**
+ * Commands that exit as soon as they are done instead of tearing the environment down (heap, WebAssembly
+ * reservations: 0.3-1.3 s for a mount daemon on a loaded machine). The runtime commands, which HTCondor and
+ * GlideinWMS probes call several times per job, and the mount commands, whose daemon must be gone promptly.
+ */
+const EXIT_AT_ONCE = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version', 'mount', 'umount', 'status', 'enter']);
+let exitAtOnce = false;
+
 async function main(argv: string[]): Promise<number> {
-  const prog = basename(process.env.GRIDBOX_ARGV0 ?? process.argv[1] ?? '');
+  const prog = (process.env.GRIDBOX_ARGV0 ?? process.argv[1] ?? '').replace(/^.*\//, '');
   if (prog === 'apptainer' || prog === 'singularity') {
+    exitAtOnce = true;
     const runtime = 'apptainer';
     const mod = (await import(`./commands/${runtime}.js`)) as CommandModule;
     return mod.run(argv);
@@ -43,13 +51,18 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gridbox: unknown command "${name}"\n${USAGE}\n`);
     return 2;
   }
+  exitAtOnce = EXIT_AT_ONCE.has(name);
   const mod = (await import(`./commands/${file}.js`)) as CommandModule;
   // Runtime commands keep their own name as the first argument (apptainer-style parsing).
   return mod.run(file === 'apptainer' ? argv : rest);
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+    // The command is done and stdout/stderr writes to files, pipes and ttys are synchronous on Linux.
+    if (exitAtOnce) process.exit(code);
+  },
   (e: unknown) => {
     // Commands parse with commander's exitOverride: help and version are thrown as "errors", and a
     // usage error has already been printed by commander itself.

@@ -1,11 +1,15 @@
 // One revision's catalog tree: the root catalog plus nested catalogs loaded lazily when a path reaches
-// their mountpoint (component-wise, spec §4.7), path lookup, listings without hidden entries, inode
+// their mountpoint (component-wise, spec §4.7), path lookup following symlinks inside the repository
+// (resolve-path.ts: lstat-like by default, stat-like with `follow`), listings without hidden entries, inode
 // numbers (§4.11: root 256, one inode per hardlink group per catalog) and statfs counters.
 // Fetching and verifying catalogs is the loader's job (repository.ts); this file never does I/O itself.
 import { GridboxError, q } from '../errors.js';
 import { COUNTER_NAMES, type CatalogEntry, type ChunkRef, type Counters, type NestedCatalogRef } from '../catalog/types.js';
 import { fullMode } from '../fstree/entry.js';
 import type { CatalogFile } from './ports.js';
+import { resolvePath, type ResolveOptions } from './resolve-path.js';
+
+export type { ResolveOptions } from './resolve-path.js';
 
 /** CVMFS's kInodeOffset: the root gets 256. */
 export const ROOT_INODE = 256;
@@ -86,7 +90,8 @@ export class CatalogTree {
   private readonly inodes = new Map<string, number>();
   private closed = false;
 
-  constructor(rootFile: CatalogFile, private readonly loadNested: NestedCatalogLoader, private readonly alloc = new InodeAllocator()) {
+  /** `fqrn`: absolute symlink targets under "/cvmfs/<fqrn>/" resolve from the repository root. */
+  constructor(rootFile: CatalogFile, private readonly loadNested: NestedCatalogLoader, private readonly alloc = new InodeAllocator(), private readonly options: { fqrn?: string } = {}) {
     this.root = { mountpoint: '', file: rootFile, nested: attachable(rootFile), children: new Map() };
     this.inodes.set('p:', ROOT_INODE);
   }
@@ -111,26 +116,34 @@ export class CatalogTree {
     }
   }
 
-  /** The node at `path`, or undefined when nothing is there. */
-  async lookup(path: string): Promise<ClientNode | undefined> {
-    this.assertOpen();
-    const p = normalizeRepoPath(path);
+  /** The row at exactly `path` ("" or "/a/b"), no symlink followed. */
+  private async exact(p: string): Promise<ClientNode | undefined> {
     const cat = await this.catalogFor(p);
     const entry = cat.file.lookup(p);
     return entry === undefined ? undefined : this.nodeOf(p, entry, cat.mountpoint);
   }
 
+  /**
+   * The node at `path`, or undefined when nothing is there. Symlinks on the way are followed inside the
+   * repository; the last component only with `follow` or a trailing "/" (else the link itself, as lstat).
+   * ELOOP past MAX_SYMLINK_HOPS links.
+   */
+  async lookup(path: string, opts?: ResolveOptions): Promise<ClientNode | undefined> {
+    this.assertOpen();
+    return resolvePath(path, (p) => this.exact(p), { ...opts, fqrn: this.options.fqrn });
+  }
+
   /** Like lookup, but NOT_FOUND when absent. */
-  async stat(path: string): Promise<ClientNode> {
-    const node = await this.lookup(path);
-    if (node === undefined) throw new GridboxError('NOT_FOUND', `No such file or directory: ${q(normalizeRepoPath(path) || '/')}`, { path });
+  async stat(path: string, opts?: ResolveOptions): Promise<ClientNode> {
+    const node = await this.lookup(path, opts);
+    if (node === undefined) throw new GridboxError('NOT_FOUND', `No such file or directory: ${q(path || '/')}`, { path });
     return node;
   }
 
-  /** The visible children of directory `path`, sorted by name (hidden entries skipped). */
+  /** The visible children of directory `path` (a symlink to one is followed, as opendir), sorted by name (hidden entries skipped). */
   async listing(path: string): Promise<ClientNode[]> {
     this.assertOpen();
-    const dir = await this.stat(path);
+    const dir = await this.stat(path, { follow: true });
     if (dir.entry.entry.type !== 'dir') throw new GridboxError('USAGE', `Not a directory: ${q(dir.path || '/')}`, { path: dir.path });
     // A mountpoint's children live in the nested catalog (catalogFor descends into it).
     const cat = await this.catalogFor(dir.path);

@@ -25,6 +25,8 @@ export interface OpenFile {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
   close(): Promise<void>;
+  /** The descriptor of the local file holding the whole content, if there is one (FUSE passthrough). */
+  readonly fd?: number;
 }
 
 /** Chunk handles one open chunked file keeps at most (each an fd); more are re-held from the cache on demand. */
@@ -66,6 +68,7 @@ export class Fetcher {
     let closed = false;
     return {
       size: file.size,
+      get fd() { return closed ? undefined : file.fd; },
       read: (o, l) => { if (closed) throw new GridboxError('USAGE', `Read of closed file ${q(entry.path)}`); return file.read(o, l); },
       close: async () => { if (closed) return; closed = true; this.stats.openFiles--; await file.close(); },
     };
@@ -122,6 +125,7 @@ export class Fetcher {
     const size = entry.entry.size;
     return {
       size,
+      get fd() { return held.openFd; },
       read: async (offset, length) => readHeld(held, offset, clampLength(size, offset, length)),
       close: () => held.close(),
     };

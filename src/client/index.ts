@@ -6,14 +6,14 @@ import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
 import type { ClientSettings } from './client-config.js';
-import type { ClientNode, NodeAttr, StatfsInfo } from './catalog-tree.js';
+import type { ClientNode, NodeAttr, ResolveOptions, StatfsInfo } from './catalog-tree.js';
 import { Fetcher, type FetcherStats, type OpenFile } from './fetcher.js';
 import type { ObjectCache } from '../cache/object-cache.js';
 import { FsCacheStore } from '../cache/cache-store.js';
 import type { OpenCatalog, RepositorySource } from './ports.js';
 import { RepositorySession, type TrustPort, type UpdateResult } from './repository.js';
 
-export { ROOT_INODE, normalizeRepoPath, type ClientNode, type NodeAttr, type StatfsInfo } from './catalog-tree.js';
+export { ROOT_INODE, normalizeRepoPath, type ClientNode, type NodeAttr, type ResolveOptions, type StatfsInfo } from './catalog-tree.js';
 export type { UpdateResult } from './repository.js';
 
 export interface ClientDeps {
@@ -50,14 +50,18 @@ export interface Client {
   rootHash(): string;
   /** Current catalog TTL: how long entries may be cached before a revision check (§7.4). */
   ttlMs(): number;
-  lookup(path: string): Promise<ClientNode | undefined>;
+  /**
+   * Symlinks on the way are followed inside the repository (resolve-path.ts); the last component only
+   * with `follow` or a trailing "/" (lstat versus stat). ELOOP on a loop.
+   */
+  lookup(path: string, opts?: ResolveOptions): Promise<ClientNode | undefined>;
   /** NOT_FOUND when absent. */
-  getattr(path: string): Promise<NodeAttr>;
-  stat(path: string): Promise<ClientNode>;
-  /** Visible children, sorted by name. */
+  getattr(path: string, opts?: ResolveOptions): Promise<NodeAttr>;
+  stat(path: string, opts?: ResolveOptions): Promise<ClientNode>;
+  /** Visible children, sorted by name (a symlink to a directory is followed). */
   listing(path: string): Promise<ClientNode[]>;
   readlink(path: string): Promise<string>;
-  /** Opens a regular file; the handle reads the content of the revision it was opened in, even after an update. */
+  /** Opens a regular file (symlinks followed, as open(2)); the handle reads the content of the revision it was opened in, even after an update. */
   open(path: string): Promise<number>;
   /**
    * Opens a node a lookup or listing already resolved, without resolving its path again. The node must
@@ -67,6 +71,8 @@ export interface Client {
   /** Reads the locally cached content of these nodes ahead into memory (a directory being listed); no download. */
   prefetch?(nodes: ClientNode[]): void;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
+  /** The descriptor of the local cache file holding an open handle's whole content, if any (FUSE passthrough); valid until release. */
+  backingFd?(handle: number): number | undefined;
   release(handle: number): Promise<void>;
   /** The entry's xattrs plus the virtual user.* ones CVMFS exposes. */
   xattrs(path: string): Promise<Record<string, Buffer>>;
@@ -118,13 +124,13 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     revision: () => session.revision,
     rootHash: () => session.rootHash,
     ttlMs: () => session.ttlMs(),
-    lookup: (path) => tree().lookup(path),
-    getattr: async (path) => (await tree().stat(path)).attr,
-    stat: (path) => tree().stat(path),
+    lookup: (path, opts) => tree().lookup(path, opts),
+    getattr: async (path, opts) => (await tree().stat(path, opts)).attr,
+    stat: (path, opts) => tree().stat(path, opts),
     listing: (path) => tree().listing(path),
     readlink: (path) => tree().readlink(path),
     async open(path) {
-      return openEntry(await tree().stat(path));
+      return openEntry(await tree().stat(path, { follow: true }));
     },
     openNode: (node) => {
       if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
@@ -132,6 +138,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     },
     prefetch: (nodes) => { if (!closed) fetcher.prefetch(nodes.map((n) => n.entry)); },
     read: (h, offset, length) => handleOf(h).read(offset, length),
+    backingFd: (h) => handles.get(h)?.fd,
     async release(h) {
       const f = handles.get(h);
       handles.delete(h);

@@ -205,7 +205,7 @@ export class RepositorySession {
   private async install(m: ManifestInfo): Promise<void> {
     const pinned = new Map<string, ObjectId>();
     const rootFile = await this.loadCatalog(m.rootId, pinned, '');
-    const tree = new CatalogTree(rootFile, (ref: NestedCatalogRef) => this.loadCatalog(ref.id, pinned, ref.path), this.alloc);
+    const tree = new CatalogTree(rootFile, (ref: NestedCatalogRef) => this.loadCatalog(ref.id, pinned, ref.path), this.alloc, { fqrn: this.o.fqrn });
     this.current = { tree, rootId: m.rootId, revision: m.revision, timestamp: m.timestamp, pinned };
   }
 

@@ -106,6 +106,15 @@ export async function mountFuse(mountpoint: string, opts: MountOptions): Promise
 }
 
 /**
+ * Takes down a mount whose session never started: closing the fd aborts the connection (requests then fail
+ * with ENOTCONN instead of waiting for an INIT answer), then a lazy unmount detaches it.
+ */
+export async function abandonFuseMount(m: FuseMount): Promise<void> {
+  try { closeSync(m.fd); } catch { /* already closed */ }
+  await unmountFuse(m.mountpoint, { lazy: true }).catch(() => undefined);
+}
+
+/**
  * Unmounts asynchronously with umount(8) when (namespace-)root, else fusermount3 -u. The serving process
  * may await this: it keeps answering the STATFS umount sends, then sees ENODEV and closes.
  */

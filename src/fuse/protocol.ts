@@ -28,12 +28,22 @@ export const InitFlag = {
   WRITEBACK_CACHE: 1 << 16, NO_OPEN_SUPPORT: 1 << 17, PARALLEL_DIROPS: 1 << 18,
   HANDLE_KILLPRIV: 1 << 19, POSIX_ACL: 1 << 20, ABORT_ERROR: 1 << 21, MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23, NO_OPENDIR_SUPPORT: 1 << 24, EXPLICIT_INVAL_DATA: 1 << 25,
+  /** flags2 (the high 32 bits) is valid in both directions. */
+  INIT_EXT: 1 << 30,
+} as const;
+
+/** fuse_init_in/out.flags2: bit N here is bit 32+N of the 64-bit flags. */
+export const InitFlag2 = {
+  /** FUSE_PASSTHROUGH (bit 37): OPEN replies may name a backing file (kernel >= 6.9). */
+  PASSTHROUGH: 1 << 5,
 } as const;
 
 /** fuse_open_out.open_flags. */
 export const OpenFlag = {
   DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NONSEEKABLE: 1 << 2, CACHE_DIR: 1 << 3, STREAM: 1 << 4,
   NOFLUSH: 1 << 5,
+  /** Reads and mmap go straight to the backing file named by backing_id. */
+  PASSTHROUGH: 1 << 7,
 } as const;
 
 export const IN_HEADER_SIZE = 40;
@@ -208,13 +218,18 @@ export interface OpenOut {
   directIo?: boolean;
   /** Directories only: let the kernel cache the listing (FOPEN_CACHE_DIR). */
   cacheDir?: boolean;
+  /** FUSE passthrough: the kernel serves reads from this registered backing file (FOPEN_PASSTHROUGH). */
+  backingId?: number;
 }
 
 export function encodeOpenOut(o: OpenOut): Buffer {
   const b = Buffer.alloc(OPEN_OUT_SIZE);
   writeU64(b, 0, o.fh);
-  const flags = (o.keepCache ? OpenFlag.KEEP_CACHE : 0) | (o.directIo ? OpenFlag.DIRECT_IO : 0) | (o.cacheDir ? OpenFlag.CACHE_DIR : 0);
+  const pt = o.backingId !== undefined && o.backingId > 0;
+  const flags = (o.keepCache ? OpenFlag.KEEP_CACHE : 0) | (o.directIo ? OpenFlag.DIRECT_IO : 0) | (o.cacheDir ? OpenFlag.CACHE_DIR : 0) |
+    (pt ? OpenFlag.PASSTHROUGH : 0);
   b.writeUInt32LE(flags, 8);
+  if (pt) b.writeInt32LE(o.backingId!, 12);
   return b;
 }
 
@@ -249,10 +264,14 @@ export interface InitIn {
   minor: number;
   maxReadahead: number;
   flags: number;
+  /** High flag bits; 0 (or absent) unless the kernel set INIT_EXT (minor >= 36). */
+  flags2?: number;
 }
 
 export function decodeInitIn(buf: Buffer, off: number): InitIn {
-  return { major: buf.readUInt32LE(off), minor: buf.readUInt32LE(off + 4), maxReadahead: buf.readUInt32LE(off + 8), flags: buf.readUInt32LE(off + 12) };
+  const flags = buf.readUInt32LE(off + 12);
+  const flags2 = flags & InitFlag.INIT_EXT && buf.length >= off + 20 ? buf.readUInt32LE(off + 16) : 0;
+  return { major: buf.readUInt32LE(off), minor: buf.readUInt32LE(off + 4), maxReadahead: buf.readUInt32LE(off + 8), flags, flags2 };
 }
 
 /** What the filesystem wants from INIT; everything is capped by what the kernel offers. */
@@ -266,6 +285,10 @@ export interface InitWants {
   congestionThreshold: number;
   /** Largest WRITE; a read-only filesystem keeps this small so requests fit one 64 KiB read. */
   maxWrite: number;
+  /** High flags wanted (InitFlag2), granted only as offered; non-zero needs INIT_EXT, which this sets. */
+  flags2?: number;
+  /** Filesystem stacking depth of backing files (passthrough; 1 = backing files on a plain filesystem). */
+  maxStackDepth?: number;
   /** Timestamp granularity in ns. */
   timeGran: number;
 }
@@ -281,6 +304,10 @@ export interface InitOut {
   maxWrite: number;
   timeGran: number;
   maxPages: number;
+  /** Granted high flags (InitFlag2); with any set, flags carries INIT_EXT. */
+  flags2?: number;
+  /** Sent with PASSTHROUGH: how deep backing files may stack (the kernel ignores PASSTHROUGH with 0). */
+  maxStackDepth?: number;
 }
 
 /** Flag negotiation: grant the intersection, answer the older minor of the two, never exceed the offered readahead. */
@@ -288,6 +315,8 @@ export function negotiateInit(offered: InitIn, wants: InitWants): InitOut {
   const minor = Math.min(offered.minor, FUSE_KERNEL_MINOR_VERSION);
   let flags = (offered.flags & wants.flags) >>> 0;
   if (minor < 28) flags &= ~InitFlag.MAX_PAGES;
+  const flags2 = offered.flags & InitFlag.INIT_EXT ? ((offered.flags2 ?? 0) & (wants.flags2 ?? 0)) >>> 0 : 0;
+  flags = (flags2 !== 0 ? flags | InitFlag.INIT_EXT : flags & ~InitFlag.INIT_EXT) >>> 0;
   return {
     major: FUSE_KERNEL_VERSION,
     minor,
@@ -298,6 +327,8 @@ export function negotiateInit(offered: InitIn, wants: InitWants): InitOut {
     maxWrite: wants.maxWrite,
     timeGran: wants.timeGran,
     maxPages: flags & InitFlag.MAX_PAGES ? Math.max(1, Math.min(wants.maxPages, 0xffff)) : 0,
+    flags2,
+    maxStackDepth: flags2 & InitFlag2.PASSTHROUGH ? Math.max(1, wants.maxStackDepth ?? 1) : 0,
   };
 }
 
@@ -313,6 +344,8 @@ export function encodeInitOut(o: InitOut): Buffer {
   if (b.length >= INIT_OUT_SIZE) {
     b.writeUInt32LE(o.timeGran, 24);
     b.writeUInt16LE(o.maxPages, 28);
+    b.writeUInt32LE((o.flags2 ?? 0) >>> 0, 32);
+    b.writeUInt32LE(o.maxStackDepth ?? 0, 36);
   }
   return b;
 }

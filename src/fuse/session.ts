@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { edgeOf, isGridboxError } from '../errors.js';
 import {
   type AttrOut, type DirEntry, type DirEntryPlus, type EntryOut, type InitOut, type OpenOut, type Statfs,
-  IN_HEADER_SIZE, InitFlag, Opcode, decodeInHeader, decodeInitIn, encodeAttrOut, encodeDirents,
+  IN_HEADER_SIZE, InitFlag, InitFlag2, Opcode, decodeInHeader, decodeInitIn, encodeAttrOut, encodeDirents,
   encodeDirentsPlus, encodeEntryOut, encodeInitOut, encodeOpenOut, encodeOutHeader, encodeStatfs,
   encodeXattrNames, encodeXattrReply, negotiateInit, opcodeName, readCString, readU64,
 } from './protocol.js';
@@ -85,6 +85,11 @@ export interface SessionOptions {
   maxPages?: number;
   maxReadahead?: number;
   maxBackground?: number;
+  /**
+   * Ask for FUSE passthrough at INIT (the filesystem then registers backing files through the
+   * PassthroughPort of fuse/passthrough.ts and names them in OPEN replies). Granted only when offered.
+   */
+  passthrough?: boolean;
   /** Handler failures that become EIO, and protocol problems; the errno still goes to the kernel. */
   onError?: (err: unknown, where: { opcode: string; nodeid: number }) => void;
 }
@@ -374,7 +379,7 @@ class Session implements FuseSession {
     if (!this.ops.open) flags |= InitFlag.NO_OPEN_SUPPORT;
     if (!this.ops.opendir) flags |= InitFlag.NO_OPENDIR_SUPPORT;
     const info = negotiateInit(offered, {
-      flags, maxReadahead: o.maxReadahead ?? 1024 * 1024, maxPages: o.maxPages ?? 256,
+      flags, flags2: o.passthrough ? InitFlag2.PASSTHROUGH : 0, maxStackDepth: 1, maxReadahead: o.maxReadahead ?? 1024 * 1024, maxPages: o.maxPages ?? 256,
       maxBackground: o.maxBackground ?? 64, congestionThreshold: Math.floor(((o.maxBackground ?? 64) * 3) / 4),
       maxWrite: MAX_WRITE, timeGran: 1,
     });

@@ -7,6 +7,7 @@ import type { FakeEntry } from './fake-fs-view.js';
 import { describeImage } from './image-info.js';
 import type { HostFacts, LaunchSpec } from './launch-spec.js';
 import { parseApptainerArgs } from './parse-apptainer-args.js';
+import { resolveInImage } from './resolve-in-image.js';
 import { planRootfs } from './underlay.js';
 
 const HOST_FS: Record<string, FakeEntry> = {
@@ -172,4 +173,88 @@ test('without --contain the host /dev, /tmp, home and cwd are bound; --net and -
   assert.ok(s.argv.includes('--unshare-net') && s.argv.includes('--unshare-uts'));
   assert.equal(s.files.find((f) => f.dest === '/etc/hostname')?.content, 'box\n');
   assert.equal(s.argv[s.argv.indexOf('--chdir') + 1], '/data');
+});
+
+// Debian-shaped images: system files as absolute, relative, dangling and looping symlinks (issue 9).
+const DEBIAN: Record<string, FakeEntry> = {
+  ...SHELL_IMAGE,
+  '/etc/localtime': { link: '/usr/share/zoneinfo/Etc/UTC' }, '/usr/share/zoneinfo/Etc/UTC': { file: 'TZif-image' },
+  '/etc/hosts': { link: '../usr/share/hostile/hosts' }, '/usr/share/hostile/hosts': { file: '' },
+  '/etc/resolv.conf': { link: '/run/systemd/resolve/stub-resolv.conf' }, '/run/lock': 'dir',
+  '/etc/passwd': { link: '../usr/share/hostile/passwd' }, '/usr/share/hostile/passwd': { file: 'root:x:0:0:root:/root:/bin/sh\nimg:x:5:5::/:/bin/sh\n' },
+  '/etc/group': { link: '/usr/share/hostile/group' }, '/usr/share/hostile/group': { file: 'root:x:0:\nimggroup:x:5:\n' },
+  '/var/run': { link: '/run' }, '/etc/issue': { file: 'Debian\n' },
+};
+const GWMS = ['exec', '--contain', '--ipc', '--pid', '--home', '/x/exec:/srv', '--pwd', '/srv', '-B', '/etc/hosts,/etc/localtime,/cvmfsroot:/cvmfs'];
+const verbose = (s: LaunchSpec): string[] => s.messages.filter((m) => m.level === 'VERBOSE' && m.text.startsWith('Skipping mount')).map((m) => m.text);
+
+test('system files that are symlinks in the image: localtime replaces its link, the others land on their targets inside the image', () => {
+  const s = spec([...GWMS, '/img', '/bin/true'], DEBIAN);
+  const j = s.argv.join(' ');
+  assert.deepEqual(s.messages.filter((m) => m.level === 'WARNING' || m.level === 'ERROR' || m.level === 'FATAL'), []);
+  // /etc/localtime: the symlink is dropped from the /etc layer and the host file mounted in its place; the image's zone file is left alone.
+  assert.ok(j.includes('--tmpfs /etc '), j);
+  assert.ok(!j.includes('/usr/share/zoneinfo/Etc/UTC /etc/localtime'), 'the localtime symlink is not recreated');
+  assert.ok(pairs(s.argv, '--ro-bind').includes('/etc/localtime>/etc/localtime'));
+  const dests = [...pairs(s.argv, '--ro-bind'), ...pairs(s.argv, '--bind')].map((p) => p.split('>')[1]);
+  assert.ok(!dests.includes('/usr/share/zoneinfo/Etc/UTC') && !s.files.some((f) => f.dest.includes('zoneinfo')), 'nothing mounted over the zone file');
+  // A relative link followed inside the image; the link itself is kept so the job reads through it.
+  assert.ok(pairs(s.argv, '--ro-bind').includes('/etc/hosts>/usr/share/hostile/hosts'));
+  assert.ok(j.includes('--symlink ../usr/share/hostile/hosts /etc/hosts'));
+  // A dangling absolute link: its target is created under /run by the underlay.
+  assert.ok(pairs(s.argv, '--ro-bind').includes('/etc/resolv.conf>/run/systemd/resolve/stub-resolv.conf'));
+  assert.ok(j.includes('--tmpfs /run ') && j.includes('--ro-bind /real/img/run/lock /run/lock'));
+  assert.ok(j.indexOf('--tmpfs /run ') < j.indexOf('--ro-bind /etc/resolv.conf /run/systemd/resolve/stub-resolv.conf'));
+  // passwd/group read from the image through the link (never the host's file) and mounted on the link target.
+  const files = Object.fromEntries(s.files.map((f) => [f.dest, f.content]));
+  assert.equal(files['/usr/share/hostile/passwd'], 'root:x:0:0:root:/root:/bin/sh\nimg:x:5:5::/:/bin/sh\nalice:x:1000:1000:Alice:/srv:/bin/sh\n');
+  assert.match(files['/usr/share/hostile/group'], /^imggroup:x:5:$/m);
+  assert.deepEqual(verbose(s), []);
+});
+
+test('a user bind through an absolute directory symlink lands on the target (/var/run -> /run)', () => {
+  const s = spec(['exec', '-B', '/data:/var/run/job', '/img', 'true'], DEBIAN);
+  assert.ok(pairs(s.argv, '--bind').includes('/data>/run/job'));
+  assert.equal(s.env.APPTAINER_BIND, '/var/run/job', 'the user-facing list keeps the destination as given');
+});
+
+test('system files that cannot be placed are skipped with a verbose message, never a FATAL', () => {
+  const image: Record<string, FakeEntry> = {
+    ...SHELL_IMAGE,
+    '/etc/hosts': { link: 'hosts2' }, '/etc/hosts2': { link: 'hosts' },        // a loop
+    '/etc/localtime': 'dir',                                                    // a directory
+    '/etc/resolv.conf': { link: '/proc/self/net/resolv' },                      // onto a kernel filesystem
+    '/etc/passwd': { link: '/bin/sh/passwd' },                                  // through a file
+  };
+  const s = spec([...GWMS, '/img', '/bin/true'], image);
+  const v = verbose(s);
+  assert.equal(v.length, 3, v.join('\n'));
+  assert.ok(v.some((t) => t.includes('/etc/hosts') && t.includes('too many levels of symbolic links')));
+  assert.ok(v.some((t) => t.includes('/etc/localtime') && t.includes('is a directory')));
+  assert.ok(v.some((t) => t.includes('/etc/resolv.conf') && t.includes('kernel filesystem')));
+  assert.ok(s.messages.some((m) => m.text.startsWith('/etc/passwd does not exist')), 'passwd behind a file reads as absent');
+  assert.deepEqual(s.messages.filter((m) => m.level === 'WARNING' || m.level === 'ERROR'), []);
+  assert.ok(!pairs(s.argv, '--ro-bind').some((p) => p.startsWith('/etc/hosts>') || p.startsWith('/etc/localtime>') || p.startsWith('/etc/resolv.conf>')));
+});
+
+test('resolveInImage: absolute targets restart at the image root, .. stops there, loops end after 40 links', () => {
+  const fs = fakeFsView({ '/a/up': { link: '../../../../etc' }, '/etc/x': { file: '' }, '/l1': { link: '/l2' }, '/l2': { link: 'l1' }, '/d/abs': { link: '/etc' } });
+  assert.deepEqual(resolveInImage(fs, '/a/up/x'), { path: '/etc/x', loop: false });
+  assert.deepEqual(resolveInImage(fs, '/d/abs/../etc/x'), { path: '/etc/x', loop: false });
+  assert.equal(resolveInImage(fs, '/l1/y').loop, true);
+  assert.deepEqual(resolveInImage(fs, '/d/abs/new', (p) => p === '/d/abs'), { path: '/d/abs/new', loop: false }, 'covered by another mount: literal');
+});
+
+test('a user bind of /etc/localtime (GlideinWMS default list) lands where the system bind replaced the symlink, not on the zone file', () => {
+  const s = spec([...GWMS, '/img', '/bin/true'], DEBIAN);
+  const onLocaltime = pairs(s.argv, '--bind').filter((p) => p.endsWith('>/etc/localtime'));
+  assert.deepEqual(onLocaltime, ['/etc/localtime>/etc/localtime']);
+  assert.ok(!pairs(s.argv, '--bind').some((p) => p.includes('zoneinfo')));
+});
+
+test('a host system file that is a dangling link is skipped with a verbose message', () => {
+  const s = spec([...GWMS.slice(0, -2), '/img', '/bin/true'], DEBIAN, {}, host({ fs: fakeFsView({ ...HOST_FS, '/etc/localtime': { link: '/usr/share/zoneinfo/Nowhere' } }) }));
+  assert.ok(!pairs(s.argv, '--ro-bind').some((p) => p.startsWith('/etc/localtime>')));
+  assert.ok(s.messages.some((m) => m.level === 'VERBOSE' && m.text === 'Skipping mount of /etc/localtime: not a readable file on the host'));
+  assert.deepEqual(s.messages.filter((m) => m.level === 'WARNING' || m.level === 'ERROR'), []);
 });

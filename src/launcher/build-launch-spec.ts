@@ -5,15 +5,26 @@ import { posix } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { ACTION_SCRIPT, DEFAULT_PATH, flattenEnv, parseEnvFile, planEnv, shellEnv } from './container-env.js';
 import { FIRST_DATA_FD, STATUS_FD } from './launch-spec.js';
-import type { DataFile, EntryType, HostFacts, ImageInfo, LaunchOptions, LaunchSpec, Message } from './launch-spec.js';
+import type { DataFile, EntryType, FsView, HostFacts, ImageInfo, LaunchOptions, LaunchSpec, Message } from './launch-spec.js';
+import { fileMountBlocker, resolveInImage, withoutEntries } from './resolve-in-image.js';
 import { planRootfs } from './underlay.js';
 
+/**
+ * How a default system file (/etc/localtime, /etc/hosts, /etc/resolv.conf, /etc/passwd, /etc/group, /etc/hostname)
+ * is placed when the image has a symlink there. `replace`: the symlink itself becomes the mount point, as
+ * Apptainer's session layer does for /etc/localtime (copyHostLocaltime: "so the bind mount does not overwrite the
+ * default timezone in the container, which is likely at a different path due to a symlink"). `follow`: mounted
+ * on the symlink's target inside the image, created by the underlay when missing (mountGeneric's EvalRelative).
+ * Either way a system file that cannot be placed is skipped with a verbose message, never a FATAL.
+ */
+type SystemFile = 'replace' | 'follow';
+
 type Mount =
-  | { kind: 'bind' | 'ro-bind' | 'dev-bind'; source: string; dest: string }
-  | { kind: 'tmpfs'; dest: string; perms?: string }
-  | { kind: 'proc' | 'mqueue'; dest: string }
-  | { kind: 'symlink'; target: string; dest: string }
-  | { kind: 'data'; dest: string; content: string };
+  | { kind: 'bind' | 'ro-bind' | 'dev-bind'; source: string; dest: string; system?: SystemFile }
+  | { kind: 'tmpfs'; dest: string; perms?: string; system?: undefined }
+  | { kind: 'proc' | 'mqueue'; dest: string; system?: undefined }
+  | { kind: 'symlink'; target: string; dest: string; system?: undefined }
+  | { kind: 'data'; dest: string; content: string; system?: SystemFile };
 
 const SYSTEM_DIRS = ['/etc', '/bin', '/usr', '/var', '/opt', '/sbin', '/lib', '/lib64', '/mnt'];
 const under = (path: string, dir: string): boolean => dir === '/' || path === dir || path.startsWith(`${dir}/`);
@@ -46,7 +57,16 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
 
   if (options.contain) mounts.push(...minimalDev(host, options.ipc));
   else mounts.push({ kind: 'dev-bind', source: '/dev', dest: '/dev' });
-  for (const f of ['/etc/localtime', '/etc/hosts']) if (host.fs.typeOf(f) !== undefined) mounts.push({ kind: 'ro-bind', source: f, dest: f });
+  // A host system file that is missing or a dangling link is skipped (Apptainer binds these "skip-on-error").
+  const hostFile = (f: string): boolean => {
+    if (host.fs.typeOf(f) === undefined) return false;
+    if (host.fs.read(f) !== undefined) return true;
+    messages.push({ level: 'VERBOSE', text: `Skipping mount of ${f}: not a readable file on the host` });
+    return false;
+  };
+  for (const f of ['/etc/localtime', '/etc/hosts']) {
+    if (hostFile(f)) mounts.push({ kind: 'ro-bind', source: f, dest: f, system: f === '/etc/localtime' ? 'replace' : 'follow' });
+  }
   mounts.push(options.pid ? { kind: 'proc', dest: '/proc' } : { kind: 'bind', source: '/proc', dest: '/proc' });
   if (host.fs.typeOf('/sys') === 'dir') mounts.push({ kind: 'ro-bind', source: '/sys', dest: '/sys' });
   if (!options.noHome && homeDest !== '/') {
@@ -66,13 +86,19 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   }
 
   // Identity files: the image's own passwd/group with the caller's entries (§3.2); none when the image has none.
-  const passwd = image.fs.typeOf('/etc/passwd') === 'file' ? image.fs.read('/etc/passwd') : undefined;
-  const group = image.fs.typeOf('/etc/group') === 'file' ? image.fs.read('/etc/group') : undefined;
-  if (passwd !== undefined) mounts.push({ kind: 'data', dest: '/etc/passwd', content: passwdWithCaller(passwd, host, homeDest) });
+  // Read through symlinks resolved inside the image: a host-side read would follow an absolute link to the host's file.
+  const imageFile = (p: string): string | undefined => {
+    const r = resolveInImage(image.fs, p);
+    return !r.loop && image.fs.typeOf(r.path) === 'file' ? image.fs.read(r.path) : undefined;
+  };
+  const passwd = imageFile('/etc/passwd');
+  const group = imageFile('/etc/group');
+  if (passwd !== undefined) mounts.push({ kind: 'data', dest: '/etc/passwd', content: passwdWithCaller(passwd, host, homeDest), system: 'follow' });
   else messages.push({ level: 'VERBOSE', text: '/etc/passwd does not exist in the container: no passwd entry for the caller' });
-  if (group !== undefined) mounts.push({ kind: 'data', dest: '/etc/group', content: groupWithCaller(group, host) });
-  if (host.fs.typeOf('/etc/resolv.conf') !== undefined && image.fs.typeOf('/etc') === 'dir') mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf' });
-  if (options.uts && options.hostname !== undefined) mounts.push({ kind: 'data', dest: '/etc/hostname', content: `${options.hostname}\n` });
+  if (group !== undefined) mounts.push({ kind: 'data', dest: '/etc/group', content: groupWithCaller(group, host), system: 'follow' });
+  const etc = resolveInImage(image.fs, '/etc');
+  if (image.fs.typeOf(etc.path) === 'dir' && hostFile('/etc/resolv.conf')) mounts.push({ kind: 'ro-bind', source: '/etc/resolv.conf', dest: '/etc/resolv.conf', system: 'follow' });
+  if (options.uts && options.hostname !== undefined) mounts.push({ kind: 'data', dest: '/etc/hostname', content: `${options.hostname}\n`, system: 'follow' });
 
   if (options.nv) {
     if (host.nvidia.libs.length === 0) messages.push({ level: 'WARNING', text: 'Could not find any nv libraries on this host!' });
@@ -100,11 +126,17 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   const cwdSystem = host.cwd === '/' || SYSTEM_DIRS.some((d) => under(host.cwd, d)) || ['/proc', '/sys', '/dev'].some((d) => under(host.cwd, d));
   if (!options.contain && !cwdSystem && !cwdVisible && host.fs.typeOf(host.cwd) === 'dir') mounts.push({ kind: 'bind', source: host.cwd, dest: host.cwd });
 
+  // Destinations resolved inside the image (symlinks followed there, not on the host); system files that cannot
+  // be placed are dropped here. `view` is the image as the underlay sees it (replaced symlinks gone).
+  const placed = placeMounts(mounts, image.fs, messages);
+  mounts.splice(0, mounts.length, ...placed.mounts);
+  const view = placed.view;
+
   // A mount nested in another must come after it (e.g. --home under a contained /tmp): a stable sort by depth
   // keeps Apptainer's order otherwise, including "later covers earlier" on the same destination.
   const depthOf = (p: string): number => p.split('/').filter((x) => x !== '').length;
   mounts.sort((a, b) => depthOf(a.dest) - depthOf(b.dest));
-  const typeInside = (path: string): EntryType | undefined => typeInContainer(path, mounts, image, host);
+  const typeInside = (path: string): EntryType | undefined => typeInContainer(path, mounts, view, host);
 
   // Working directory (§3.3): --pwd must exist; run honours the image's WorkingDir; else home (contain) or cwd.
   let pwd: string;
@@ -197,7 +229,7 @@ export function buildLaunchSpec(options: LaunchOptions, env: Record<string, stri
   // points inside that mount (a tmpfs or a host directory), never in a read-only underlay layer.
   const dests = [...mounts.map((m) => m.dest), pwd];
   const inAnother = (d: string): boolean => mounts.some((m) => m.dest !== d && m.dest !== '/' && under(d, m.dest));
-  const rootfs = planRootfs(image.fs, image.root, dests.filter((d) => !inAnother(d)));
+  const rootfs = planRootfs(view, image.root, dests.filter((d) => !inAnother(d)));
   argv.push(...rootfs.argv);
   const files: DataFile[] = [];
   for (const m of mounts) {
@@ -236,12 +268,66 @@ function minimalDev(host: HostFacts, ipc: boolean): Mount[] {
   return out;
 }
 
+/**
+ * Resolves every destination inside the image and places the system files (see SystemFile). Destinations of
+ * kernel filesystems and of the staged /dev are taken as they are; so is anything below another mount's
+ * destination, which is not the image's content.
+ */
+function placeMounts(mounts: Mount[], image: FsView, messages: Message[]): { mounts: Mount[]; view: FsView } {
+  const literal = new Set(mounts.filter((m) => m.system === undefined).map((m) => m.dest));
+  const hidden = new Set<string>();
+  const out: Array<Mount | undefined> = [];
+  const kernel = (d: string): boolean => ['/dev', '/proc', '/sys'].some((k) => under(d, k));
+  const stopFor = (m: Mount) => (p: string): boolean => p !== m.dest && literal.has(p);
+  const skip = (m: Mount, why: string): void => {
+    messages.push({ level: 'VERBOSE', text: `Skipping mount of ${'source' in m ? m.source : 'generated file'} at ${m.dest}: ${why}` });
+  };
+  // System files first: a replaced symlink is gone before the other destinations are resolved, as in Apptainer,
+  // where the session layer's /etc/localtime file exists before a user bind of /etc/localtime is mounted.
+  mounts.forEach((m, i) => {
+    if (m.system === undefined) return;
+    let dest: string;
+    if (m.system === 'replace') {
+      const parent = resolveInImage(image, posix.dirname(m.dest), stopFor(m));
+      if (parent.loop) { skip(m, `too many levels of symbolic links at ${parent.path}`); return; }
+      dest = posix.join(parent.path, posix.basename(m.dest));
+      if (image.typeOf(dest) === 'link') hidden.add(dest);
+    } else {
+      const r = resolveInImage(withoutEntries(image, hidden), m.dest, stopFor(m));
+      if (r.loop) { skip(m, `too many levels of symbolic links at ${r.path}`); return; }
+      dest = r.path;
+    }
+    const blocker = fileMountBlocker(withoutEntries(image, hidden), dest);
+    if (blocker !== undefined) {
+      hidden.delete(dest);
+      skip(m, blocker);
+      return;
+    }
+    if (dest !== m.dest) {
+      messages.push({ level: 'DEBUG', text: `${m.dest} is a symlink in the container: ${hidden.has(dest) ? 'replaced by the mount' : `mounting on ${dest}`}` });
+    }
+    out[i] = { ...m, dest };
+  });
+  const view = withoutEntries(image, hidden);
+  mounts.forEach((m, i) => {
+    if (m.system !== undefined) return;
+    if (m.kind === 'proc' || m.kind === 'mqueue' || m.kind === 'symlink' || kernel(m.dest)) { out[i] = m; return; }
+    const r = resolveInImage(view, m.dest, stopFor(m));
+    out[i] = r.loop || r.path === m.dest ? m : { ...m, dest: r.path };
+  });
+  return { mounts: out.filter((m): m is Mount => m !== undefined), view };
+}
+
 /** What `path` is inside the assembled container: the last mount covering it decides. */
-function typeInContainer(path: string, mounts: Mount[], image: ImageInfo, host: HostFacts): EntryType | undefined {
+function typeInContainer(path: string, mounts: Mount[], image: FsView, host: HostFacts): EntryType | undefined {
   let best: Mount | undefined;
   for (const m of mounts) if (under(path, m.dest) && (best === undefined || m.dest.length >= best.dest.length)) best = m;
   const mountPoint = mounts.some((m) => m.dest.startsWith(path === '/' ? '/' : `${path}/`));
-  if (best === undefined) return image.fs.typeOf(path) === 'link' ? resolveLinkType(image, path) : image.fs.typeOf(path) ?? (mountPoint ? 'dir' : undefined);
+  if (best === undefined) {
+    const r = resolveInImage(image, path);
+    if (r.path !== path && !r.loop) return typeInContainer(r.path, mounts, image, host);
+    return image.typeOf(path) ?? (mountPoint ? 'dir' : undefined);
+  }
   const rest = path.slice(best.dest.length);
   if (best.kind === 'data') return rest === '' ? 'file' : undefined;
   if (best.kind === 'symlink') return rest === '' ? 'link' : undefined;
@@ -250,10 +336,6 @@ function typeInContainer(path: string, mounts: Mount[], image: ImageInfo, host: 
     return t === 'link' ? host.fs.read(best.source + rest) !== undefined ? 'file' : 'dir' : t ?? (mountPoint ? 'dir' : undefined);
   }
   return rest === '' || mountPoint ? 'dir' : best.kind === 'proc' ? 'other' : undefined;
-}
-
-function resolveLinkType(image: ImageInfo, path: string): EntryType | undefined {
-  return image.fs.isExecutable(path) || image.fs.read(path) !== undefined ? 'file' : 'dir';
 }
 
 /** Without a shell in the image the runtime resolves the command itself (Apptainer's LookPath, §3.4 step 6). */

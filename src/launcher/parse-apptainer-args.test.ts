@@ -91,3 +91,16 @@ test('inspect defaults to labels and takes -r -e -j', () => {
   const d = parseApptainerArgs(['inspect', 'img'], {});
   if (d.kind === 'inspect') assert.equal(d.show.labels, true);
 });
+
+test('--help and -h on every runtime command, and `help <command>`, ask for that command\'s help', () => {
+  for (const sub of ['exec', 'run', 'shell', 'test', 'inspect', 'version'] as const) {
+    assert.deepEqual(parseApptainerArgs([sub, '--help'], {}), { kind: 'help', topic: sub }, sub);
+    assert.deepEqual(parseApptainerArgs(['-s', sub, '-h'], {}), { kind: 'help', topic: sub }, sub);
+    assert.deepEqual(parseApptainerArgs(['help', sub], {}), { kind: 'help', topic: sub }, sub);
+  }
+  assert.deepEqual(parseApptainerArgs(['exec', '-C', '--help', 'img', 'cmd'], {}), { kind: 'help', topic: 'exec' });
+  assert.deepEqual(parseApptainerArgs(['--help'], {}), { kind: 'help' });
+  assert.deepEqual(parseApptainerArgs(['help', 'nosuch'], {}), { kind: 'help' });
+  // After the image, --help belongs to the payload.
+  assert.deepEqual(action(['exec', 'img', 'ls', '--help']).options.args, ['ls', '--help']);
+});

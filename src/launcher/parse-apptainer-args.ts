@@ -3,10 +3,15 @@
 import { GridboxError, q } from '../errors.js';
 import type { Action, BindSpec, LaunchOptions, Message } from './launch-spec.js';
 
+/** What `--help` (or `help <topic>`) was asked for: a runtime subcommand, or the top level when absent. */
+export type HelpTopic = Action | 'inspect' | 'version';
+const HELP_TOPICS: HelpTopic[] = ['exec', 'run', 'shell', 'test', 'inspect', 'version'];
+const isHelpFlag = (a: string): boolean => a === '-h' || a === '--help';
+
 export type ParsedCommand =
   | { kind: 'version-flag' }
   | { kind: 'version' }
-  | { kind: 'help' }
+  | { kind: 'help'; topic?: HelpTopic }
   | { kind: 'action'; level: number; options: LaunchOptions; envFilePaths: string[] }
   | { kind: 'inspect'; level: number; image: string; show: InspectShow };
 
@@ -117,8 +122,13 @@ export function parseApptainerArgs(argv: string[], env: Record<string, string | 
   const { level, rest } = parseGlobal(argv, env);
   const [sub, ...args] = rest;
   if (sub === '--version' || sub === '-V') return { kind: 'version-flag' };
-  if (sub === 'version') return { kind: 'version' };
-  if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') return { kind: 'help' };
+  if (sub === 'help') {
+    // `apptainer help exec`; an unknown topic gets the top-level help, as cobra does.
+    const topic = HELP_TOPICS.find((t) => t === args[0]);
+    return topic === undefined ? { kind: 'help' } : { kind: 'help', topic };
+  }
+  if (sub === 'version') return args.some(isHelpFlag) ? { kind: 'help', topic: 'version' } : { kind: 'version' };
+  if (sub === undefined || isHelpFlag(sub)) return { kind: 'help' };
   if (sub === 'inspect') return parseInspect(args, level);
   if (!['exec', 'run', 'shell', 'test'].includes(sub)) throw new UsageError(`unknown command ${q(sub)}`);
   const action = sub as Action;
@@ -135,6 +145,7 @@ export function parseApptainerArgs(argv: string[], env: Record<string, string | 
     const a = args[i];
     if (a === '--') { i++; break; }
     if (!a.startsWith('-') || a === '-') break;
+    if (isHelpFlag(a)) return { kind: 'help', topic: action };
     const { flag, inline } = splitFlag(a);
     if (flag in VALUE_FLAGS) {
       const value = inline ?? args[++i];
@@ -201,6 +212,7 @@ function parseInspect(args: string[], level: number): ParsedCommand {
   const show: InspectShow = { labels: false, runscript: false, test: false, environment: false, helpfile: false, deffile: false, json: false, all: false };
   let i = 0;
   for (; i < args.length && args[i].startsWith('-'); i++) {
+    if (isHelpFlag(args[i])) return { kind: 'help', topic: 'inspect' };
     const key = INSPECT_FLAGS[args[i]];
     if (key === undefined) throw new UsageError(`unknown flag: ${args[i]}`);
     if (key !== 'ignore') show[key] = true;

@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { disposeFlatTree, flattenLayers, openContent, type ContentSink, type FlatTree, type FlattenOptions, type LayerRecord, type LayerSource } from './flatten.js';
+import { disposeFlatTree, flattenLayers, openContent, symlinkEscapes, type ContentSink, type FlatTree, type FlattenOptions, type LayerRecord, type LayerSource } from './flatten.js';
 import { buildTar, gzip, rawHeader, zstdCompress, type TarSpec } from '../testing/images.js';
 import { withTempDir } from '../testing/tmp.js';
+import { harmlessImage, hostileImages } from '../testing/hostile-layers.js';
 import { isGridboxError } from '../errors.js';
 
 async function layer(specs: TarSpec[], compress: 'gzip' | 'none' | 'zstd' = 'gzip'): Promise<LayerSource> {
@@ -117,20 +118,66 @@ test('flattenLayers() strips setuid/setgid and normalises permissions by policy'
   });
 });
 
-test('flattenLayers() refuses escapes (.., absolute, symlinked parent, hard link outside) and keeps the rest', async () => {
+test('flattenLayers() refuses each hostile layer by default, naming layer, entry and rule; lenient skips the entries', async () => {
   await withTempDir(async (dir) => {
-    const l1 = await layer([{ name: 'evil', type: 'symlink', linkname: '../../../../tmp' }, { name: 'abs', type: 'symlink', linkname: '/etc' }, { name: 'ok1', content: 'ok' }]);
-    const l2 = await layer([
-      { name: '../escape', content: 'x' }, { name: '/abs-file', content: 'x' }, { name: 'evil/planted', content: 'x' },
-      { name: 'abs/passwd', content: 'x' }, { name: 'hl', type: 'link', linkname: '../../etc/shadow' }, { name: 'ok2', content: 'ok' },
-    ]);
-    const t = await flatten(dir, [l1, l2]);
-    assert.deepEqual(paths(t), ['', 'abs', 'evil', 'ok1', 'ok2']);
-    assert.equal(t.stats.unsafeSkipped, 5);
-    assert.ok(t.warnings.every((w) => w.code === 'OCI_UNSAFE_PATH'));
-    assert.ok(t.warnings.some((w) => /"evil\/planted".*symlink to "\.\.\/\.\.\/\.\.\/\.\.\/tmp"/.test(w.message)));
-    await assert.rejects(flatten(dir, [l1, l2], { strict: true }), (e) => isGridboxError(e, 'OCI_UNSAFE_PATH') && /escape/.test(e.message));
+    const limits: Partial<FlattenOptions> = { decompress: { maxBytes: 8 * 2 ** 20 }, tar: { maxPaxBytes: 64 * 1024 } };
+    for (const [tag, img] of Object.entries(await hostileImages())) {
+      const sources = img.layers.map((l, i): LayerSource => ({ digest: `sha256:${tag}-${i}`, open: async function* () { yield l.data; } }));
+      await assert.rejects(flatten(dir, sources, limits), (e) => {
+        assert.ok(isGridboxError(e, img.code), `${tag}: ${String(e)}`);
+        if (img.rule) {
+          assert.equal(e.fields.rule, img.rule, `${tag}: ${e.message}`);
+          assert.equal(e.fields.path, img.entry, tag);
+          assert.match(e.fields.layer as string, new RegExp(`^sha256:${tag}-\\d$`));
+          assert.ok(e.message.includes(JSON.stringify(img.entry)) && e.message.includes(`rule ${img.rule}`) && e.message.includes(`sha256:${tag}-`), `${tag}: ${e.message}`);
+        }
+        return true;
+      });
+      if (!img.lenientPaths) {
+        await assert.rejects(flatten(dir, sources, { ...limits, lenient: true }), (e) => isGridboxError(e, img.code), `${tag} fails even when lenient`);
+        continue;
+      }
+      const t = await flatten(dir, sources, { ...limits, lenient: true });
+      assert.deepEqual(paths(t).slice(1), img.lenientPaths, tag);
+      assert.equal(t.stats.unsafeSkipped, 1, tag);
+      assert.deepEqual(t.warnings.map((w) => [w.code, w.rule, w.path]), [['OCI_UNSAFE_PATH', img.rule, img.entry]], tag);
+    }
   });
+});
+
+test('flattenLayers() publishes shapes Docker accepts: absolute names, ".." inside, writes through symlinked parents', async () => {
+  await withTempDir(async (dir) => {
+    const h = await harmlessImage();
+    const t = await flatten(dir, h.layers.map((l, i): LayerSource => ({ digest: `sha256:harmless-${i}`, open: async function* () { yield l.data; } })));
+    assert.deepEqual(t.warnings, []);
+    for (const [p, content] of Object.entries(h.files)) assert.equal(await text(t, p), content, p);
+    for (const [p, target] of Object.entries(h.symlinks)) assert.deepEqual([get(t, p)?.type, get(t, p)?.target], ['symlink', target], p);
+    assert.equal(get(t, 'lib/libx.so'), undefined, 'written at the real path, not below the symlink');
+    assert.equal(t.stats.throughSymlinks, 2);
+  });
+});
+
+test('flattenLayers() follows symlinked parents for whiteouts and hard-link targets, and refuses devices by policy', async () => {
+  await withTempDir(async (dir) => {
+    const l1 = await layer([{ name: 'usr/bin/tool', content: 'tool' }, { name: 'usr/bin/old', content: 'old' }, { name: 'bin', type: 'symlink', linkname: '/usr/bin' }]);
+    const l2 = await layer([{ name: 'bin/.wh.old', content: '' }, { name: 'tool-link', type: 'link', linkname: 'bin/tool' }, { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 }]);
+    const t = await flatten(dir, [l1, l2]);
+    assert.deepEqual(paths(t), ['', 'bin', 'dev', 'tool-link', 'usr', 'usr/bin', 'usr/bin/tool']);
+    assert.equal(await text(t, 'tool-link'), 'tool');
+    await assert.rejects(flatten(dir, [l1, l2], { devices: 'refuse' }), (e) => isGridboxError(e, 'OCI_UNSAFE_PATH') && e.fields.rule === 'device' && /"dev\/null"/.test(e.message));
+    const lenient = await flatten(dir, [l1, l2], { devices: 'refuse', lenient: true });
+    assert.equal(get(lenient, 'dev/null'), undefined);
+    assert.equal(lenient.warnings[0]?.rule, 'device');
+  });
+});
+
+test('symlinkEscapes() is Docker\'s lexical check from the link\'s directory', () => {
+  assert.equal(symlinkEscapes('a', '../x'), true);
+  assert.equal(symlinkEscapes('a/b/c', '../../x'), false);
+  assert.equal(symlinkEscapes('a/b/c', '../../../x'), true);
+  assert.equal(symlinkEscapes('a/b/c', 'd/../../../../x'), true);
+  assert.equal(symlinkEscapes('a', '/../../etc'), false, 'absolute targets resolve inside the image');
+  assert.equal(symlinkEscapes('a', './.'), false);
 });
 
 test('flattenLayers() fails a corrupt layer with a clear error', async () => {

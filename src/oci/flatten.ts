@@ -1,6 +1,15 @@
 // Applies image layers in order to an in-memory entry map and returns the flat tree ready to publish:
 // OCI whiteouts and opaque dirs (lower layers only), hard links, devices by policy, setuid/setgid
-// stripped, permissions normalised, every escape from the root refused. Never extracts to disk.
+// stripped, permissions normalised. Never extracts to disk, so nothing can land outside the tree.
+// Hostile entries fail the layer (OCI_UNSAFE_PATH naming layer, entry and rule), as Docker's unpacker
+// fails with a breakout error; `lenient` skips them with a warning instead. Docker's rules (moby
+// pkg/archive): a name or hard-link target whose ".." climbs above the root after lexical cleaning is a
+// breakout ("a/../b" is just "b"); so is a symlink whose relative target, from its directory, climbs
+// above the root. Harmless, as there: absolute names and hard-link targets (taken from the root),
+// absolute symlink targets, and writes through a symlinked parent directory, which land where the link
+// points inside the image (Docker unpacks in a chroot, containerd resolves with RootPath) — here
+// absolute targets restart at the image root and ".." stops there. Ours besides: whiteouts of "", "."
+// or "..", a loop of symlinks on the way (more than MAX_SYMLINK_HOPS) and, by policy, device nodes.
 // Layers are read top to bottom and applied bottom to top: a file that no upper layer shadows goes
 // straight to the caller's ContentSink (the publisher's worker pool) while the layer streams; the rest
 // (and everything when there is no sink) is spooled, one append-only file per layer, and referenced by
@@ -12,7 +21,9 @@ import type { Readable } from 'node:stream';
 import { GridboxError, q } from '../errors.js';
 import { type Entry, baseName, joinPath, parentPath } from '../fstree/entry.js';
 import { decompressLayer, type DecompressOptions } from '../tar/decompress.js';
-import { readTar, type TarReadOptions } from '../tar/tar-reader.js';
+import { readTar, type TarReadOptions, type UnsafeRule } from '../tar/tar-reader.js';
+
+export type { UnsafeRule } from '../tar/tar-reader.js';
 
 export interface LayerSource {
   /** Layer name for messages (its digest). */
@@ -25,8 +36,14 @@ export interface LayerSource {
   remember?: (records: LayerRecord[]) => void;
 }
 
-/** What happens to char/block devices: "skip" (default; counted), "empty-file" (mode 0, like rootless umoci), "keep". */
-export type DevicePolicy = 'skip' | 'empty-file' | 'keep';
+/**
+ * What happens to char/block devices: "skip" (default; counted), "empty-file" (mode 0, like rootless
+ * umoci), "keep", or "refuse" (the layer fails with rule "device", or under `lenient` the node is skipped with a warning).
+ */
+export type DevicePolicy = 'skip' | 'empty-file' | 'keep' | 'refuse';
+
+/** Symlinks followed on the way to one path before giving up (Linux's MAXSYMLINKS). */
+export const MAX_SYMLINK_HOPS = 40;
 /**
  * "propagate" (default): the owner's read bit is copied to group and other, the owner's execute bit
  * likewise, so a job user (CVMFS shows files as the mounting user but checks "other" bits) can read
@@ -42,8 +59,12 @@ export interface FlattenOptions {
   permissions?: PermissionPolicy;
   /** Keep setuid/setgid bits (default false: stripped and counted; inert under nosuid anyway). */
   keepSetid?: boolean;
-  /** Unsafe paths throw OCI_UNSAFE_PATH instead of being skipped with a warning. */
-  strict?: boolean;
+  /**
+   * Skip hostile entries with a warning (the image is published without them) instead of failing
+   * the layer with OCI_UNSAFE_PATH (the default).
+   */
+  lenient?: boolean;
+  /** Tar limits; `absoluteNames` defaults to "strip" here (Docker takes absolute names from the root). */
   tar?: Omit<TarReadOptions, 'strict' | 'onWarning' | 'label'>;
   decompress?: Omit<DecompressOptions, 'label'>;
   onWarning?: (w: FlattenWarning) => void;
@@ -76,6 +97,8 @@ export interface FlattenWarning {
   message: string;
   path: string;
   layer: string;
+  /** For OCI_UNSAFE_PATH: the rule the entry broke. */
+  rule?: UnsafeRule;
 }
 
 /** Where a file's bytes are: `size` bytes at `offset` of the spool file, or already `stored` by the sink. */
@@ -103,6 +126,8 @@ export interface FlattenStats {
   setidStripped: number;
   modesNormalised: number;
   unsafeSkipped: number;
+  /** Entries and whiteouts whose parent path went through a symlink inside the image (applied where it points). */
+  throughSymlinks: number;
   /** Sum of file sizes in the final tree. */
   bytes: number;
 }
@@ -126,6 +151,8 @@ interface Node {
   /** Identity of the inode: hard links share it. */
   inode: number;
 }
+
+type Warn = (code: FlattenWarning['code'], message: string, path: string, rule?: UnsafeRule) => void;
 
 interface LayerItem {
   entry: Entry;
@@ -151,19 +178,22 @@ async function flattenOnce(layers: LayerSource[], options: FlattenOptions, useRe
   const devices = options.devices ?? 'skip';
   const stats: FlattenStats = {
     layers: layers.length, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, fifos: 0, devicesSkipped: 0, devicesEmptied: 0,
-    devicesKept: 0, whiteouts: 0, opaqueDirs: 0, setidStripped: 0, modesNormalised: 0, unsafeSkipped: 0, bytes: 0,
+    devicesKept: 0, whiteouts: 0, opaqueDirs: 0, setidStripped: 0, modesNormalised: 0, unsafeSkipped: 0, throughSymlinks: 0, bytes: 0,
   };
   const warnings: FlattenWarning[] = [];
   const spoolFiles = layers.map((_, li) => join(options.spoolDir, `layer-${li}.spool`));
   const nodes = new Map<string, Node>();
   let nextInode = 1;
   nodes.set('', { entry: dirEntry('', 0), inode: nextInode++ });
-  const warner = (li: number) => (code: FlattenWarning['code'], message: string, path: string): void => {
+  const warner = (li: number): Warn => (code, message, path, rule) => {
     if (code === 'OCI_UNSAFE_PATH') {
+      if (!options.lenient) {
+        throw new GridboxError('OCI_UNSAFE_PATH', `${message}; refusing the layer (gridbox sync --lenient would skip such entries)`, { path, layer: layers[li].digest, rule });
+      }
       stats.unsafeSkipped++;
-      if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path, layer: layers[li].digest });
     }
-    const w = { code, message, path, layer: layers[li].digest };
+    const w: FlattenWarning = { code, message, path, layer: layers[li].digest };
+    if (rule !== undefined) w.rule = rule;
     warnings.push(w);
     options.onWarning?.(w);
   };
@@ -210,44 +240,38 @@ async function flattenOnce(layers: LayerSource[], options: FlattenOptions, useRe
     const label_ = label(li);
 
     // Phase 1: whiteouts and opaque markers act on the lower layers only, wherever they sit in the archive.
+    // A marker below a symlinked directory acts where the link points (as Docker's chrooted RemoveAll).
     const upper: LayerItem[] = [];
     for (const it of items) {
       const name = baseName(it.entry.path);
       if (!name.startsWith(WHITEOUT)) { upper.push(it); continue; }
-      const dir = parentPath(it.entry.path);
+      if (name.startsWith(WHITEOUT + WHITEOUT) && name !== OPAQUE) continue; // other AUFS bookkeeping (.wh..wh.plnk): meaningless here
+      const real = realPath(nodes, it.entry.path);
+      if (typeof real !== 'string') { warnUnreal(warn, label_, it.entry.path, real); continue; }
+      if (real !== it.entry.path) stats.throughSymlinks++;
       if (name === OPAQUE) {
         stats.opaqueDirs++;
-        removeSubtree(nodes, dir, false);
-      } else if (name.startsWith(WHITEOUT + WHITEOUT)) {
-        // other AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless here
+        removeSubtree(nodes, parentPath(real), false);
       } else {
         stats.whiteouts++;
-        removeSubtree(nodes, joinPath(dir, name.slice(WHITEOUT.length)), true);
+        removeSubtree(nodes, joinPath(parentPath(real), name.slice(WHITEOUT.length)), true);
       }
     }
 
-    // Phase 2: this layer's entries in archive order.
+    // Phase 2: this layer's entries in archive order, each at its real path (parent symlinks followed inside the image).
     for (const it of upper) {
-      const path = it.entry.path;
-      if (path === '' && it.entry.type !== 'dir') { warn('TAR_INVALID', `Skipping root entry of type ${it.entry.type} in ${label_}`, path); continue; }
-      const blocked = blockedBy(nodes, path);
-      if (blocked) {
-        const why = blocked.entry.type === 'symlink'
-          ? `its parent ${q(blocked.entry.path)} is a symlink to ${q(blocked.entry.target)} (writing through it could leave the root)`
-          : `its parent ${q(blocked.entry.path)} is a ${blocked.entry.type}, not a directory`;
-        warn(blocked.entry.type === 'symlink' ? 'OCI_UNSAFE_PATH' : 'TAR_INVALID', `Refusing ${q(path)} in ${label_}: ${why}`, path);
-        continue;
-      }
+      if (it.entry.path === '' && it.entry.type !== 'dir') { warn('TAR_INVALID', `Skipping root entry of type ${it.entry.type} in ${label_}`, ''); continue; }
+      const real = realPath(nodes, it.entry.path);
+      if (typeof real !== 'string') { warnUnreal(warn, label_, it.entry.path, real); continue; }
+      if (real !== it.entry.path) stats.throughSymlinks++;
+      const path = real;
       let node: Node;
       if (it.linkTo !== undefined) {
-        const target = nodes.get(it.linkTo);
-        const via = blockedBy(nodes, it.linkTo);
-        if (via?.entry.type === 'symlink') {
-          warn('OCI_UNSAFE_PATH', `Refusing hard link ${q(path)} in ${label_}: target ${q(it.linkTo)} passes through symlink ${q(via.entry.path)}`, path);
-          continue;
-        }
+        const realTarget = realPath(nodes, it.linkTo);
+        if (typeof realTarget !== 'string') { warnUnreal(warn, label_, it.entry.path, realTarget, `hard link target ${q(it.linkTo)}`); continue; }
+        const target = nodes.get(realTarget);
         if (!target || target.entry.type === 'dir') {
-          warn('TAR_INVALID', `Skipping hard link ${q(path)} in ${label_}: target ${q(it.linkTo)} ${target ? 'is a directory' : 'does not exist'}`, path);
+          warn('TAR_INVALID', `Skipping hard link ${q(it.entry.path)} in ${label_}: target ${q(it.linkTo)} ${target ? 'is a directory' : 'does not exist'}`, it.entry.path);
           continue;
         }
         stats.hardlinks++;
@@ -256,7 +280,8 @@ async function flattenOnce(layers: LayerSource[], options: FlattenOptions, useRe
           : { entry: { ...target.entry, path }, inode: nextInode++ };
         if (target.missing) node.missing = true;
       } else if (it.entry.type === 'chardev' || it.entry.type === 'blockdev') {
-        if (devices === 'skip') {
+        if (devices === 'skip' || devices === 'refuse') {
+          // "refuse" failed the layer while it was read; under lenient the node is skipped like this.
           stats.devicesSkipped++;
           ensureParents(nodes, path, it.entry.mtime, () => nextInode++);
           removeSubtree(nodes, path, true);
@@ -337,7 +362,7 @@ export function openContent(ref: ContentRef): Readable {
  * the sink (their `stored` promises are pushed to `stores`), the others are appended to the spool file.
  */
 async function readLayer(layer: LayerSource, label: string, spoolPath: string, options: FlattenOptions,
-  warn: (code: FlattenWarning['code'], message: string, path: string) => void, shadowed: (path: string) => boolean,
+  warn: Warn, shadowed: (path: string) => boolean,
   stores: Promise<unknown>[]): Promise<LayerItem[]> {
   const items: LayerItem[] = [];
   const sink = options.sink;
@@ -347,10 +372,16 @@ async function readLayer(layer: LayerSource, label: string, spoolPath: string, o
   try {
     const bytes = decompressLayer(await layer.open(), { ...options.decompress, label });
     const tar = readTar(bytes, {
-      ...options.tar, strict: options.strict, label,
-      onWarning: (w) => warn(w.code, w.message, w.path),
+      // Unsafe names come back as warnings; warn() throws them unless lenient, with the layer named.
+      absoluteNames: 'strip', ...options.tar, strict: false, label,
+      onWarning: (w) => warn(w.code, w.message, w.path, w.rule),
     });
     for await (const t of tar) {
+      const hostile = hostileShape(t.entry, t.linkTo, options.devices ?? 'skip');
+      if (hostile !== undefined) {
+        warn('OCI_UNSAFE_PATH', `Refusing tar entry ${q(t.entry.path)} in ${label}: ${hostile.why} (rule ${hostile.rule})`, t.entry.path, hostile.rule);
+        continue; // lenient: skipped (its bytes are drained by the reader)
+      }
       const item: LayerItem = { entry: t.entry };
       if (t.linkTo !== undefined) item.linkTo = t.linkTo;
       if (t.content) {
@@ -383,20 +414,85 @@ async function readLayer(layer: LayerSource, label: string, spoolPath: string, o
   return items;
 }
 
+/** The rules an entry breaks on its own (names and hard-link targets were checked by the tar reader). */
+function hostileShape(e: Entry, linkTo: string | undefined, devices: DevicePolicy): { rule: UnsafeRule; why: string } | undefined {
+  if (e.type === 'symlink' && symlinkEscapes(e.path, e.target ?? '')) {
+    return { rule: 'symlink-escape', why: `symlink to ${q(e.target)} points above the image root` };
+  }
+  const name = baseName(e.path);
+  if (name.startsWith(WHITEOUT) && !name.startsWith(WHITEOUT + WHITEOUT)) {
+    const victim = name.slice(WHITEOUT.length);
+    if (victim === '' || victim === '.' || victim === '..') return { rule: 'whiteout-escape', why: `whiteout of ${q(victim)} would delete its own directory or a parent` };
+  }
+  if (linkTo === undefined && devices === 'refuse' && (e.type === 'chardev' || e.type === 'blockdev')) {
+    return { rule: 'device', why: `${e.type === 'chardev' ? 'character' : 'block'} device node refused by the device policy` };
+  }
+  return undefined;
+}
+
 function dirEntry(path: string, mtime: number): Entry {
   return { path, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 4096, mtime, mtimeNs: 0 };
 }
 
-/** The nearest existing ancestor of `path` that is not a directory, if any. */
-function blockedBy(nodes: Map<string, Node>, path: string): Node | undefined {
-  let p = parentPath(path);
-  const chain: string[] = [];
-  while (p !== '') { chain.push(p); p = parentPath(p); }
-  for (const a of chain.reverse()) {
-    const n = nodes.get(a);
-    if (n && n.entry.type !== 'dir') return n;
+/** Why a path has no real location: a loop of symlinks, or a non-directory on the way. */
+interface Unreal { loop?: boolean; blocker?: Node }
+
+/**
+ * Where `path` really is in the tree built so far: every symlink among its parent directories followed
+ * inside the image, like a chroot (an absolute target restarts at the root, ".." stops at the root).
+ * The last component is never followed (an entry replaces a symlink there). Components that do not
+ * exist yet are kept as they are (ensureParents creates them).
+ */
+function realPath(nodes: Map<string, Node>, path: string): string | Unreal {
+  const parent = parentPath(path);
+  // The common case, no symlink on the way, costs one map lookup per component and no allocation.
+  let plain = true;
+  for (let p = parent; p !== ''; p = parentPath(p)) {
+    const t = nodes.get(p)?.entry.type;
+    if (t !== undefined && t !== 'dir') { plain = false; break; }
   }
-  return undefined;
+  if (plain) return path;
+  const pending = parent.split('/');
+  const done: string[] = [];
+  let hops = 0;
+  while (pending.length > 0) {
+    const c = pending.shift()!;
+    if (c === '' || c === '.') continue;
+    if (c === '..') { done.pop(); continue; }
+    done.push(c);
+    const n = nodes.get(done.join('/'));
+    if (n === undefined || n.entry.type === 'dir') continue;
+    if (n.entry.type !== 'symlink') return { blocker: n };
+    if (++hops > MAX_SYMLINK_HOPS) return { loop: true, blocker: n };
+    done.pop();
+    const target = n.entry.target ?? '';
+    if (target.startsWith('/')) done.length = 0;
+    pending.unshift(...target.split('/'));
+  }
+  return joinPath(done.join('/'), baseName(path));
+}
+
+/** Reports an entry realPath() could not place: a symlink loop is hostile; a file as a parent is just invalid. */
+function warnUnreal(warn: Warn, label: string, path: string, u: Unreal, what = 'its parent path'): void {
+  if (u.loop) {
+    warn('OCI_UNSAFE_PATH', `Refusing tar entry ${q(path)} in ${label}: ${what} follows more than ${MAX_SYMLINK_HOPS} symlinks (a loop at ${q(u.blocker?.entry.path)}) (rule symlink-loop)`, path, 'symlink-loop');
+  } else {
+    warn('TAR_INVALID', `Skipping ${q(path)} in ${label}: ${what} passes through ${q(u.blocker?.entry.path)}, a ${u.blocker?.entry.type}, not a directory`, path);
+  }
+}
+
+/**
+ * True when a symlink at `path` with a relative `target` would point above the root (Docker's
+ * "invalid symlink" breakout: the target joined to the link's directory and cleaned lexically).
+ */
+export function symlinkEscapes(path: string, target: string): boolean {
+  if (target.startsWith('/')) return false;
+  let depth = parentPath(path) === '' ? 0 : parentPath(path).split('/').length;
+  for (const c of target.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') { if (--depth < 0) return true; } else depth++;
+  }
+  return false;
 }
 
 function ensureParents(nodes: Map<string, Node>, path: string, mtime: number, inode: () => number): void {

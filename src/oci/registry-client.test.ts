@@ -8,7 +8,8 @@ import { flattenImage } from './pull.js';
 import { digestOf } from './digest.js';
 import { openContent, type FlatTree } from './flatten.js';
 import { haveRegistry, startRegistry, type RegistryAuth, type TestRegistry } from '../testing/registry.js';
-import { imageConfig, maliciousLayers, pushBlob, pushImage, pushIndex, standardLayers, GZ } from '../testing/images.js';
+import { hostileImages } from '../testing/hostile-layers.js';
+import { imageConfig, pushBlob, pushImage, pushIndex, standardLayers, GZ } from '../testing/images.js';
 import { withTempDir } from '../testing/tmp.js';
 import { isGridboxError } from '../errors.js';
 
@@ -123,29 +124,16 @@ test('registry client authenticates with Basic credentials from a docker config'
 
 test('malicious layers are each refused with a clear message and other images are unaffected', async (t) => {
   await withRegistry(t, 'none', async (reg, dir) => {
-    const evil = await maliciousLayers();
-    for (const [tag, layer] of Object.entries(evil)) await pushImage(reg, 'org/evil', tag, [layer], imageConfig('amd64', []));
+    const evil = await hostileImages();
+    for (const [tag, img] of Object.entries(evil)) await pushImage(reg, 'org/evil', tag, img.layers, imageConfig('amd64', []));
     await pushStandard(reg);
     const client = new RegistryClient();
     const opts = { spoolDir: dir, decompress: { maxBytes: 8 * 2 ** 20 }, tar: { maxPaxBytes: 64 * 1024 } };
-    const expect: Record<string, RegExp> = {
-      dotdot: /OCI_UNSAFE_PATH.*"\.\.\/\.\.\/escape\.txt".*escapes the root/, absolute: /OCI_UNSAFE_PATH.*"\/etc\/evil".*absolute path/,
-      'symlink-parent': /OCI_UNSAFE_PATH.*"evil\/planted".*symlink/, 'hardlink-out': /OCI_UNSAFE_PATH.*hard link to "\.\.\/\.\.\/\.\.\/etc\/shadow" outside the root/,
-      truncated: /TAR_INVALID.*Cannot decompress gzip/, bomb: /TAR_LIMIT.*exceeds 8388608 bytes/, pax: /TAR_LIMIT.*PAX header of \d+ bytes/,
-    };
-    for (const tag of Object.keys(evil)) {
+    for (const [tag, img] of Object.entries(evil)) {
       const image = await client.resolveImage(parseReference(`${reg.host}/org/evil:${tag}`));
-      let outcome: string;
-      try {
-        const tree = await flattenImage(client, image, opts);
-        // the symlink itself stays (it resolves inside the container); only writes through it are refused
-        assert.deepEqual(tree.entries.map((e) => e.path), tag === 'symlink-parent' ? ['', 'evil', 'ok.txt'] : ['', 'ok.txt'], tag);
-        outcome = tree.warnings.map((w) => `${w.code} ${w.message}`).join('\n');
-      } catch (e) {
-        outcome = isGridboxError(e) ? `${e.code} ${e.message}` : String(e);
-      }
-      assert.match(outcome, expect[tag], tag);
-      await assert.rejects(flattenImage(client, image, { ...opts, strict: true }), tag);
+      const refused: string[] = image.manifest.layers.map((l) => String(l.digest));
+      await assert.rejects(flattenImage(client, image, opts), (e) => isGridboxError(e, img.code)
+        && (img.rule === undefined || (e.fields.rule === img.rule && refused.includes(e.fields.layer as string) && e.message.includes(e.fields.layer as string))), tag);
     }
     const good = await flattenImage(client, await client.resolveImage(parseReference(`${reg.host}/${REPO}:latest`)), opts);
     assert.deepEqual(good.warnings, []);

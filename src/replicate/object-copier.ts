@@ -5,6 +5,7 @@
 import { GridboxError, q } from '../errors.js';
 import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
 import type { ObjectStore } from '../store/object-store.js';
+import type { ObjectSink } from './replica-object-writer.js';
 
 /** What a snapshot reads from its source; the Downloader (src/download) satisfies it as is. */
 export interface SnapshotSource {
@@ -90,11 +91,49 @@ export class Limiter {
   }
 }
 
+/**
+ * The keys a replica store holds, listed once when a snapshot starts (one readdir per data/XX directory)
+ * and kept up to date by the snapshot's own writes; the snapshot holds the replica lock, so nobody else
+ * adds or removes objects meanwhile. Replaces a stat per referenced object, which dominated both a first
+ * copy (every stat a failing ENOENT) and an incremental one (every object of a changed catalog checked).
+ */
+export class PresentKeys {
+  private constructor(private readonly keys: Set<string>) {}
+
+  static async of(store: ObjectStore): Promise<PresentKeys> {
+    const keys = new Set<string>();
+    for await (const k of store.list()) keys.add(k);
+    return new PresentKeys(keys);
+  }
+
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+
+  add(key: string): void {
+    this.keys.add(key);
+  }
+
+  get size(): number {
+    return this.keys.size;
+  }
+}
+
 export class ObjectCopier {
   readonly stats: CopyStats = { objects: 0, bytes: 0, present: 0 };
   private readonly inFlight = new Map<string, Promise<void>>();
 
-  constructor(private readonly source: SnapshotSource, private readonly store: ObjectStore, readonly limiter: Limiter) {}
+  /**
+   * `store` answers has() when there is no `present` listing; `sink` (default: the store) takes the
+   * verified bytes.
+   */
+  constructor(private readonly source: SnapshotSource, private readonly store: ObjectStore, readonly limiter: Limiter,
+    readonly present?: PresentKeys, private readonly sink: ObjectSink = store) {}
+
+  /** Whether the replica holds the object (from the listing when there is one). */
+  async has(key: string): Promise<boolean> {
+    return this.present !== undefined ? this.present.has(key) : this.store.has(key);
+  }
 
   /** Ensures the object is in the replica; concurrent calls for one key share one copy. */
   copy(id: ObjectId, suffix: ObjectSuffix): Promise<void> {
@@ -121,13 +160,14 @@ export class ObjectCopier {
 
   /** Stores verified bytes got from fetch(), counting them. */
   async put(key: string, bytes: Buffer): Promise<void> {
-    await this.store.put(key, bytes);
+    await this.sink.put(key, bytes);
+    this.present?.add(key);
     this.stats.objects++;
     this.stats.bytes += bytes.length;
   }
 
   private async copyOnce(id: ObjectId, suffix: ObjectSuffix, key: string): Promise<void> {
-    if (await this.store.has(key)) {
+    if (await this.has(key)) {
       this.stats.present++;
       return;
     }

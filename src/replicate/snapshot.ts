@@ -13,13 +13,14 @@ import { verifyRepositoryTrust } from '../manifest/trust.js';
 import { MAX_WHITELIST_BYTES } from '../manifest/whitelist.js';
 import { FsStore } from '../store/fs-store.js';
 import { decodeObjectBytes, verifyObjectBytes } from '../store/object-io.js';
-import { Limiter, ObjectCopier, isMissingAtSource, objectFetchError, type SnapshotSource } from './object-copier.js';
+import { Limiter, ObjectCopier, PresentKeys, isMissingAtSource, objectFetchError, type SnapshotSource } from './object-copier.js';
+import { ReplicaObjectWriter } from './replica-object-writer.js';
 import { formatSnapshotTime, lockReplica, readIfPresent, replicaLayout, writeFileAtomic } from './replica-layout.js';
 
 export type { SnapshotSource } from './object-copier.js';
 
-/** Objects in flight at once by default (stock `swissknife pull` uses a handful of threads too). */
-export const DEFAULT_SNAPSHOT_CONCURRENCY = 8;
+/** Objects in flight at once by default: enough to hide a loopback or LAN round trip behind the writes. */
+export const DEFAULT_SNAPSHOT_CONCURRENCY = 16;
 /** Inflate caps for the meta-objects a snapshot must read. */
 export const MAX_CATALOG_BYTES = 1 << 30;
 export const MAX_HISTORY_BYTES = 256 << 20;
@@ -76,7 +77,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
     for (const name of await readdir(layout.state)) if (name.startsWith('snapshot-')) await rm(join(layout.state, name), { recursive: true, force: true });
     tmpDir = await mkdtemp(join(layout.state, 'snapshot-'));
     const limiter = new Limiter(o.concurrency ?? DEFAULT_SNAPSHOT_CONCURRENCY);
-    const copier = new ObjectCopier(o.source, store, limiter);
+    const copier = new ObjectCopier(o.source, store, limiter, await PresentKeys.of(store), new ReplicaObjectWriter(store.dataDir));
 
     // Trust first (spec §3.4): nothing is copied for a manifest that does not verify.
     const certId = parseSignedManifest(manifestBytes).fields.X;
@@ -186,7 +187,7 @@ class RevisionWalk {
   }
 
   private async catalogTreeOnce(id: ObjectId, key: string): Promise<void> {
-    if (await this.store.has(key)) {
+    if (await this.copier.has(key)) {
       this.copier.stats.present++;
       return;
     }
@@ -211,13 +212,7 @@ class RevisionWalk {
     try {
       const reader = openCatalog(file);
       try {
-        const objects: [ObjectId, ObjectSuffix][] = [];
-        for (const r of reader.entries()) {
-          // External files live outside the repository's store; a chunked file's bulk hash names no object.
-          if (r.entry.type !== 'file' || r.external) continue;
-          if (r.chunks !== undefined && r.chunks.length > 0) for (const c of r.chunks) objects.push([c.id, 'P']);
-          else if (r.id !== undefined) objects.push([r.id, '']);
-        }
+        const objects: [ObjectId, ObjectSuffix][] = reader.objectRefs().map((r) => [r.id, r.suffix]);
         return { objects, nested: reader.nested().filter((n) => !n.bind).map((n) => n.id) };
       } finally {
         reader.close();
@@ -256,7 +251,7 @@ class RevisionWalk {
       }
       seen.add(key);
       const first = tags === undefined;
-      if (await this.store.has(key)) {
+      if (await this.copier.has(key)) {
         if (first) {
           const local = await this.store.get(key);
           verifyObjectBytes(local, cur, 'H');

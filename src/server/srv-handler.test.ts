@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,13 +116,66 @@ test('serve refuses paths outside srv/, staging files and directory listings', (
   } finally { await s.close(); }
 }));
 
+test('serve never answers from memory with bytes of a file that was rewritten, replaced or removed', () => withTempDir(async (dir) => {
+  const { srv, obj } = await makeSrv(dir);
+  const s = await listenSrv({ srvDir: srv, memoryCacheBytes: 1 << 20 });
+  try {
+    const path = `/cvmfs/${FQRN}/${obj.relPath}`;
+    const file = join(srv, FQRN, obj.relPath);
+    assert.deepEqual((await get(s.port, path)).body, obj.stored);
+    assert.deepEqual((await get(s.port, path)).body, obj.stored, 'second answer, from memory');
+    // In place, same size and inode (a repair tool rewriting a corrupt copy): the bytes on disk win.
+    const patched = Buffer.from(obj.stored);
+    patched[7] ^= 0xff;
+    await writeFile(file, patched);
+    const r1 = await get(s.port, path);
+    assert.deepEqual(r1.body, patched);
+    // Replaced by rename (a new inode), as publishers and snapshots do.
+    await writeFile(`${file}.new`, obj.stored);
+    await rename(`${file}.new`, file);
+    const r2 = await get(s.port, path);
+    assert.deepEqual(r2.body, obj.stored);
+    assert.notEqual(r2.headers.etag, r1.headers.etag, 'a new version gets a new ETag');
+    // Replaced by a symlink out of srv/: resolved afresh and refused, never followed from memory.
+    await rm(file);
+    await symlink(join(dir, 'secret.key'), file);
+    const leak = await get(s.port, path);
+    assert.equal(leak.status, 403);
+    assert.ok(!leak.body.toString().includes('PRIVATE'));
+    await rm(file);
+    assert.equal((await get(s.port, path)).status, 404);
+    const manifest = `/cvmfs/${FQRN}/.cvmfspublished`;
+    assert.equal((await get(s.port, manifest)).body.toString(), 'Cabc\nNtest.example.org\n--\n');
+    await writeFile(join(srv, FQRN, '.cvmfspublished.tmp'), 'Cdef\n');
+    await rename(join(srv, FQRN, '.cvmfspublished.tmp'), join(srv, FQRN, '.cvmfspublished'));
+    assert.equal((await get(s.port, manifest)).body.toString(), 'Cdef\n', 'a new manifest is served at once');
+  } finally { await s.close(); }
+}));
+
+test('serve streams files larger than what it reads whole, ranges included', () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  const big = makeRawObject(Buffer.alloc(3 << 20, 7), '', 'sha1', false);
+  await writeRawObjects(srv, FQRN, [big]);
+  const s = await listenSrv({ srvDir: srv });
+  try {
+    const path = `/cvmfs/${FQRN}/${big.relPath}`;
+    const r = await get(s.port, path);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, big.stored);
+    const part = await get(s.port, path, { range: 'bytes=1048570-1048580' });
+    assert.equal(part.status, 206);
+    assert.deepEqual(part.body, big.stored.subarray(1048570, 1048581));
+  } finally { await s.close(); }
+}));
+
 function cliMain(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 }
 
-test('gridbox serve prints its URL first and exits 0 on SIGTERM', () => withTempDir(async (dir) => {
+for (const workers of ['1', '2']) test(`gridbox serve --workers ${workers} prints its URL first, logs requests to --access-log and exits 0 on SIGTERM`, () => withTempDir(async (dir) => {
   const { obj } = await makeSrv(dir);
-  const child = spawn(process.execPath, [cliMain(), 'serve', '--root', dir, '--listen', '127.0.0.1:0', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const log = join(dir, 'access.log');
+  const child = spawn(process.execPath, [cliMain(), 'serve', '--root', dir, '--listen', '127.0.0.1:0', '--workers', workers, '--access-log', log], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const line = await new Promise<string>((resolve, reject) => {
       createInterface({ input: child.stdout }).once('line', resolve);
@@ -130,11 +183,18 @@ test('gridbox serve prints its URL first and exits 0 on SIGTERM', () => withTemp
     });
     const m = /^serving (http:\/\/127\.0\.0\.1:(\d+)\/cvmfs\/)$/.exec(line);
     assert.ok(m, `first line: ${line}`);
-    const r = await fetch(`${m[1]}${FQRN}/${obj.relPath}`);
-    assert.equal(r.status, 200);
-    assert.deepEqual(Buffer.from(await r.arrayBuffer()), obj.stored);
+    for (let i = 0; i < 4; i++) {
+      const r: Response = await fetch(`${m[1]}${FQRN}/${obj.relPath}`);
+      assert.equal(r.status, 200);
+      assert.deepEqual(Buffer.from(await r.arrayBuffer()), obj.stored);
+    }
+    assert.equal((await fetch(`${m[1]}${FQRN}/nothing-here`)).status, 404);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
+    const lines = (await readFile(log, 'utf8')).trim().split('\n');
+    assert.equal(lines.length, 5, 'one line per request, flushed at exit');
+    assert.equal(lines.filter((l) => l.includes(`"GET /cvmfs/${FQRN}/${obj.relPath} HTTP/1.1" 200 ${obj.stored.length} `)).length, 4);
+    assert.match(lines.find((l) => l.includes('nothing-here')) ?? '', /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \S+nothing-here HTTP\/1\.1" 404 \d+ [\d.]+$/);
   } finally { if (child.exitCode === null) child.kill('SIGKILL'); }
 }));

@@ -52,6 +52,8 @@ export interface ImageOutcome {
   status: ImageStatus;
   tree?: string;
   error?: string;
+  /** For a refused layer: the error code, the layer digest, the entry and the rule it broke. */
+  refused?: { code: string; layer?: string; entry?: string; rule?: string };
   warnings?: string[];
 }
 
@@ -80,7 +82,8 @@ export interface SyncOptions {
   platform?: Platform;
   /** HEAD only; report what would change; publish nothing, write no state. */
   dryRun?: boolean;
-  strict?: boolean;
+  /** Publish images with hostile layer entries skipped and warned about, instead of failing them. */
+  lenient?: boolean;
   devices?: DevicePolicy;
   permissions?: PermissionPolicy;
   /** Limits for layers (tar header/PAX sizes, decompression caps); defaults are the flattener's. */
@@ -157,7 +160,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   const keptNames = new Set<string>();
   const announce = async (outcome: ImageOutcome, t0: number): Promise<void> => {
     event({ action: 'image', name: outcome.name, step: 'done', status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}) });
-    await notify({ action: 'image', image: outcome.name, image_request: outcome.reference, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
+    await notify({ action: 'image', image: outcome.name, image_request: outcome.reference, status: outcome.status, ...(outcome.tree ? { private_path: outcome.tree } : {}), ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.refused ? { refused: outcome.refused } : {}), ...(outcome.warnings ? { warnings: outcome.warnings.length } : {}), time_elapsed_s: (now() - t0) / 1000 });
   };
   try {
     // 1. HEAD every wanted tag; fetch and flatten only new or changed images.
@@ -232,11 +235,15 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
             event({ action: 'image', name: p.want.name, step: 'flatten' });
             const dir = join(spool, `img-${i}`);
             await mkdir(dir);
-            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, strict: opts.strict, devices: opts.devices, permissions: opts.permissions, sink }, memory);
+            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, lenient: opts.lenient, devices: opts.devices, permissions: opts.permissions, sink }, memory);
             ctx.mark(`flatten ${p.want.name}`);
           } catch (e) {
             p.outcome.status = 'failed';
             p.outcome.error = `Cannot sync ${q(formatReference(p.want.reference))} as ${q(p.want.name)}: ${describeError(e)}`;
+            if (e instanceof GridboxError && (e.code === 'OCI_UNSAFE_PATH' || e.code === 'TAR_LIMIT' || e.code === 'TAR_INVALID')) {
+              const f = e.fields;
+              p.outcome.refused = { code: e.code, ...(typeof f.layer === 'string' ? { layer: f.layer } : {}), ...(typeof f.path === 'string' ? { entry: f.path } : {}), ...(typeof f.rule === 'string' ? { rule: f.rule } : {}) };
+            }
             delete p.outcome.tree;
             report.failed = true;
             continue;

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { GridboxError, q } from '../errors.js';
-import { type Entry, type EntryType, normalizeRelPath } from '../fstree/entry.js';
+import type { Entry, EntryType } from '../fstree/entry.js';
 
 export interface TarReadOptions {
   /** Largest PAX extended header (sum of its records) accepted; default 1 MiB. tar-stream refuses > 4 MiB itself. */
@@ -28,7 +28,12 @@ export interface TarWarning {
   message: string;
   /** The raw name from the header. */
   path: string;
+  /** For OCI_UNSAFE_PATH: which rule the entry broke. */
+  rule?: UnsafeRule;
 }
+
+/** Rules an entry can break (named in OCI_UNSAFE_PATH messages and warnings). */
+export type UnsafeRule = 'path-traversal' | 'absolute-path' | 'nul-byte' | 'hardlink-escape' | 'symlink-escape' | 'whiteout-escape' | 'symlink-loop' | 'device';
 
 export interface TarItem {
   /** Normalised entry; hard links appear as type "file" with `linkTo` set and size 0. */
@@ -66,19 +71,19 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
   source.on('error', (e) => { sourceError = e; extract.destroy(e); });
   source.pipe(extract as unknown as NodeJS.WritableStream);
 
-  const unsafe = (raw: string, why: string): void => {
-    const message = `Refusing tar entry ${q(raw)} in ${label}: ${why}`;
-    if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path: raw });
-    options.onWarning?.({ code: 'OCI_UNSAFE_PATH', message, path: raw });
+  const unsafe = (raw: string, rule: UnsafeRule, why: string): void => {
+    const message = `Refusing tar entry ${q(raw)} in ${label}: ${why} (rule ${rule})`;
+    if (options.strict) throw new GridboxError('OCI_UNSAFE_PATH', message, { path: raw, rule });
+    options.onWarning?.({ code: 'OCI_UNSAFE_PATH', message, path: raw, rule });
   };
   const checkName = (raw: string, what: string): string | null => {
     if (Buffer.byteLength(raw) > maxPath) {
       throw new GridboxError('TAR_LIMIT', `Cannot read ${label}: ${what} of ${Buffer.byteLength(raw)} bytes exceeds ${maxPath}`, { path: raw.slice(0, 200) });
     }
-    if (raw.includes('\0')) { unsafe(raw, 'name contains a NUL byte'); return null; }
-    if (raw.startsWith('/') && options.absoluteNames !== 'strip') { unsafe(raw, 'absolute path'); return null; }
-    const norm = normalizeRelPath(raw);
-    if (norm === null) { unsafe(raw, 'path contains ".." (escapes the root)'); return null; }
+    if (raw.includes('\0')) { unsafe(raw, 'nul-byte', 'name contains a NUL byte'); return null; }
+    if (raw.startsWith('/') && options.absoluteNames !== 'strip') { unsafe(raw, 'absolute-path', 'absolute path'); return null; }
+    const norm = cleanRelPath(raw);
+    if (norm === null) { unsafe(raw, 'path-traversal', 'path contains ".." that escapes the root'); return null; }
     if (norm.split('/').length > maxDepth) {
       throw new GridboxError('TAR_LIMIT', `Cannot read ${label}: ${what} ${q(raw)} is deeper than ${maxDepth} components`, { path: raw.slice(0, 200) });
     }
@@ -110,9 +115,9 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
         if (kind === 'link') {
           const target = h.linkname ?? '';
           if (Buffer.byteLength(target) > maxPath) throw new GridboxError('TAR_LIMIT', `Cannot read ${label}: hard link target of ${q(h.name)} exceeds ${maxPath} bytes`);
-          if (target.startsWith('/') && options.absoluteNames !== 'strip') { unsafe(h.name, `hard link to absolute path ${q(target)}`); continue; }
-          const norm = normalizeRelPath(target);
-          if (norm === null || norm === '') { unsafe(h.name, `hard link to ${q(target)} outside the root`); continue; }
+          if (target.startsWith('/') && options.absoluteNames !== 'strip') { unsafe(h.name, 'absolute-path', `hard link to absolute path ${q(target)}`); continue; }
+          const norm = cleanRelPath(target);
+          if (norm === null || norm === '') { unsafe(h.name, 'hardlink-escape', `hard link to ${q(target)} outside the root`); continue; }
           linkTo = norm;
         }
         if (kind === 'symlink' && Buffer.byteLength(h.linkname ?? '') > maxPath) {
@@ -165,6 +170,20 @@ export async function* readTar(input: AsyncIterable<Uint8Array> | Readable, opti
     throw translate(sourceError ?? (e instanceof GridboxError ? e : extractError ?? e), label);
   }
   if (sourceError) throw translate(sourceError, label);
+}
+
+/**
+ * A tar name as a plain relative path: "/" and "." dropped, ".." applied lexically (as Docker's
+ * filepath.Clean does, so "a/../b" is "b"); null when ".." climbs above the root.
+ */
+export function cleanRelPath(raw: string): string | null {
+  const parts: string[] = [];
+  for (const p of raw.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') { if (parts.pop() === undefined) return null; continue; }
+    parts.push(p);
+  }
+  return parts.join('/');
 }
 
 /** Linux dev_t encoding (glibc makedev), exact for numbers below 2^32 combined. */

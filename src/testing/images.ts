@@ -183,18 +183,3 @@ export async function standardLayers(): Promise<TestLayer[]> {
   ];
 }
 
-/** Malicious single-layer images by tag; each must be refused with a clear message. */
-export async function maliciousLayers(): Promise<Record<string, TestLayer>> {
-  const ok: TarSpec = { name: 'ok.txt', content: 'fine' };
-  const gz = async (specs: TarSpec[]): Promise<TestLayer> => ({ data: gzip(await buildTar(specs)), mediaType: GZ });
-  const truncated = gzip(await buildTar([ok, { name: 'big', content: Buffer.alloc(64 * 1024, 3) }]));
-  return {
-    dotdot: await gz([ok, { name: '../../escape.txt', content: 'x' }]),
-    absolute: await gz([ok, { name: '/etc/evil', content: 'x' }]),
-    'symlink-parent': await gz([ok, { name: 'evil', type: 'symlink', linkname: '../../../../tmp' }, { name: 'evil/planted', content: 'x' }]),
-    'hardlink-out': await gz([ok, { name: 'hl', type: 'link', linkname: '../../../etc/shadow' }]),
-    truncated: { data: truncated.subarray(0, truncated.length - 100), mediaType: GZ },
-    bomb: { data: gzip(Buffer.concat([rawHeader('zeros', '0', Buffer.alloc(32 * 2 ** 20))])), mediaType: GZ },
-    pax: await gz([ok, { name: 'p', content: 'x', pax: { comment: 'c'.repeat(200_000) } }]),
-  };
-}

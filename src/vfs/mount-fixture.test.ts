@@ -3,7 +3,7 @@
 // that run the CLI and shell commands as child processes (the test process never touches the mount).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, link, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -148,6 +148,19 @@ export function cliEnv(tmp: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proce
   const env: NodeJS.ProcessEnv = { ...process.env, GRIDBOX_RUN_DIR: join(tmp, 'run'), GRIDBOX_CVMFS_CONFIG_DIR: join(tmp, 'etc-cvmfs'), ...extra };
   for (const k of Object.keys(env)) if (k.startsWith('CVMFS_') && !(k in extra)) delete env[k];
   return env;
+}
+
+/**
+ * Whether process `pid` has exited: gone, or a zombie not yet reaped by its new parent (a detached daemon
+ * is reparented to init, which on some machines reaps only every second or two).
+ */
+export function processExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
 }
 
 /** Why FUSE mount tests cannot run here, or undefined when they can. */

@@ -5,8 +5,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { GridboxError, isGridboxError, q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountFuse, type FuseMount } from '../fuse/mount.js';
+import { createPassthrough } from '../fuse/passthrough.js';
+import { InitFlag2, type InitOut } from '../fuse/protocol.js';
 import { startSession, type FuseSession } from '../fuse/session.js';
 import { createRepositoryFs, type RepositoryFsStats } from './repository-fs.js';
+import { createStartProfiler } from './start-profile.js';
 
 export interface MountRepositoryOptions {
   client: Client;
@@ -15,11 +18,25 @@ export interface MountRepositoryOptions {
   loop?: 'auto' | 'epoll' | 'threadpool';
   log?: (line: string) => void;
   extraXattrs?: () => Record<string, string>;
+  /** Where start-up profiles are kept (start-profile.ts); absent: no recording or prefetch. */
+  profileDir?: string;
+  /** FUSE passthrough for whole files cached locally (default true; off without the addon or privilege). */
+  passthrough?: boolean;
   /**
    * Readahead of the mount's bdi in KiB (default 1024: with max_pages 256 the kernel then sends 1 MiB
    * READs instead of 128 KiB). Needs real root; in a user namespace the kernel default stays. 0 = leave it.
    */
   readAheadKb?: number;
+  /**
+   * A FUSE mount already made at `mountpoint` (mountFuse) whose session has not started: the caller mounted
+   * while the client was opening, so mount(8) and the repository's network round trips overlap.
+   */
+  fuse?: FuseMount;
+}
+
+/** The mount options of a repository mount, for callers that mount early (see `fuse`). */
+export function repositoryMountOptions(fqrn: string): Parameters<typeof mountFuse>[1] {
+  return { fsname: fqrn, subtype: 'gridbox', allowOther: true, readOnly: true };
 }
 
 /** The mount's device ("0:NN") from /proc/self/mountinfo, read without sending the mount a request. */
@@ -58,13 +75,22 @@ export interface MountedRepository {
 const INIT_TIMEOUT_MS = 15_000;
 
 export async function mountRepository(o: MountRepositoryOptions): Promise<MountedRepository> {
-  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs });
+  const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
+  const passthrough = o.passthrough === false ? undefined : createPassthrough(m.fd, o.log);
+  const profiler = o.profileDir === undefined ? undefined : createStartProfiler({ dir: o.profileDir, client: o.client, log: o.log });
+  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough, profiler });
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
-  const ops = { ...fs, init: () => { initDone(); } };
-  const m: FuseMount = await mountFuse(o.mountpoint, { fsname: o.client.fqrn, subtype: 'gridbox', allowOther: true, readOnly: true });
+  const ops = {
+    ...fs,
+    init: (info: InitOut) => {
+      if (passthrough && !((info.flags2 ?? 0) & InitFlag2.PASSTHROUGH)) passthrough.disable('the kernel did not grant FUSE_PASSTHROUGH at INIT');
+      initDone();
+    },
+  };
   const session = startSession(m.fd, ops, {
     loop: o.loop ?? 'auto',
+    passthrough: passthrough !== undefined,
     onError: (e, where) => {
       // Handler failures were already logged with their path by the filesystem view.
       if (!isGridboxError(e)) o.log?.(`FUSE ${where.opcode} nodeid ${where.nodeid}: ${e instanceof Error ? e.message : String(e)}`);
@@ -82,11 +108,13 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   // After the INIT reply is written: the kernel lowers the bdi readahead to INIT's max_readahead then.
   await new Promise<void>((resolve) => setImmediate(resolve));
   setReadAhead(m.mountpoint, o.readAheadKb ?? 1024, o.log);
+  // A start still recording when the mount ends keeps what it saw.
+  const closed = session.closed.then(() => profiler?.flush());
   let unmounting: Promise<void> | undefined;
   return {
     mountpoint: m.mountpoint,
     session,
-    closed: session.closed,
+    closed,
     fsStats: () => fs.stats(),
     unmount(opts) {
       unmounting ??= (async () => {
@@ -97,7 +125,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
           if (opts?.lazy) throw e;
           await m.unmount({ lazy: true });
         }
-        await session.closed;
+        await closed;
       })();
       return unmounting;
     },

@@ -7,7 +7,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
 import {
-  FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishAgain, publishTree, sh, startOrigin, treeListing,
+  FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, processExited, publishAgain, publishTree, sh, startOrigin, treeListing,
 } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason();
@@ -165,7 +165,7 @@ test('mount/umount 50 times leaves no mount, process or fd behind', { skip, time
       await mustRun(gridbox(['umount', s.mnt], s.env), `umount #${i}`);
     }
     assert.equal(new Set(pids).size, cycles);
-    const alive = pids.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } });
+    const alive = pids.filter((p) => !processExited(p));
     assert.deepEqual(alive, [], 'every daemon exited');
     const left = await sh(`grep -c ' ${s.mnt} ' /proc/self/mountinfo`);
     assert.equal(left.stdout.trim(), '0', 'no mount left');

@@ -118,3 +118,33 @@ test('a read whose sources all failed is counted and logged with its cause, and 
   assert.equal(fs.stats().ioErrors, 1);
   assert.match(logs.join('\n'), /read "\/a" failed: DOWNLOAD_ALL_FAILED: every host failed <- connection refused/);
 });
+
+test('a READ of a chunked file starts fetching the next chunks ahead, each once per handle', async () => {
+  const MiB = 1 << 20;
+  const chunks = [0, 1, 2, 3, 4].map((i) => ({ offset: i * 4 * MiB, size: 4 * MiB, id: { algorithm: 'sha1', hex: String(i).repeat(40) } }));
+  const reads: Array<[number, number]> = [];
+  const big = {
+    path: '/big', name: 'big', catalog: '',
+    attr: { ino: 400, mode: S_IFREG | 0o644, nlink: 1, uid: 0, gid: 0, size: 20 * MiB, mtime: 1, mtimeNs: 0, rdev: 0 },
+    entry: { chunks, entry: { type: 'file', size: 20 * MiB } },
+  } as unknown as ClientNode;
+  const client = {
+    fqrn: 'fake.example.org', revision: () => 1, rootHash: () => 'x', ttlMs: () => 60_000,
+    lookup: async (p: string) => (p === '/big' ? big : undefined),
+    openNode: async () => 9,
+    read: async (_h: number, offset: number, length: number) => { reads.push([offset, length]); return Buffer.alloc(Math.min(length, 8)); },
+    release: async () => undefined,
+  } as unknown as Client;
+  const fs = createRepositoryFs(client);
+  const e = await fs.lookup!(ctx, 1, 'big');
+  const o = await fs.open!(ctx, e.nodeid, 0);
+  await fs.read!(ctx, e.nodeid, o.fh, 0, MiB);
+  await fs.read!(ctx, e.nodeid, o.fh, MiB, MiB);
+  await new Promise((r) => setImmediate(r));
+  // The READs themselves, then one probe per chunk ahead (chunks 1 and 2), not repeated by the second READ.
+  assert.deepEqual(reads, [[0, MiB], [4 * MiB, 1], [8 * MiB, 1], [MiB, MiB]]);
+  await fs.read!(ctx, e.nodeid, o.fh, 4 * MiB, MiB);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(reads.slice(4), [[4 * MiB, MiB], [12 * MiB, 1]], 'entering chunk 1 fetches chunk 3 ahead');
+  await fs.release!(ctx, e.nodeid, o.fh);
+});

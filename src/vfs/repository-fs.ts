@@ -8,7 +8,9 @@ import { formatObjectId } from '../hash/object-id.js';
 import type { Client, ClientNode } from '../client/index.js';
 import type { Attr, AttrOut, DirEntry, DirEntryPlus, EntryOut, OpenOut, Statfs } from '../fuse/protocol.js';
 import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
+import type { PassthroughPort } from '../fuse/passthrough.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
+import type { StartProfiler } from './start-profile.js';
 
 const { ENODATA, ESTALE, ENOTDIR, EINVAL } = osConstants.errno;
 
@@ -18,6 +20,8 @@ export const IMMUTABLE_ATTR_TTL_S = 86_400;
 export const MAX_ENTRY_TTL_S = 3_600;
 const S_IFMT = 0o170000, S_IFDIR = 0o040000;
 const MAX_LISTINGS = 64;
+/** Chunks of a chunked file fetched ahead of a READ's end, so a sequential reader rarely waits on the network. */
+export const READAHEAD_CHUNKS = 2;
 
 export interface RepositoryFsOptions {
   /** Failures that reach the application as EIO, with their cause. */
@@ -26,6 +30,13 @@ export interface RepositoryFsOptions {
   extraXattrs?: () => Record<string, string>;
   /** Warm the locally cached content of a directory's files when it is listed (default true). */
   prefetchListed?: boolean;
+  /**
+   * FUSE passthrough: whole files whose content sits in a local cache file are opened with that file as
+   * the kernel's backing file, so their reads never reach this process. Absent or disabled: normal reads.
+   */
+  passthrough?: PassthroughPort;
+  /** Told about every whole file opened: records start-ups per image and replays them (start-profile.ts). */
+  profiler?: StartProfiler;
 }
 
 /** Counters for status and tests. */
@@ -36,6 +47,8 @@ export interface RepositoryFsStats {
   openDirs: number;
   /** Errors answered as EIO since the mount. */
   ioErrors: number;
+  /** Opens answered with a passthrough backing file (reads then bypass this process). */
+  passthroughOpens: number;
   /** Revision switches seen while mounted. */
   revisionSwitches: number;
 }
@@ -56,6 +69,10 @@ interface Node {
   paths: Set<string>;
   /** Revision in which the node was last confirmed to match its path (directories: created). */
   revision: number;
+  /** Registered passthrough backing file, shared by every open of the node until it is forgotten. */
+  backingId?: number;
+  /** Opens served the normal way: the kernel refuses passthrough on an inode with such opens (ETXTBSY). */
+  cachedOpens?: number;
 }
 
 function signature(n: ClientNode, revision: number): string {
@@ -83,6 +100,12 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   let nextNodeid = FUSE_ROOT_ID + 1;
   let openFiles = 0;
   let ioErrors = 0;
+  let passthroughOpens = 0;
+  /** Per open handle of a chunked file: the end of what was already asked for ahead of the reader. */
+  const aheadUntil = new Map<number, number>();
+  /** Handles opened the normal way, by the node they belong to (release balances cachedOpens). */
+  const cachedHandles = new Map<number, Node>();
+  const pt = opts.passthrough;
   let revisionSwitches = 0;
   let seenRevision = client.revision();
 
@@ -249,6 +272,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       n.nlookup -= nlookup;
       if (n.nlookup > 0) return;
       nodes.delete(nodeid);
+      // The kernel forgets an inode only after its last file is released: nobody uses the backing file now.
+      if (n.backingId !== undefined) pt?.close(n.backingId);
       for (const ino of n.inos) if (byIno.get(ino) === nodeid) byIno.delete(ino);
       for (const p of n.paths) if (byPath.get(p) === nodeid) byPath.delete(p);
     },
@@ -275,17 +300,41 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
         // The node's entry has the content its signature names (a changed entry would be another node).
         const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
         openFiles++;
+        if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined) opts.profiler?.onOpen(n.path, n.attr.size);
+        if (pt?.enabled && n.backingId === undefined && !n.cachedOpens) {
+          // The open holds the whole object (a chunked file has no single backing file): register it once per node.
+          const fd = client.backingFd?.(fh);
+          if (fd !== undefined) n.backingId = pt.open(fd);
+        }
+        if (n.backingId !== undefined) {
+          passthroughOpens++;
+          // Only PASSTHROUGH|DIRECT_IO|NOFLUSH may go with a backing file (the kernel answers EIO to the open
+          // otherwise); the page cache is the backing file's, which is kept anyway.
+          return { fh, backingId: n.backingId };
+        }
+        n.cachedOpens = (n.cachedOpens ?? 0) + 1;
+        cachedHandles.set(fh, n);
         // Content of a nodeid never changes, so the page cache stays valid across opens.
         return { fh, keepCache: true };
       });
     },
 
     async read(_ctx, nodeid, fh, offset, size): Promise<Uint8Array> {
-      return guard('read', nodes.get(nodeid)?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
+      const n = nodes.get(nodeid);
+      const data = guard('read', n?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
+      const chunks = n?.file?.entry.chunks;
+      if (chunks !== undefined) readAhead(fh, chunks, offset + size);
+      return data;
     },
 
     async release(_ctx, _nodeid, fh): Promise<void> {
       openFiles--;
+      aheadUntil.delete(fh);
+      const n = cachedHandles.get(fh);
+      if (n !== undefined) {
+        cachedHandles.delete(fh);
+        n.cachedOpens = (n.cachedOpens ?? 1) - 1;
+      }
       await client.release(fh);
     },
 
@@ -324,7 +373,27 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return Object.keys(await xattrsOf(nodeOf(nodeid))).sort();
     },
 
-    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches }),
+    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
+  };
+
+  /**
+   * Starts fetching the chunks after `end` (the kernel's own readahead stops at 1 MiB READs, a chunk is
+   * several MiB): each is fetched once per handle, verified and cached like any other; failures surface
+   * when the reader gets there. Runs alongside the READ that triggered it.
+   */
+  const readAhead = (fh: number, chunks: readonly { offset: number; size: number }[], end: number): void => {
+    const done = aheadUntil.get(fh) ?? 0;
+    // The chunks starting at or after the READ's end (the READ itself fetches the one it ends in).
+    let i = chunks.findIndex((c) => c.offset >= end);
+    if (i < 0) return;
+    let until = done;
+    for (const last = Math.min(chunks.length, i + READAHEAD_CHUNKS); i < last; i++) {
+      const c = chunks[i];
+      if (c.offset < done) continue; // asked for by an earlier READ of this handle
+      void client.read(fh, c.offset, 1).catch(() => undefined);
+      until = c.offset + c.size;
+    }
+    if (until > done) aheadUntil.set(fh, until);
   };
 
   const xattrsOf = async (n: Node): Promise<Record<string, Buffer>> => {

@@ -118,6 +118,27 @@ test('--version prints one apptainer line under env -i; version prints the bare 
   assert.equal(s.stdout, `${v.stdout.slice('apptainer version '.length)}`);
 });
 
+test('--help on every runtime command prints Apptainer-style help (usage, description, options, examples) and exits 0', (t) => {
+  if (!ready(t)) return;
+  for (const sub of ['exec', 'run', 'shell', 'test', 'inspect', 'version']) {
+    const r = rt([sub, '--help'], { nobody: true });
+    assert.equal(r.code, 0, `${sub}: ${r.stderr}`);
+    assert.equal(r.stderr, '', sub);
+    const sections = ['Usage:', 'Description:', 'Examples:'].concat(sub === 'version' ? [] : ['Options:']);
+    for (const h of sections) assert.match(r.stdout, new RegExp(`^${h}$`, 'm'), `${sub}: ${h}`);
+    assert.match(r.stdout, new RegExp(`^  apptainer ${sub}\\b`, 'm'), `${sub}: usage line names the shim`);
+  }
+  const exec = rt(['exec', '-h'], { name: 'singularity' });
+  assert.match(exec.stdout, /^  -B, --bind strings +a user-bind path/m);
+  assert.match(exec.stdout, /^  singularity exec \[exec options\.\.\.\] <container> <command>$/m);
+  const top = rt(['--help']);
+  assert.equal(top.code, 0);
+  for (const sub of ['exec', 'run', 'shell', 'test', 'inspect', 'version']) assert.match(top.stdout, new RegExp(`^  ${sub} +\\S`, 'm'));
+  const gb = spawnSync(process.execPath, [MAIN_JS, 'exec', '--help'], { encoding: 'utf8' });
+  assert.equal(gb.status, 0, gb.stderr);
+  assert.match(gb.stdout, /^  gridbox exec \[exec options/m);
+});
+
 test('HTCondor sandbox probe: exec -C <probe> /exit_37 exits 37 silently with an empty environment, also unprivileged', (t) => {
   if (!ready(t)) return;
   for (const nobody of [false, true]) {

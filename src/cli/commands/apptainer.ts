@@ -2,7 +2,7 @@
 // singularity): argv + environment → options → LaunchSpec → bwrap. Imports only the launcher and errors, to keep
 // start-up lean. Silent on success; runtime errors print one `FATAL:` line and exit 255 (runtime-contract.md §3.7).
 import { readFileSync } from 'node:fs';
-import { posix } from 'node:path';
+import { basename, posix } from 'node:path';
 import { GridboxError, describeError, edgeOf, isGridboxError, q } from '../../errors.js';
 import { buildLaunchSpec } from '../../launcher/build-launch-spec.js';
 import { BWRAP_PATH, executeLaunch } from '../../launcher/execute-launch.js';
@@ -11,6 +11,7 @@ import { inspectImage } from '../../launcher/inspect-image.js';
 import type { HostFacts, Message, MessageLevel, NvidiaDriver } from '../../launcher/launch-spec.js';
 import { findNvidiaDriver } from '../../launcher/nvidia-driver.js';
 import { UsageError, parseApptainerArgs } from '../../launcher/parse-apptainer-args.js';
+import { helpText } from './apptainer-help.js';
 
 /** The Apptainer release whose CLI behaviour we follow; `--version` reports it. */
 export const APPTAINER_COMPAT_VERSION = '1.4.5';
@@ -69,7 +70,11 @@ export async function run(argv: string[]): Promise<number> {
     switch (parsed.kind) {
       case 'version-flag': process.stdout.write(`apptainer version ${APPTAINER_COMPAT_VERSION}\n`); return 0;
       case 'version': process.stdout.write(`${APPTAINER_COMPAT_VERSION}\n`); return 0;
-      case 'help': process.stdout.write(USAGE); return 0;
+      case 'help': {
+        const shim = basename(process.env.GRIDBOX_ARGV0 ?? '');
+        process.stdout.write(helpText(parsed.topic, shim === 'apptainer' || shim === 'singularity' ? shim : 'gridbox'));
+        return 0;
+      }
       case 'inspect': {
         level = parsed.level;
         process.stdout.write(inspectImage(openImage(parsed.image, process.cwd()), parsed.show));

@@ -13,7 +13,7 @@ const PIECE_BYTES = 1 << 20;
 export async function copyOut(client: Client, path: string, write: (b: Buffer) => Promise<void>): Promise<number> {
   const h = await client.open(path);
   try {
-    const size = (await client.getattr(path)).size;
+    const size = (await client.getattr(path, { follow: true })).size;
     let offset = 0;
     while (offset < size) {
       const piece = await client.read(h, offset, Math.min(PIECE_BYTES, size - offset));

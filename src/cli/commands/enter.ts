@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
 import { enterCommand } from '../../fuse/mount.js';
-import { processAlive, readMountRecord } from '../../vfs/mount-control.js';
-import { runDir } from './mount.js';
+import { processAlive, readMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
+
+const runDir = (): string => runDirOf(process.env);
 
 export const summary = 'run a command inside the namespace of a gridbox mount';
 

@@ -59,7 +59,7 @@ export async function getTree(client: Client, path: string, dest: string): Promi
         r.skipped.push(`${n.path} (${e.type})`);
     }
   };
-  await copy(await client.stat(path), dest);
+  await copy(await client.stat(path, { follow: true }), dest); // a link named on the command line is followed (cp -H)
   for (const [d, t] of dirTimes.reverse()) await utimes(d, t, t);
   return r;
 }

@@ -1,12 +1,32 @@
-// `gridbox serve --root DIR --listen HOST:PORT`: serves DIR/srv as /cvmfs/ over HTTP until SIGTERM
-// or SIGINT. The first stdout line is the URL it listens on (port 0 picks a free port).
+// `gridbox serve --root DIR --listen HOST:PORT`: serves DIR/srv as /cvmfs/ over HTTP until SIGTERM or
+// SIGINT. The first stdout line is the URL it listens on (port 0 picks a free port), printed once every
+// worker listens. By default one worker process per core shares the port (node:cluster), as nginx runs a
+// worker per core; the primary only forks, replaces crashed workers and stops them.
+import cluster, { type Worker } from 'node:cluster';
 import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { GridboxError, q } from '../../errors.js';
-import { listenSrv } from '../../server/srv-handler.js';
+import { answerWorkersWithClusterMetrics, newRegistry, processOrClusterMetrics, shareWithPrimary } from '../../metrics/registry.js';
+import { openAccessLog, type AccessLog } from '../../server/access-log.js';
+import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
+import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
+import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'serve a repository root over HTTP';
+
+/** How long stopping workers may take before they are killed. */
+const STOP_GRACE_MS = 5000;
+
+interface ServeFlags {
+  root: string;
+  listen: string;
+  workers?: number;
+  accessLog?: string;
+  memoryCacheMb: number;
+  metrics: boolean;
+  quiet?: boolean;
+}
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -15,27 +35,125 @@ function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const cmd = new Command('gridbox serve')
-    .requiredOption('--root <dir>', 'repository root (its srv/ is served)')
-    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8000')
-    .option('--quiet', 'no request log on stderr')
-    .exitOverride();
-  cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ root: string; listen: string; quiet?: boolean }>();
-  const srvDir = join(o.root, 'srv');
-  if (!existsSync(srvDir) || !statSync(srvDir).isDirectory()) throw new GridboxError('NOT_FOUND', `No srv/ directory under ${q(o.root)}`, { path: srvDir });
-  const { host, port } = parseListen(o.listen);
-  const running = await listenSrv({
-    srvDir,
-    onRequest: o.quiet ? undefined : (r) => process.stderr.write(`${r.method} ${r.url} ${r.status} ${r.bytes}\n`),
-  }, host, port);
-  process.stdout.write(`serving ${running.url}\n`);
-  await new Promise<void>((resolve) => {
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = (): void => { process.off('SIGTERM', stop); process.off('SIGINT', stop); resolve(); };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed: ServeFlags[] = [];
+  const cmd = newCommand('gridbox serve', summary)
+    .requiredOption('--root <dir>', 'repository root (its srv/ is served)')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8000')
+    .option('--workers <n>', `worker processes sharing the port (default: one per core, ${availableParallelism()} here; 1 = no cluster)`, intArg('--workers'))
+    .option('--access-log <file>', 'append a buffered Common Log Format line per request to FILE ("-" for stderr); default none')
+    .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 256)
+    .option('--no-metrics', 'no Prometheus text on GET /metrics')
+    .option('--quiet', 'no request log (the default; kept for older scripts)')
+    .action((o: ServeFlags) => { parsed.push(o); });
+  if (!(await parseCommand(cmd, argv)) || parsed.length === 0) return 0;
+  const o = parsed[0];
+  const srvDir = join(o.root, 'srv');
+  if (!existsSync(srvDir) || !statSync(srvDir).isDirectory()) throw new GridboxError('NOT_FOUND', `No srv/ directory under ${q(o.root)}`, { path: srvDir });
+  const { host, port } = parseListen(o.listen);
+  const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
+  const accessLog = o.quiet ? undefined : o.accessLog;
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics);
+  if (workers <= 1) {
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics);
+    const running = await listenSrv(options, host, port);
+    process.stdout.write(`serving ${running.url}\n`);
+    await untilSignal();
+    await running.close();
+    log?.close();
+    return 0;
+  }
+  if (o.metrics) answerWorkersWithClusterMetrics();
+  return runPrimary(workers);
+}
+
+/** The handler of one serving process: its access log, its metrics and the /metrics route. */
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): { options: SrvHandlerOptions; log?: AccessLog } {
+  const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
+  if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record }, log };
+  const registry = newRegistry();
+  if (cluster.isWorker) shareWithPrimary([registry]);
+  const counted = createServerMetrics(registry);
+  return {
+    log,
+    options: {
+      srvDir, memoryCacheBytes: cacheMb << 20,
+      // Scrapes are logged but not counted: the counters describe the repository's traffic.
+      onRequest: (i) => { if (!isMetricsRequest(i.url)) counted.record(i); log?.record(i); },
+      extraRoute: metricsRoute(() => processOrClusterMetrics([registry])),
+    },
+  };
+}
+
+/** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean): Promise<number> {
+  // ^C reaches the whole process group; the primary decides when workers stop.
+  process.on('SIGINT', () => undefined);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics);
+  let running;
+  try {
+    running = await listenSrv(options, host, port);
+  } catch (e) {
+    // The IPC channel would keep a failed worker alive; the primary sees it exit and reports.
+    process.disconnect();
+    throw e;
+  }
+  await new Promise<void>((resolve) => {
+    process.on('message', (m) => { if (m === 'gridbox:stop') resolve(); });
+    process.once('disconnect', () => resolve());
+  });
   await running.close();
+  log?.close();
+  if (process.connected) process.disconnect();
   return 0;
+}
+
+async function runPrimary(count: number): Promise<number> {
+  let stopping = false;
+  const listening = new Set<number>();
+  let url: string | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    cluster.on('listening', (w: Worker, addr) => {
+      const h = addr.addressType === 6 ? `[${addr.address}]` : addr.address;
+      url ??= `http://${h}:${addr.port}/cvmfs/`;
+      listening.add(w.id);
+      if (listening.size >= count) resolve();
+    });
+    cluster.on('exit', (w: Worker, code, signal) => {
+      listening.delete(w.id);
+      if (stopping) return;
+      if (url === undefined) { reject(new GridboxError('INTERNAL', `A serve worker exited (${signal ?? code}) before listening`)); return; }
+      process.stderr.write(`gridbox serve: worker ${w.process.pid} exited (${signal ?? code}); starting another\n`);
+      cluster.fork();
+    });
+  });
+  ready.catch(() => undefined);
+  for (let i = 0; i < count; i++) cluster.fork();
+  const signalled = untilSignal();
+  try {
+    await Promise.race([ready, signalled]);
+    if (url !== undefined && listening.size >= count) process.stdout.write(`serving ${url}\n`);
+    await signalled;
+  } finally {
+    stopping = true;
+    await Promise.all(Object.values(cluster.workers ?? {}).map((w) => w === undefined ? undefined : stopWorker(w)));
+  }
+  return 0;
+}
+
+function stopWorker(w: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (w.isDead()) { resolve(); return; }
+    const t = setTimeout(() => w.process.kill('SIGKILL'), STOP_GRACE_MS);
+    w.once('exit', () => { clearTimeout(t); resolve(); });
+    try { w.send('gridbox:stop'); } catch { w.process.kill('SIGKILL'); }
+  });
 }

@@ -34,12 +34,13 @@ export function formatStat(n: ClientNode, revision: number): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const cmd = addClientFlags(new Command('gridbox stat').argument('<fqrn>').argument('<path>')).exitOverride();
+  const cmd = addClientFlags(new Command('gridbox stat').argument('<fqrn>').argument('<path>'))
+    .option('-L, --dereference', 'follow a symlink in the last component (symlinks on the way are always followed)').exitOverride();
   cmd.parse(argv, { from: 'user' });
   const [fqrn, path] = cmd.processedArgs as [string, string];
   const client = await openClientFromFlags(fqrn, cmd.opts<ClientFlags>());
   try {
-    process.stdout.write(formatStat(await client.stat(path), client.revision()));
+    process.stdout.write(formatStat(await client.stat(path, { follow: cmd.opts<{ dereference?: boolean }>().dereference }), client.revision()));
     return 0;
   } finally {
     await client.close();

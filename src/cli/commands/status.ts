@@ -1,7 +1,9 @@
 // `gridbox status <mountpoint>`: the mount daemon's revision, cache use, hits/misses, bytes received (on the wire and inflated),
 // host and proxy, asked over its control socket. `--json` prints the raw record.
 import { newCommand, parseCommand, say } from '../options.js';
-import { mountStatus } from './mount.js';
+import { resolve } from 'node:path';
+import { daemonStatus } from '../../mountd/control.js';
+import { readMountRecord, runDir } from '../../mountd/run-dir.js';
 
 export const summary = 'show the state of a gridbox mount';
 
@@ -12,7 +14,8 @@ export async function run(argv: string[]): Promise<number> {
     .argument('<mountpoint>')
     .option('--json', 'print JSON')
     .action(async (mountpoint: string, o: { json?: boolean }) => {
-      const s = await mountStatus(mountpoint);
+      const mnt = resolve(mountpoint), dir = runDir(process.env);
+      const s = await daemonStatus(dir, await readMountRecord(dir, mnt), mnt);
       if (o.json) { say(JSON.stringify(s)); return; }
       const rows: [string, string][] = [
         ['repository', s.fqrn],

@@ -4,20 +4,23 @@
 // sync/reconcile.ts.
 import { readFile } from 'node:fs/promises';
 import cliProgress from 'cli-progress';
-import { describeError } from '../../errors.js';
+import { describeError, GridboxError, q } from '../../errors.js';
 import { parsePlatform } from '../../oci/image.js';
 import { DOCKER_HUB } from '../../oci/reference.js';
 import { parseDockerConfig, RegistryClient, type RegistryClientOptions } from '../../oci/registry-client.js';
 import { readSettings, repoLayout } from '../../publish/repo-layout.js';
 import { parseImageList } from '../../sync/image-list.js';
 import { syncCycle, type CycleReport, type SyncEvent } from '../../sync/reconcile.js';
+import { newRegistry, type Registry } from '../../metrics/registry.js';
+import { createSyncMetrics } from '../../metrics/sync-metrics.js';
+import { writeFileAtomic } from '../../plumbing/atomic-write.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'publish container images from registries, kept in step with an image list';
 
 interface SyncFlags {
-  repo: string; root: string; dryRun?: boolean; loop?: number; platform?: string; strict?: boolean; auth?: string;
-  mirror: string[]; notify?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep';
+  repo: string; root: string; dryRun?: boolean; loop?: number; platform?: string; lenient?: boolean; strict?: boolean; auth?: string;
+  mirror: string[]; notify?: string; metricsFile?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep' | 'refuse';
   permissions?: 'propagate' | 'keep'; json?: boolean;
 }
 
@@ -30,15 +33,21 @@ export async function run(argv: string[]): Promise<number> {
     .option('--dry-run', 'only HEAD the manifests and report what would change')
     .option('--loop <seconds>', 're-read the list and sync again every SECONDS', intArg('--loop'))
     .option('--platform <os/arch>', 'platform chosen from multi-arch images (default: this host\'s)')
-    .option('--strict', 'refuse a layer with unsafe paths instead of skipping those entries')
+    .option('--lenient', 'publish images whose layers have hostile entries (path traversal, symlink or hard-link escapes, ...) with those entries skipped and warned about; by default such an image fails')
+    .option('--strict', 'accepted for old scripts: refusing hostile layers is the default now')
     .option('--auth <file>', 'docker config.json-style credentials ({"auths": {host: {auth}}})')
     .option('--mirror <url>', 'pull-through mirror for Docker Hub, or HOST=URL for another registry (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--notify <file>', 'append JSON-lines notifications to FILE')
     .option('--grace-days <days>', 'keep trees of dropped images this many days (default 2)', intArg('--grace-days'))
-    .option('--devices <policy>', 'device nodes in layers: skip (default), empty-file or keep')
+    .option('--devices <policy>', 'device nodes in layers: skip (default), empty-file, keep or refuse (the image fails)')
     .option('--permissions <policy>', 'propagate (default: job users can read what the owner could) or keep')
     .option('--json', 'print the cycle report as JSON')
+    .option('--metrics-file <path>', 'after each cycle, write Prometheus counters there (node_exporter textfile format)')
     .action(async (listFile: string, o: SyncFlags) => {
+      if (o.lenient && o.strict) throw new GridboxError('USAGE', '--lenient and --strict contradict each other');
+      if (o.devices !== undefined && !['skip', 'empty-file', 'keep', 'refuse'].includes(o.devices)) {
+        throw new GridboxError('USAGE', `--devices ${q(o.devices)} is not one of skip, empty-file, keep, refuse`);
+      }
       const layout = repoLayout(o.root, o.repo);
       const settings = await readSettings(layout);
       const clientOpts: RegistryClientOptions = {};
@@ -53,19 +62,21 @@ export async function run(argv: string[]): Promise<number> {
         }
       }
       const client = new RegistryClient(clientOpts);
+      const metrics = o.metricsFile === undefined ? undefined : syncMetricsWiring();
       for (;;) {
         const list = parseImageList(await readFile(listFile, 'utf8'));
         const progress = process.stderr.isTTY && !o.json ? new Progress() : undefined;
         let report: CycleReport;
         try {
           report = await syncCycle(list, {
-            layout, settings, client, platform: clientOpts.platform, dryRun: o.dryRun, strict: o.strict,
+            layout, settings, client, platform: clientOpts.platform, dryRun: o.dryRun, lenient: o.lenient,
             devices: o.devices, permissions: o.permissions, notifyFile: o.notify,
             graceMs: o.graceDays !== undefined ? o.graceDays * 86_400_000 : undefined,
-            onEvent: progress ? (e) => progress.on(e) : undefined,
+            onEvent: progress || metrics ? (e) => { progress?.on(e); metrics?.on(e); } : undefined,
           });
         } finally {
           progress?.stop();
+          if (metrics !== undefined) await writeFileAtomic(o.metricsFile!, await metrics.registry.metrics());
         }
         printReport(report, !!o.json);
         status = report.failed ? 1 : 0;
@@ -77,8 +88,27 @@ export async function run(argv: string[]): Promise<number> {
   return status;
 }
 
+/** Sync events counted as Prometheus metrics (metrics/sync-metrics.ts). */
+function syncMetricsWiring(): { registry: Registry; on(e: SyncEvent): void } {
+  const registry = newRegistry();
+  const m = createSyncMetrics(registry);
+  return {
+    registry,
+    on(e) {
+      if (e.action === 'image' && e.step === 'done' && e.status !== undefined) { m.image(e.status); if (e.status === 'failed') m.failure('image'); }
+      else if (e.action === 'publish' && e.error !== undefined) m.failure('publish');
+      else if (e.action === 'end_cycle') m.cycle(e.failed);
+    },
+  };
+}
+
 function printReport(r: CycleReport, json: boolean): void {
-  if (json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
+  if (json) {
+    // stdout stays one JSON document; skipped entries (--lenient) are still told to the operator.
+    process.stdout.write(JSON.stringify(r) + '\n');
+    for (const o of r.outcomes) for (const w of o.warnings ?? []) process.stderr.write(`gridbox sync: warning: ${o.name}: ${w}\n`);
+    return;
+  }
   for (const e of r.listErrors) process.stderr.write(`gridbox sync: list: ${e}\n`);
   for (const o of r.outcomes) {
     if (o.status === 'failed') { process.stderr.write(`gridbox sync: FAILED ${o.name}: ${o.error}\n`); continue; }

@@ -3,22 +3,15 @@
 import { resolve } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
 import { clearStaleMount, fuseMountState, unmountFuse } from '../../fuse/mount.js';
-import { callControl, processAlive, readMountRecord, removeMountRecord } from '../../vfs/mount-control.js';
+import { stopDaemon } from '../../mountd/control.js';
+import { processAlive, readMountRecord, removeMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
-import { runDir } from './mount.js';
+
+const runDir = (): string => runDirOf(process.env);
 
 export const summary = 'unmount a repository mounted with gridbox mount (also a stale one)';
 
 const EXIT_WAIT_MS = 30_000;
-
-async function waitExit(pid: number, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (!processAlive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return !processAlive(pid);
-}
 
 export async function run(argv: string[]): Promise<number> {
   const cmd = newCommand('gridbox umount', summary)
@@ -30,15 +23,7 @@ export async function run(argv: string[]): Promise<number> {
       const rec = await readMountRecord(dir, mnt);
       let done = false;
       if (rec !== undefined && processAlive(rec.pid)) {
-        try {
-          await callControl(rec.socket, 'unmount');
-        } catch {
-          // The daemon does not answer: a signal starts the same unmount.
-          process.kill(rec.pid, 'SIGTERM');
-        }
-        if (!(await waitExit(rec.pid, EXIT_WAIT_MS))) {
-          throw new GridboxError('MOUNT_FAILED', `Mount daemon pid ${rec.pid} of ${q(mnt)} did not exit within ${EXIT_WAIT_MS / 1000} s (busy? try --lazy)`, { path: mnt });
-        }
+        await stopDaemon(rec, EXIT_WAIT_MS);
         done = true;
       }
       // What is left in this namespace: a stale mount of a killed daemon, or a live one we did not start.

@@ -1,12 +1,11 @@
-// A mount daemon's control channel and its record on disk: a Unix socket answering one JSON request per
-// connection ("status", "unmount"), and a small JSON file per mountpoint naming the daemon's pid, socket
-// and namespace, so `gridbox umount/status/enter` find it even when the mount lives in a user namespace.
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+// A mount daemon's control channel: a Unix socket answering one JSON request per connection ("status",
+// "unmount"), and the callers' side (status, stop and wait for exit). Light on purpose: umount and status
+// load this, not the daemon. Not the records that name the socket (run-dir.ts).
+import { rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
-import { join, resolve } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import type { ClientStats } from '../client/index.js';
+import { processAlive, type MountRecord } from './run-dir.js';
 
 /** What `gridbox status` shows. */
 export interface MountStatus extends ClientStats {
@@ -17,20 +16,11 @@ export interface MountStatus extends ClientStats {
   nodes: number;
   ioErrors: number;
   revisionSwitches: number;
+  /** Opens served by FUSE passthrough (their reads never reach the daemon). */
+  passthroughOpens: number;
   uptimeS: number;
   /** FUSE requests received per opcode. */
   requests: Record<string, number>;
-}
-
-/** The record a daemon leaves for a mountpoint. */
-export interface MountRecord {
-  fqrn: string;
-  mountpoint: string;
-  pid: number;
-  /** The mount lives in the user+mount namespace of `pid` (enter with nsenter). */
-  userns: boolean;
-  socket: string;
-  log: string;
 }
 
 export interface ControlHandlers {
@@ -40,45 +30,6 @@ export interface ControlHandlers {
 }
 
 const MAX_REQUEST_BYTES = 4096;
-
-/** File names for `mountpoint` under the run directory. */
-export function recordPaths(runDir: string, mountpoint: string): { record: string; socket: string; log: string } {
-  const key = createHash('sha256').update(resolve(mountpoint)).digest('hex').slice(0, 16);
-  return { record: join(runDir, `${key}.json`), socket: join(runDir, `${key}.sock`), log: join(runDir, `${key}.log`) };
-}
-
-export async function writeMountRecord(runDir: string, rec: MountRecord): Promise<void> {
-  await mkdir(runDir, { recursive: true, mode: 0o700 });
-  const { record } = recordPaths(runDir, rec.mountpoint);
-  await writeFile(`${record}.tmp`, JSON.stringify(rec) + '\n');
-  await rename(`${record}.tmp`, record);
-}
-
-export async function readMountRecord(runDir: string, mountpoint: string): Promise<MountRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(recordPaths(runDir, mountpoint).record, 'utf8')) as MountRecord;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new GridboxError('CONFIG_INVALID', `Cannot read the mount record of ${q(mountpoint)}`, { cause: e, path: mountpoint });
-  }
-}
-
-/** Removes the record and socket (the log stays for post-mortems). */
-export async function removeMountRecord(runDir: string, mountpoint: string): Promise<void> {
-  const p = recordPaths(runDir, mountpoint);
-  await rm(p.record, { force: true });
-  await rm(p.socket, { force: true });
-}
-
-/** Whether a process with this pid exists (signal 0). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export async function serveControl(socketPath: string, h: ControlHandlers): Promise<Server> {
   await rm(socketPath, { force: true });
@@ -120,4 +71,37 @@ export function callControl(socketPath: string, request: 'status' | 'unmount', t
       try { ok(JSON.parse(buf)); } catch (e) { fail(new GridboxError('MOUNT_FAILED', `Bad answer from mount daemon at ${q(socketPath)}`, { cause: e })); }
     });
   });
+}
+
+/** The status of the daemon recorded for `mountpoint` in `dir`. */
+export async function daemonStatus(dir: string, rec: MountRecord | undefined, mountpoint: string): Promise<MountStatus> {
+  if (rec === undefined || !processAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount daemon for ${q(mountpoint)} (run dir ${q(dir)})`, { path: mountpoint });
+  const r = await callControl(rec.socket, 'status');
+  if (!r.ok || r.status === undefined) throw new GridboxError('MOUNT_FAILED', `Mount daemon of ${q(mountpoint)} refused status: ${r.error ?? ''}`);
+  return r.status;
+}
+
+/** Waits until `pid` is gone; false on timeout. Polls fast at first: a daemon usually exits within milliseconds. */
+export async function waitExit(pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  let step = 2;
+  while (Date.now() < until) {
+    if (!processAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, step));
+    step = Math.min(50, step * 2);
+  }
+  return !processAlive(pid);
+}
+
+/** Asks the daemon of `rec` to unmount (SIGTERM if its socket does not answer) and waits for it to exit. */
+export async function stopDaemon(rec: MountRecord, timeoutMs: number): Promise<void> {
+  try {
+    await callControl(rec.socket, 'unmount');
+  } catch {
+    // The daemon does not answer: a signal starts the same unmount.
+    process.kill(rec.pid, 'SIGTERM');
+  }
+  if (!(await waitExit(rec.pid, timeoutMs))) {
+    throw new GridboxError('MOUNT_FAILED', `Mount daemon pid ${rec.pid} of ${q(rec.mountpoint)} did not exit within ${timeoutMs / 1000} s (busy? try --lazy)`, { path: rec.mountpoint });
+  }
 }

@@ -1,0 +1,75 @@
+// The run directory of gridbox mount daemons: one small JSON record per mountpoint naming the daemon's pid,
+// control socket, log and namespace, so `gridbox umount/status/enter` find a daemon even when its mount
+// lives in a user namespace. Not the control protocol (control.ts) and not the daemon's life (daemon.ts).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { GridboxError, q } from '../errors.js';
+
+/** The record a daemon leaves for a mountpoint. */
+export interface MountRecord {
+  fqrn: string;
+  mountpoint: string;
+  pid: number;
+  /** The mount lives in the user+mount namespace of `pid` (enter with nsenter). */
+  userns: boolean;
+  socket: string;
+  log: string;
+}
+
+/** Where mount records, control sockets and daemon logs live: GRIDBOX_RUN_DIR, else $XDG_RUNTIME_DIR/gridbox, else /tmp/gridbox-<uid>. */
+export function runDir(env: NodeJS.ProcessEnv): string {
+  if (env.GRIDBOX_RUN_DIR) return resolve(env.GRIDBOX_RUN_DIR);
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'gridbox');
+  return join(tmpdir(), `gridbox-${process.getuid?.() ?? 0}`);
+}
+
+/** File names for `mountpoint` under the run directory. */
+export function recordPaths(dir: string, mountpoint: string): { record: string; socket: string; log: string } {
+  const key = createHash('sha256').update(resolve(mountpoint)).digest('hex').slice(0, 16);
+  return { record: join(dir, `${key}.json`), socket: join(dir, `${key}.sock`), log: join(dir, `${key}.log`) };
+}
+
+export async function writeMountRecord(dir: string, rec: MountRecord): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const { record } = recordPaths(dir, rec.mountpoint);
+  await writeFile(`${record}.tmp`, JSON.stringify(rec) + '\n');
+  await rename(`${record}.tmp`, record);
+}
+
+export async function readMountRecord(dir: string, mountpoint: string): Promise<MountRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(recordPaths(dir, mountpoint).record, 'utf8')) as MountRecord;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new GridboxError('CONFIG_INVALID', `Cannot read the mount record of ${q(mountpoint)}`, { cause: e, path: mountpoint });
+  }
+}
+
+/** Removes the record and socket (the log stays for post-mortems). */
+export async function removeMountRecord(dir: string, mountpoint: string): Promise<void> {
+  const p = recordPaths(dir, mountpoint);
+  await rm(p.record, { force: true });
+  await rm(p.socket, { force: true });
+}
+
+/**
+ * Whether a process with this pid runs: exists (signal 0) and is not a zombie. A daemon that exited stays a
+ * zombie until its new parent reaps it, which some init processes do only every second or two.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // The state follows the parenthesised command name, which may itself contain ") ".
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc to ask: signal 0 said it exists
+  }
+}

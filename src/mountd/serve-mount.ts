@@ -1,0 +1,93 @@
+// The mount daemon's main loop: mounts a repository, answers its control socket, leaves a run-dir record,
+// says "ready" on an inherited fd, and serves until the kernel connection ends. Reads no flags or
+// environment (the CLI opens the client). Started by start-daemon.ts, stopped through control.ts.
+import { closeSync, writeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { q } from '../errors.js';
+import type { Client } from '../client/index.js';
+import { mountRepository, type MountedRepository } from '../vfs/mount-repository.js';
+import { serveControl, type MountStatus } from './control.js';
+import { recordPaths, removeMountRecord, writeMountRecord } from './run-dir.js';
+import type { DaemonReady } from './start-daemon.js';
+
+export interface ServeOptions {
+  fqrn: string;
+  mountpoint: string;
+  runDir: string;
+  /** An open client; the daemon closes it when the mount ends. */
+  client: Client;
+  /** This process is root of the user+mount namespace the mount lives in. */
+  userns: boolean;
+  loop?: 'auto' | 'epoll' | 'threadpool';
+  /** fd to write the ready line to (then closed); without one, `announce` is called. */
+  readyFd?: number;
+  log: (line: string) => void;
+  announce?: (line: string) => void;
+  /** Mounts with this instead of mountRepository (tests, other views). */
+  mount?: typeof mountRepository;
+}
+
+/** Mounts and serves until the kernel connection ends (umount, SIGTERM/SIGINT, control "unmount"). */
+export async function serveMount(o: ServeOptions): Promise<void> {
+  const { fqrn, mountpoint: mnt, client, log } = o;
+  const paths = recordPaths(o.runDir, mnt);
+  await mkdir(o.runDir, { recursive: true, mode: 0o700 });
+  const started = Date.now();
+  let mounted: MountedRepository;
+  try {
+    mounted = await (o.mount ?? mountRepository)({
+      client, mountpoint: mnt, loop: o.loop, log,
+      extraXattrs: () => ({ 'user.pid': String(process.pid), 'user.uptime': String(Math.floor((Date.now() - started) / 60_000)) }),
+    });
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+  const status = (): MountStatus => {
+    const s = client.stats();
+    const f = mounted.fsStats();
+    return {
+      ...s, fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, openFiles: f.openFiles,
+      nodes: f.nodes, ioErrors: f.ioErrors, revisionSwitches: f.revisionSwitches, passthroughOpens: f.passthroughOpens, uptimeS: Math.floor((Date.now() - started) / 1000),
+      requests: Object.fromEntries(mounted.session.counts),
+    };
+  };
+  const stop = async (): Promise<void> => {
+    try {
+      await mounted.unmount();
+    } catch (e) {
+      log(`unmount of ${q(mnt)} failed: ${(e as Error).message}`);
+    }
+  };
+  const onSignal = (): void => { void stop(); };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  let server;
+  try {
+    server = await serveControl(paths.socket, { status, unmount: stop });
+    await writeMountRecord(o.runDir, { fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, socket: paths.socket, log: paths.log });
+  } catch (e) {
+    // Without a control socket nobody could find this mount again: take it down.
+    await stop();
+    await client.close();
+    throw e;
+  }
+  log(`mounted ${fqrn} revision ${client.revision()} at ${mnt} (${mounted.session.loop} loop; ${Math.round(process.uptime() * 1000)} ms after the daemon started, ${Date.now() - started} ms of them mounting)`);
+  if (o.readyFd !== undefined) {
+    try {
+      writeSync(o.readyFd, `ready ${JSON.stringify({ revision: client.revision(), pid: process.pid } satisfies DaemonReady)}\n`);
+      closeSync(o.readyFd);
+    } catch (e) {
+      log(`cannot signal readiness on fd ${o.readyFd}: ${(e as Error).message}`);
+    }
+  } else {
+    o.announce?.(`mounted ${fqrn} revision ${client.revision()} at ${mnt}; SIGINT or gridbox umount to stop`);
+  }
+  await mounted.closed;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  server.close();
+  await removeMountRecord(o.runDir, mnt);
+  await client.close();
+  log(`unmounted ${mnt}`);
+}
