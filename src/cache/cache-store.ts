@@ -1,7 +1,8 @@
 // The client's local content-addressed cache: decompressed, verified objects by content hash, as
 // <base>/<fqrn|shared>/XX/rest (spec §7.6). Only storage: which objects stay is Quota's business,
-// and nothing here verifies (callers put only verified bytes).
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+// and nothing here verifies (callers commit only verified content). New objects are written through a
+// CacheWriter (temp file, then rename), so an object of any size streams in with bounded memory.
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
@@ -23,12 +24,29 @@ export interface CachedObject {
   close(): Promise<void>;
 }
 
+/**
+ * An object being written. Nothing is visible under the object's name until commit(); a writer that is
+ * aborted, or whose process dies, leaves nothing but a temp file that cleanup removes.
+ */
+export interface CacheWriter {
+  /** Appends bytes (synchronously: local disk or memory). */
+  write(chunk: Buffer): void;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Makes the object visible whole (rename) and returns an open handle on it; the writer is spent. */
+  commit(): Promise<CachedObject>;
+  /** Drops what was written; harmless when repeated or after commit. */
+  abort(): void;
+}
+
 export interface CacheStore {
   /** Opens an object; null when absent. */
   open(id: ObjectId): Promise<CachedObject | null>;
   has(id: ObjectId): Promise<boolean>;
   /** Stores bytes so readers see all of them or nothing; a second put of the same id is harmless. */
   put(id: ObjectId, bytes: Uint8Array): Promise<void>;
+  /** Starts writing an object piece by piece (the streaming put); commit() publishes it like put(). */
+  begin(id: ObjectId): CacheWriter;
   /** Removes an object; open handles keep working; removing a missing object is a no-op. */
   remove(id: ObjectId): Promise<void>;
   list(): AsyncIterable<ObjectId>;
@@ -78,6 +96,94 @@ class FileObject implements CachedObject {
 
 /** Temp file names: pid (for cleanTxn) and a per-process sequence. */
 let tmpSeq = 0;
+
+/**
+ * A writer keeps up to this many bytes in memory and writes them with one write(2) at commit (most
+ * objects are small); past it, the bytes go to the temp file as they come, so memory stays bounded.
+ */
+export const WRITER_MEMORY_BYTES = 1 << 20;
+
+/** FsCacheStore's writer: memory first, then a temp file in txn/ (named after our pid), renamed on commit. */
+class FsCacheWriter implements CacheWriter {
+  private parts: Buffer[] = [];
+  private buffered = 0;
+  private fd = -1;
+  private tmp: string | undefined;
+  private done = false;
+  size = 0;
+
+  constructor(private readonly store: FsCacheStore, private readonly id: ObjectId) {}
+
+  write(chunk: Buffer): void {
+    if (this.done) throw new GridboxError('USAGE', `Write to a finished cache writer of ${q(cacheKey(this.id))}`);
+    this.size += chunk.length;
+    if (this.fd < 0 && this.buffered + chunk.length <= WRITER_MEMORY_BYTES) {
+      this.parts.push(chunk);
+      this.buffered += chunk.length;
+      return;
+    }
+    try {
+      if (this.fd < 0) {
+        this.openTemp();
+        const head = Buffer.concat(this.parts, this.buffered);
+        this.parts = [];
+        this.buffered = 0;
+        this.writeAll(head);
+      }
+      this.writeAll(chunk);
+    } catch (e) {
+      this.abort();
+      throw this.error(e);
+    }
+  }
+
+  async commit(): Promise<CachedObject> {
+    if (this.done) throw new GridboxError('USAGE', `Commit of a finished cache writer of ${q(cacheKey(this.id))}`);
+    this.done = true;
+    try {
+      if (this.fd < 0) {
+        this.openTemp();
+        this.writeAll(Buffer.concat(this.parts, this.buffered));
+        this.parts = [];
+      }
+      // The handle is opened on the temp file before the rename: it is the committed object's inode,
+      // whatever happens to the name afterwards (another process evicting it, say).
+      this.store.moveIntoPlace(this.tmp!, this.id);
+      this.tmp = undefined;
+      const fd = this.fd;
+      this.fd = -1;
+      return new FileObject(fd, this.size, cacheKey(this.id));
+    } catch (e) {
+      this.done = false;
+      this.abort();
+      throw this.error(e);
+    }
+  }
+
+  abort(): void {
+    if (this.done && this.fd < 0 && this.tmp === undefined) return;
+    this.done = true;
+    this.parts = [];
+    if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already gone */ } this.fd = -1; }
+    if (this.tmp !== undefined) { try { unlinkSync(this.tmp); } catch { /* never created */ } this.tmp = undefined; }
+  }
+
+  private openTemp(): void {
+    this.tmp = this.store.tempPath();
+    this.fd = openSync(this.tmp, 'w+', 0o644);
+  }
+
+  private writeAll(b: Buffer): void {
+    for (let off = 0; off < b.length;) off += writeSync(this.fd, b, off, b.length - off);
+  }
+
+  private error(e: unknown): GridboxError {
+    if (e instanceof GridboxError) return e;
+    const k = cacheKey(this.id);
+    const code = (e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'CACHE_FULL' : 'CACHE_IO';
+    return new GridboxError(code, `Cannot store object ${q(k)} in the cache`, { cause: e, objectId: k });
+  }
+}
 
 /** Posix directory store. Temp files are named after the writer's pid so a shared cache can tell a crashed writer's leftovers from a live one's. */
 export class FsCacheStore implements CacheStore {
@@ -156,23 +262,38 @@ export class FsCacheStore implements CacheStore {
    */
   putSync(id: ObjectId, bytes: Uint8Array): void {
     const k = cacheKey(id);
-    const sub = join(this.dir, k.slice(0, 2));
-    const dest = join(sub, k.slice(2));
-    const tmp = join(this.dir, 'txn', `${process.pid}.${(tmpSeq++).toString(36)}`);
+    const tmp = this.tempPath();
     try {
       writeFileSync(tmp, bytes);
-      if (!this.subdirs.has(sub)) { mkdirSync(sub, { recursive: true }); this.subdirs.add(sub); }
-      try {
-        renameSync(tmp, dest);
-      } catch (e) {
-        // The fan-out directory was removed behind our back (a wiped cache): make it again, once.
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        mkdirSync(sub, { recursive: true });
-        renameSync(tmp, dest);
-      }
+      this.moveIntoPlace(tmp, id);
     } catch (e) {
       try { unlinkSync(tmp); } catch { /* never written */ }
-      throw new GridboxError('CACHE_IO', `Cannot store object ${q(k)} in the cache`, { cause: e, objectId: k, path: dest });
+      throw new GridboxError('CACHE_IO', `Cannot store object ${q(k)} in the cache`, { cause: e, objectId: k, path: this.pathOf(id) });
+    }
+  }
+
+  begin(id: ObjectId): CacheWriter {
+    return new FsCacheWriter(this, id);
+  }
+
+  /** A fresh temp file name in txn/ carrying our pid, for cleanTxn. */
+  tempPath(): string {
+    return join(this.dir, 'txn', `${process.pid}.${(tmpSeq++).toString(36)}`);
+  }
+
+  /** Renames a complete temp file to the object's name (the one step that makes it visible). */
+  moveIntoPlace(tmp: string, id: ObjectId): void {
+    const k = cacheKey(id);
+    const sub = join(this.dir, k.slice(0, 2));
+    const dest = join(sub, k.slice(2));
+    if (!this.subdirs.has(sub)) { mkdirSync(sub, { recursive: true }); this.subdirs.add(sub); }
+    try {
+      renameSync(tmp, dest);
+    } catch (e) {
+      // The fan-out directory was removed behind our back (a wiped cache): make it again, once.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      mkdirSync(sub, { recursive: true });
+      renameSync(tmp, dest);
     }
   }
 
@@ -206,11 +327,6 @@ class BufferObject implements CachedObject {
   async close(): Promise<void> { /* nothing held */ }
 }
 
-/** Wraps bytes already in memory as a CachedObject (for objects the quota did not admit). */
-export function bufferObject(bytes: Uint8Array): CachedObject {
-  return new BufferObject(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-}
-
 /** In-memory store for tests and for callers that want no disk cache. */
 export class MemoryCacheStore implements CacheStore {
   private readonly m = new Map<string, Buffer>();
@@ -220,6 +336,23 @@ export class MemoryCacheStore implements CacheStore {
   }
   async has(id: ObjectId): Promise<boolean> { return this.m.has(cacheKey(id)); }
   async put(id: ObjectId, bytes: Uint8Array): Promise<void> { if (!this.m.has(cacheKey(id))) this.m.set(cacheKey(id), Buffer.from(bytes)); }
+  begin(id: ObjectId): CacheWriter {
+    let parts: Buffer[] = [];
+    let done = false;
+    let size = 0;
+    return {
+      get size() { return size; },
+      write: (chunk) => { if (done) throw new GridboxError('USAGE', 'Write to a finished cache writer'); parts.push(Buffer.from(chunk)); size += chunk.length; },
+      commit: async () => {
+        done = true;
+        const b = Buffer.concat(parts);
+        parts = [];
+        await this.put(id, b);
+        return new BufferObject(b);
+      },
+      abort: () => { done = true; parts = []; },
+    };
+  }
   async remove(id: ObjectId): Promise<void> { this.m.delete(cacheKey(id)); }
   async *list(): AsyncIterable<ObjectId> { for (const k of [...this.m.keys()]) yield parseObjectId(k); }
 }

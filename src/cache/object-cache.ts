@@ -1,11 +1,11 @@
 // A CacheStore under a Quota: lookups touch the LRU, inserts evict (unlinking victims; open handles
-// survive), and `get` reads through a caller-given fetch with concurrent misses collapsed.
-// It does not download or verify: `fetch` must return verified, decompressed bytes.
+// survive), and `getOrFill` reads through a caller-given fill with concurrent misses collapsed: one fill
+// streams into a CacheWriter, every caller gets a handle on the one committed object.
+// It does not download or verify: a fill must hand back a writer holding verified, decompressed content.
 import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseObjectId, type ObjectId } from '../hash/object-id.js';
-import { collapse } from './collapse.js';
-import { bufferObject, cacheKey, FsCacheStore, type CachedObject, type CacheStore } from './cache-store.js';
+import { cacheKey, FsCacheStore, type CachedObject, type CacheStore, type CacheWriter } from './cache-store.js';
 import { Quota, type QuotaUsage } from './quota.js';
 
 export interface CacheCounters {
@@ -23,13 +23,43 @@ export interface GetOptions {
   pin?: boolean;
 }
 
+/**
+ * Produces a missing object: writes its verified content into writers from `begin` (one per attempt;
+ * failed attempts abort theirs) and resolves with the writer that holds it, not yet committed.
+ */
+export type Fill = (begin: () => CacheWriter) => Promise<CacheWriter>;
+
+/** A fill in progress and how many callers wait for it (they share one handle, closed by the last). */
+interface Inflight { callers: number; result: Promise<SharedHandle> }
+
+/** One open object handed to `n` callers; each gets a view, the last view's close() closes it. */
+class SharedHandle {
+  constructor(private readonly obj: CachedObject, private refs: number) {}
+  view(): CachedObject {
+    const o = this.obj;
+    let closed = false;
+    return {
+      size: o.size,
+      read: (b, off, len, pos) => o.read(b, off, len, pos),
+      readSync: (b, off, len, pos) => o.readSync(b, off, len, pos),
+      readAll: () => o.readAll(),
+      get openFd() { return closed ? undefined : o.openFd; },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        if (--this.refs === 0) await o.close();
+      },
+    };
+  }
+}
+
 /** Prefetch limits: reads in flight (threadpool), queued objects, and the largest object worth warming. */
 export const WARM_CONCURRENCY = 4;
 const WARM_QUEUE_MAX = 4096;
 export const WARM_MAX_BYTES = 1 << 20;
 
 export class ObjectCache {
-  private readonly collapsed = collapse<CachedObject>();
+  private readonly inflight = new Map<string, Inflight>();
   private readonly warmQueue: string[] = [];
   private warming = 0;
   private closed = false;
@@ -60,43 +90,79 @@ export class ObjectCache {
 
   /**
    * The object from the cache, or from `fetch` on a miss (one fetch for concurrent misses of one id).
-   * Every caller gets its own handle and must close it.
+   * Every caller gets its own handle and must close it. For small objects: `fetch` holds the whole
+   * content in memory; getOrFill streams.
    */
   async get(id: ObjectId, fetch: () => Promise<Buffer>, opts: GetOptions = {}): Promise<CachedObject> {
+    return this.getOrFill(id, async (begin) => {
+      const bytes = await fetch();
+      const w = begin();
+      w.write(bytes);
+      return w;
+    }, opts);
+  }
+
+  /**
+   * The object from the cache, or filled on a miss: `fill` streams it into a writer, which is committed
+   * (renamed into the cache) only after `fill` resolved, i.e. after verification. Concurrent misses of one
+   * id run one fill and share its handle; every caller gets its own view and must close it. An object the
+   * quota does not admit is still returned: its file is unlinked at once and lives while the handle is open.
+   */
+  async getOrFill(id: ObjectId, fill: Fill, opts: GetOptions = {}): Promise<CachedObject> {
     const hit = await this.lookup(id);
     if (hit !== null) {
       this.counters.hits++;
       if (opts.pin) this.quota.pin(cacheKey(id));
       return hit;
     }
-    let mine = false;
-    const first = await this.collapsed(cacheKey(id), async () => {
-      mine = true;
-      // A previous leader may have finished between our lookup and now: look again before downloading.
-      const late = await this.lookup(id);
-      if (late !== null) { this.counters.hits++; if (opts.pin) this.quota.pin(cacheKey(id)); return late; }
-      this.counters.misses++;
-      return this.insert(id, await fetch(), opts);
-    });
-    if (mine) return first; // we ran it: the handle is ours
-    if (opts.pin) this.quota.pin(cacheKey(id));
-    // Collapsed callers open their own handle; if it was evicted meanwhile, read it from the leader's copy.
-    const again = await this.store.open(id);
-    return again ?? bufferObject(await first.readAll());
+    const key = cacheKey(id);
+    const running = this.inflight.get(key);
+    if (running !== undefined) {
+      running.callers++;
+      const shared = await running.result;
+      if (opts.pin) this.quota.pin(key);
+      return shared.view();
+    }
+    const entry: Inflight = { callers: 1, result: undefined as unknown as Promise<SharedHandle> };
+    entry.result = (async () => {
+      let obj: CachedObject;
+      try {
+        // A previous filler may have finished between our lookup and now: look again before filling.
+        const late = await this.lookup(id);
+        if (late !== null) {
+          this.counters.hits++;
+          if (opts.pin) this.quota.pin(key);
+          obj = late;
+        } else {
+          this.counters.misses++;
+          obj = await this.commit(id, await fill(() => this.store.begin(id)), opts);
+        }
+      } finally {
+        // No caller can join after this point, so the count is final.
+        this.inflight.delete(key);
+      }
+      return new SharedHandle(obj, entry.callers);
+    })();
+    this.inflight.set(key, entry);
+    return (await entry.result).view();
   }
 
-  /** Stores verified bytes; returns a handle (a memory one when the quota does not admit the object). */
+  /** Stores verified bytes; returns a handle (an unlinked file or memory when the quota does not admit the object). */
   async insert(id: ObjectId, bytes: Buffer, opts: GetOptions = {}): Promise<CachedObject> {
-    const key = cacheKey(id);
-    await this.store.put(id, bytes);
-    const handle = await this.store.open(id);
-    if (!(await this.admit(key, bytes.length, opts.pin === true))) {
-      await handle?.close();
+    const w = this.store.begin(id);
+    w.write(bytes);
+    return this.commit(id, w, opts);
+  }
+
+  /** Commits a filled writer, then admits the object to the quota (evicting others) or drops its name. */
+  private async commit(id: ObjectId, w: CacheWriter, opts: GetOptions): Promise<CachedObject> {
+    const handle = await w.commit();
+    if (!(await this.admit(cacheKey(id), handle.size, opts.pin === true))) {
+      // The open handle keeps the content readable; the name goes, so the cache stays within its quota.
       await this.store.remove(id);
       this.counters.notAdmitted++;
-      return bufferObject(bytes);
     }
-    return handle ?? bufferObject(bytes);
+    return handle;
   }
 
   /**

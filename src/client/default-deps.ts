@@ -26,7 +26,8 @@ export const defaultTrust: TrustPort = {
 export function downloaderSource(d: Downloader): RepositorySource {
   return {
     fetchFile: (rel) => d.fetchFile(rel),
-    fetchObject: (id, suffix, opts) => d.fetchObject(id, suffix, opts),
+    fetchObjectTo: (id, suffix, opts, open) => d.fetchObjectTo(id, suffix, opts, open),
+    wireBytes: () => d.status().counters.bytes,
     currentHost: () => d.status().host,
     currentProxy: () => d.status().proxy,
   };

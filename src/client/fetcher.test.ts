@@ -2,6 +2,7 @@
 // read touches; open files stay readable after their objects are evicted; wrong sizes are refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MemoryCacheStore, FsCacheStore } from '../cache/cache-store.js';
@@ -11,8 +12,9 @@ import type { CatalogEntry, ChunkRef } from '../catalog/types.js';
 import { hashBytes, objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
 import { isGridboxError } from '../errors.js';
 import { withTempDir } from '../testing/tmp.js';
-import { Fetcher } from './fetcher.js';
+import { Fetcher, HELD_CHUNKS_MAX } from './fetcher.js';
 import type { RepositorySource } from './ports.js';
+import type { ObjectOutput } from '../download/body-sinks.js';
 
 /** Serves content by key and records what was asked for (it does not compress: the downloader's job). */
 function fakeSource(objects: Map<string, Buffer>): RepositorySource & { requests: string[] } {
@@ -20,12 +22,14 @@ function fakeSource(objects: Map<string, Buffer>): RepositorySource & { requests
   return {
     requests,
     fetchFile: async () => { throw new Error('no files here'); },
-    fetchObject: async (id: ObjectId, suffix: ObjectSuffix) => {
+    fetchObjectTo: async <O extends ObjectOutput>(id: ObjectId, suffix: ObjectSuffix, _opts: unknown, open: () => O) => {
       const key = objectKey(id, suffix);
       requests.push(key);
       const b = objects.get(key);
       if (b === undefined) throw new Error(`missing ${key}`);
-      return b;
+      const out = open();
+      out.write(b);
+      return out;
     },
   };
 }
@@ -93,5 +97,29 @@ test('content of the wrong size is refused with STORE_SIZE_MISMATCH', async () =
   const cache = new ObjectCache(new MemoryCacheStore(), Quota.open(join(dir, 'cachedb'), 1 << 20));
   const f = new Fetcher(fakeSource(objects), cache);
   await assert.rejects(f.open(fileEntry('/x', 99, { id })), (e: unknown) => isGridboxError(e, 'STORE_SIZE_MISMATCH'));
+  cache.close();
+}));
+
+test('reading a chunked file through holds a bounded number of chunk handles (fds), whatever its length', async () => withTempDir(async (dir) => {
+  const objects = new Map<string, Buffer>();
+  const content = randomBytes(HELD_CHUNKS_MAX * 4 * 1000);
+  const chunks = chunked(content, 1000, objects);
+  const store = await FsCacheStore.open(dir, 'shared');
+  const cache = new ObjectCache(store, Quota.open(join(store.dir, 'cachedb'), 1 << 30));
+  const f = new Fetcher(fakeSource(objects), cache);
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const file = await f.open(fileEntry('/long', content.length, { chunks }));
+  const before = fds();
+  let peak = 0;
+  const parts: Buffer[] = [];
+  for (let off = 0; off < content.length; off += 1500) {
+    parts.push(await file.read(off, 1500));
+    peak = Math.max(peak, fds() - before);
+  }
+  assert.deepEqual(Buffer.concat(parts), content);
+  assert.ok(peak <= HELD_CHUNKS_MAX + 2, `${peak} more fds open while reading ${chunks.length} chunks`);
+  assert.deepEqual(await file.read(0, 2500), content.subarray(0, 2500), 'chunks let go are held again from the cache');
+  await file.close();
+  assert.ok(fds() <= before, 'close releases every chunk handle');
   cache.close();
 }));

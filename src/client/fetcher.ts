@@ -12,8 +12,11 @@ import type { RepositorySource } from './ports.js';
 export interface FetcherStats {
   hits: number;
   misses: number;
-  /** Content bytes brought in by downloads (decompressed). */
-  bytesDownloaded: number;
+  /**
+   * Content bytes the downloads produced after inflation (what landed in the cache). The bytes on the wire
+   * (compressed) are the source's count: ClientStats.bytesOnWire.
+   */
+  bytesInflated: number;
   openFiles: number;
 }
 
@@ -26,8 +29,11 @@ export interface OpenFile {
   readonly fd?: number;
 }
 
+/** Chunk handles one open chunked file keeps at most (each an fd); more are re-held from the cache on demand. */
+export const HELD_CHUNKS_MAX = 16;
+
 export class Fetcher {
-  readonly stats: FetcherStats = { hits: 0, misses: 0, bytesDownloaded: 0, openFiles: 0 };
+  readonly stats: FetcherStats = { hits: 0, misses: 0, bytesInflated: 0, openFiles: 0 };
 
   constructor(private readonly source: RepositorySource, private readonly cache: ObjectCache) {}
 
@@ -93,21 +99,23 @@ export class Fetcher {
     return again;
   }
 
-  /** cache/ collapses concurrent misses; the fetch runs the verifying download. */
+  /**
+   * cache/ collapses concurrent misses; the fill streams the verifying download into a cache writer,
+   * which the cache commits only once the download verified.
+   */
   private async get(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number | undefined, pin: boolean): Promise<CachedObject> {
     const key = objectKey(id, suffix);
     let downloaded = false;
-    const obj = await this.cache.get(id, async () => {
+    const obj = await this.cache.getOrFill(id, async (begin) => {
       downloaded = true;
       this.stats.misses++;
-      let bytes: Buffer;
       try {
-        bytes = await this.source.fetchObject(id, suffix, { compression, expectedSize });
+        const w = await this.source.fetchObjectTo(id, suffix, { compression, expectedSize }, begin);
+        this.stats.bytesInflated += w.size;
+        return w;
       } catch (e) {
         throw surfaceBadData(e, key);
       }
-      this.stats.bytesDownloaded += bytes.length;
-      return bytes;
     }, { pin });
     if (!downloaded) this.stats.hits++;
     return obj;
@@ -125,16 +133,30 @@ export class Fetcher {
 
   private openChunked(entry: CatalogEntry, chunks: ChunkRef[]): OpenFile {
     const size = entry.entry.size;
-    const held = new Map<number, Promise<CachedObject>>();
-    const chunkAt = (i: number): Promise<CachedObject> => {
-      let h = held.get(i);
-      if (h === undefined) {
+    // Chunk handles held by this file, least recently used first. Bounded, so reading a file of any
+    // length holds a constant number of fds: a chunk let go is held again (from the cache) when read again.
+    const held = new Map<number, { h: Promise<CachedObject>; users: number }>();
+    const letGo = (h: Promise<CachedObject>): void => { h.then((o) => o.close(), () => undefined).catch(() => undefined); };
+    const withChunk = async <T>(i: number, fn: (h: CachedObject) => T): Promise<T> => {
+      let e = held.get(i);
+      if (e !== undefined) {
+        held.delete(i);
+        held.set(i, e);
+        e.users++;
+      } else {
         const c = chunks[i];
-        h = this.hold(c.id, 'P', entry.compression, c.size);
-        held.set(i, h);
-        h.catch(() => held.delete(i));
+        const fresh = { h: this.hold(c.id, 'P', entry.compression, c.size), users: 1 };
+        e = fresh;
+        held.set(i, fresh);
+        fresh.h.catch(() => { if (held.get(i) === fresh) held.delete(i); });
+        for (const [j, old] of held) {
+          if (held.size <= HELD_CHUNKS_MAX) break;
+          if (old.users > 0) continue;
+          held.delete(j);
+          letGo(old.h);
+        }
       }
-      return h;
+      try { return fn(await e.h); } finally { e.users--; }
     };
     return {
       size,
@@ -148,14 +170,14 @@ export class Fetcher {
           const c = chunks[i];
           const from = Math.max(offset, c.offset) - c.offset;
           const to = Math.min(end, c.offset + c.size) - c.offset;
-          parts.push(chunkAt(i).then((h) => readHeld(h, from, to - from)));
+          parts.push(withChunk(i, (h) => readHeld(h, from, to - from)));
         }
         const out = Buffer.concat(await Promise.all(parts));
         if (out.length !== len) throw new GridboxError('STORE_CORRUPT', `Chunk list of ${q(entry.path)} does not cover bytes ${offset}..${end}`, { path: entry.path });
         return out;
       },
       close: async () => {
-        for (const h of held.values()) { try { await (await h).close(); } catch { /* a failed fetch holds nothing */ } }
+        for (const e of held.values()) { try { await (await e.h).close(); } catch { /* a failed fetch holds nothing */ } }
         held.clear();
       },
     };

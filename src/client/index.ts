@@ -30,6 +30,8 @@ export interface ClientDeps {
 }
 
 export interface ClientStats extends FetcherStats {
+  /** Bytes received from servers and proxies (compressed, failed attempts included): CernVM-FS's `user.rx`. */
+  bytesOnWire: number;
   revision: number;
   rootHash: string;
   offline: boolean;
@@ -160,7 +162,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     stats() {
       const c = deps.cache.stats();
       return {
-        ...fetcher.stats, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
+        ...fetcher.stats, bytesOnWire: deps.source.wireBytes?.() ?? 0, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
         host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: c.bytes, cacheLimit: c.limitBytes,
         cacheObjects: c.objects, evictions: c.evictions,
       };

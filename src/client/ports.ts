@@ -3,6 +3,7 @@
 // ObjectCache itself. default-deps.ts adapts the concrete modules; tests may pass fakes. Types only.
 import type { CatalogReader } from '../catalog/catalog-reader.js';
 import type { Compression } from '../catalog/types.js';
+import type { ObjectOutput } from '../download/body-sinks.js';
 import type { ObjectId, ObjectSuffix } from '../hash/object-id.js';
 
 /** One opened, read-only catalog: catalog/'s reader. */
@@ -20,8 +21,14 @@ export interface FetchObjectOptions {
 export interface RepositorySource {
   /** A top-level file (".cvmfspublished", ".cvmfswhitelist"), unverified, size-capped. */
   fetchFile(rel: string): Promise<Buffer>;
-  /** A content object, hash-verified over the stored bytes while streaming, then inflated and size-checked. */
-  fetchObject(id: ObjectId, suffix: ObjectSuffix, opts: FetchObjectOptions): Promise<Buffer>;
+  /**
+   * A content object streamed into a fresh output from `open()` per attempt (a cache temp file), hash-
+   * verified over the stored bytes and inflated on the way, size-checked at the end; resolves with the
+   * output of the attempt that verified (not yet committed), having aborted the others.
+   */
+  fetchObjectTo<O extends ObjectOutput>(id: ObjectId, suffix: ObjectSuffix, opts: FetchObjectOptions, open: () => O): Promise<O>;
+  /** Bytes received over the network so far: compressed bodies of every attempt, as on the wire. */
+  wireBytes?(): number;
   /** The host and proxy requests currently go to (for status and xattrs). */
   currentHost?(): string;
   currentProxy?(): string;

@@ -1,6 +1,8 @@
 // Body sinks: what one attempt does with the bytes as they arrive. objectSink hashes the raw
-// (compressed) bytes and inflates on the fly (spec §1.3, §7.5); fileSink only collects.
-// Nothing a sink returns has failed verification: finish() throws instead.
+// (compressed) bytes and inflates on the fly into an ObjectOutput (memory, or a cache temp file), with
+// backpressure all the way, so memory stays bounded whatever the object's size (spec §1.3, §7.5);
+// fileSink only collects (manifests, whitelists: small and capped).
+// Nothing a sink returns has failed verification: finish() aborts the output and throws instead.
 import { createInflate, type Inflate } from 'node:zlib';
 import { GridboxError, q } from '../errors.js';
 import { createContentHash, formatObjectId, type ObjectId } from '../hash/object-id.js';
@@ -8,79 +10,139 @@ import type { BodySink } from './transfer.js';
 
 export type Compression = 'zlib' | 'none';
 
+/**
+ * Where an object's content goes while it streams in. Nothing written is trusted until the sink's
+ * finish() resolves with the output; the caller then commits it (e.g. renames a temp file into the cache).
+ */
+export interface ObjectOutput {
+  /** Receives the decompressed bytes in order; a returned promise holds the stream back until it settles. */
+  write(chunk: Buffer): void | Promise<void>;
+  /** Drops what was written (the attempt failed or did not verify); the output is not used again. */
+  abort(): void;
+}
+
+/** Inflater output piece size: fewer, larger writes than zlib's 16 KiB default. */
+const INFLATE_CHUNK_BYTES = 64 * 1024;
+
+/** An ObjectOutput in memory, for small objects (certificates) and callers that want a Buffer. */
+export class MemoryOutput implements ObjectOutput {
+  private parts: Buffer[] = [];
+  private n = 0;
+  write(chunk: Buffer): void { this.parts.push(chunk); this.n += chunk.length; }
+  abort(): void { this.parts = []; this.n = 0; }
+  bytes(): Buffer { return Buffer.concat(this.parts, this.n); }
+}
+
 export function fileSink(): BodySink<Buffer> {
-  let parts: Buffer[] = [];
+  const out = new MemoryOutput();
   return {
-    write(chunk) { parts.push(chunk); },
-    async finish() { return Buffer.concat(parts); },
-    abort() { parts = []; },
+    write(chunk) { out.write(chunk); },
+    async finish() { return out.bytes(); },
+    abort() { out.abort(); },
   };
+}
+
+/** Resolves when a writable may take more (drain), or can take nothing more (error, close, finished). */
+function writable(s: Inflate): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => { s.off('drain', done); s.off('close', done); s.off('error', done); resolve(); };
+    s.once('drain', done);
+    s.once('close', done);
+    s.once('error', done);
+  });
 }
 
 /**
  * Verifies an object while it streams in: the digest over the raw body must equal `id`, and the
- * decompressed length must equal `expectedSize` when given (output past it is not kept, so a
- * decompression bomb cannot grow memory). `maxOutputBytes` caps output when the size is unknown.
+ * decompressed length must equal `expectedSize` when given (output past it is not written, so a
+ * decompression bomb cannot fill a disk or memory). `maxOutputBytes` caps output when the size is unknown.
  */
-export function objectSink(id: ObjectId, label: string, compression: Compression, expectedSize: number | undefined, maxOutputBytes: number): BodySink<Buffer> {
+export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, compression: Compression, expectedSize: number | undefined,
+  maxOutputBytes: number, out: O): BodySink<O> {
   const hash = createContentHash(id.algorithm);
   const limit = expectedSize ?? maxOutputBytes;
-  const out: Buffer[] = [];
   let outBytes = 0;
   let overflow = false;
+  let failed: unknown; // the output refused a write (e.g. the cache disk is full)
   let inflateError: Error | undefined;
   let inflate: Inflate | undefined;
+  let pending: Promise<void> | undefined;
+  let aborted = false;
+  const fail = (e: unknown): void => { failed ??= e; inflate?.destroy(); };
+  /** Hands one decompressed piece on, unless it goes past the limit. */
+  const emit = (c: Buffer): void | Promise<void> => {
+    if (overflow || failed !== undefined) return;
+    outBytes += c.length;
+    if (outBytes > limit) { overflow = true; inflate?.destroy(); return; }
+    return out.write(c);
+  };
   if (compression === 'zlib') {
-    inflate = createInflate();
-    inflate.on('data', (c: Buffer) => {
-      if (overflow) return;
-      outBytes += c.length;
-      if (outBytes > limit) { overflow = true; out.length = 0; inflate?.destroy(); return; }
-      out.push(c);
+    const z = createInflate({ chunkSize: INFLATE_CHUNK_BYTES });
+    inflate = z;
+    z.on('data', (c: Buffer) => {
+      let r: void | Promise<void>;
+      try { r = emit(c); } catch (e) { fail(e); return; }
+      if (r instanceof Promise) {
+        // An asynchronous output: hold the inflater (and through it the socket) until the write is done.
+        z.pause();
+        pending = r.then(() => { pending = undefined; z.resume(); }, (e: unknown) => { pending = undefined; fail(e); });
+      }
     });
-    inflate.on('error', (e) => { inflateError ??= e; });
+    z.on('error', (e) => { inflateError ??= e; });
   }
-  const drained = (): Promise<void> => new Promise((resolve) => {
-    if (inflate === undefined || inflate.destroyed || inflate.writableFinished) return resolve();
-    inflate.once('end', resolve);
-    inflate.once('close', resolve);
-    inflate.once('error', () => resolve());
+  const ended = (): Promise<void> => new Promise((resolve) => {
+    const z = inflate;
+    if (z === undefined || z.destroyed || z.readableEnded) return resolve();
+    z.once('end', resolve);
+    z.once('close', resolve);
+    z.once('error', () => resolve());
   });
+  const abort = (): void => {
+    if (aborted) return;
+    aborted = true;
+    inflate?.destroy();
+    out.abort();
+  };
   return {
-    write(chunk) {
+    async write(chunk) {
       hash.update(chunk);
       if (inflate === undefined) {
-        outBytes += chunk.length;
-        if (outBytes > limit) { overflow = true; out.length = 0; } else if (!overflow) out.push(chunk);
-      } else if (!overflow && !inflate.destroyed) {
-        inflate.write(chunk);
+        const r = emit(chunk);
+        if (r instanceof Promise) await r.catch(fail);
+        return;
       }
+      if (overflow || failed !== undefined || inflate.destroyed) return; // keep hashing: the hash decides what went wrong
+      if (!inflate.write(chunk)) await writable(inflate);
     },
     async finish() {
-      if (inflate !== undefined && !inflate.destroyed) {
-        const done = drained();
-        inflate.end();
-        await done;
+      try {
+        if (inflate !== undefined && !inflate.destroyed) {
+          const done = ended();
+          inflate.end();
+          await done;
+        }
+        while (pending !== undefined) await pending;
+        const got = hash.digest('hex');
+        // The hash decides first: a corrupt body is a hash mismatch, whatever the inflater made of it.
+        if (got !== id.hex) {
+          throw new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(label)}: content hash is ${q(got)}`, { objectId: formatObjectId(id) });
+        }
+        if (overflow) {
+          throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: decompressed size exceeds ${limit} bytes`, { objectId: formatObjectId(id) });
+        }
+        if (failed !== undefined) throw failed;
+        if (inflateError !== undefined || (inflate !== undefined && !inflate.readableEnded)) {
+          throw new GridboxError('COMPRESSION_BAD', `Cannot inflate object ${q(label)}: ${inflateError?.message ?? 'stream did not end'}`, { objectId: formatObjectId(id), cause: inflateError });
+        }
+        if (expectedSize !== undefined && outBytes !== expectedSize) {
+          throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: expected ${expectedSize} bytes, got ${outBytes}`, { objectId: formatObjectId(id) });
+        }
+        return out;
+      } catch (e) {
+        abort();
+        throw e;
       }
-      const got = hash.digest('hex');
-      // The hash decides first: a corrupt body is a hash mismatch, whatever the inflater made of it.
-      if (got !== id.hex) {
-        throw new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(label)}: content hash is ${q(got)}`, { objectId: formatObjectId(id) });
-      }
-      if (overflow) {
-        throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: decompressed size exceeds ${limit} bytes`, { objectId: formatObjectId(id) });
-      }
-      if (inflateError !== undefined || (inflate !== undefined && !inflate.writableFinished)) {
-        throw new GridboxError('COMPRESSION_BAD', `Cannot inflate object ${q(label)}: ${inflateError?.message ?? 'stream did not end'}`, { objectId: formatObjectId(id), cause: inflateError });
-      }
-      if (expectedSize !== undefined && outBytes !== expectedSize) {
-        throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: expected ${expectedSize} bytes, got ${outBytes}`, { objectId: formatObjectId(id) });
-      }
-      return Buffer.concat(out, outBytes);
     },
-    abort() {
-      out.length = 0;
-      inflate?.destroy();
-    },
+    abort,
   };
 }

@@ -30,7 +30,7 @@ async function deadPort(): Promise<number> {
   return p;
 }
 
-type Behaviour = 'slow' | 'corrupt' | 'truncate' | 'wrongsize';
+type Behaviour = 'slow' | 'corrupt' | 'truncate' | 'wrongsize' | 'stall';
 
 /** A misbehaving origin over the same srv/ tree, counting the requests it gets. */
 async function badServer(srvDir: string, how: Behaviour): Promise<{ url: string; hits: () => number; close: () => Promise<void> }> {
@@ -41,6 +41,7 @@ async function badServer(srvDir: string, how: Behaviour): Promise<{ url: string;
     void readFile(join(srvDir, rel)).then((body) => {
       if (how === 'slow') { setTimeout(() => { if (!res.destroyed) res.end(body); }, 3000); return; }
       if (how === 'corrupt') { const b = Buffer.from(body); b[b.length >> 1] ^= 0x55; res.end(b); return; }
+      if (how === 'stall') { res.writeHead(200, { 'content-length': String(body.length) }); res.write(body.subarray(0, body.length >> 1)); return; }
       if (how === 'truncate') { res.writeHead(200, { 'content-length': String(body.length) }); res.write(body.subarray(0, body.length >> 1)); setTimeout(() => res.destroy(), 20); return; }
       res.end(body.subarray(0, body.length - 3)); // 'wrongsize': short, self-consistent length
     }, () => { res.statusCode = 404; res.end(); });
@@ -121,6 +122,23 @@ test('truncated and wrong-size objects are retried elsewhere; when every host fa
     assert.ok((err as Error).cause instanceof GridboxError, 'the cause is kept');
     assert.equal(d.status().counters.fetched, 0);
   } finally { await d.close(); await trunc.close(); await short.close(); }
+}));
+
+test('a body that stalls half-way times out as DOWNLOAD_TIMEOUT (socket inactivity, not only headers) and fails over', () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  const [obj] = await makeObjects(srv, 1);
+  const stall = await badServer(srv, 'stall');
+  const good = await listenSrv({ srvDir: srv });
+  const d = new Downloader({ ...fast, maxRetries: 0, serverUrls: [stall.url, `${good.url}${FQRN}`] });
+  const alone = new Downloader({ ...fast, maxRetries: 0, serverUrls: [stall.url] });
+  try {
+    const got = await d.fetchObject(obj.id, obj.suffix, {});
+    assert.ok(got.equals(obj.content));
+    const err = await alone.fetchObject(obj.id, obj.suffix, {}).then(() => null, (e: unknown) => e);
+    assert.ok(isGridboxError(err, 'DOWNLOAD_ALL_FAILED'), String(err));
+    assert.deepEqual(((err as GridboxError).fields.attempts as { outcome: string }[]).map((a) => a.outcome), ['DOWNLOAD_TIMEOUT']);
+    assert.equal(d.status().counters.hostFailovers, 1);
+  } finally { await d.close(); await alone.close(); await stall.close(); await good.close(); }
 }));
 
 test('a correctly hashed object of the wrong size is refused, and files are size-capped', () => withTempDir(async (dir) => {

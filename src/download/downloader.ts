@@ -1,12 +1,14 @@
 // The composition of the download layers for one repository: host and proxy chains, the policy
-// wrappers, and the verifying body sinks. Returns only verified bytes; never caches (cache/ does).
+// wrappers, and the verifying body sinks. Returns only verified content, streamed into an output the
+// caller gives (a cache temp file) or collected in memory; never caches itself (cache/ does).
 // Option names follow client/ClientSettings so a mount can pass its settings straight through.
 import { GridboxError } from '../errors.js';
 import { formatObjectId, objectPath, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
-import { fileSink, objectSink, type Compression } from './body-sinks.js';
+import { fileSink, MemoryOutput, objectSink, type Compression, type ObjectOutput } from './body-sinks.js';
 import { HostChain, ProxyChain, DIRECT } from './chains.js';
 import { newCounters, withBadDataRetry, withHostFailover, withProxyFailover, withRetry, type DownloadCounters, type RequestContext, type Step } from './policies.js';
-import { Dispatchers, transfer, type BodySink } from './transfer.js';
+import { createAgents, type HttpAgents } from './http-request.js';
+import { transfer, type BodySink } from './transfer.js';
 
 export interface DownloaderOptions {
   /** Base URLs, already template-expanded (see parseServerUrls), e.g. "http://127.0.0.1:8000/cvmfs/repo.example.org". */
@@ -47,6 +49,7 @@ export interface DownloaderStatus {
 }
 
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+/** Cap on the decompressed size of an object whose size nobody declared (catalogs, certificates). */
 export const MAX_OBJECT_BYTES = 2 * 1024 * 1024 * 1024 - 1;
 
 /** Room zlib may need above the input size for incompressible data (stored blocks), generously rounded. */
@@ -58,22 +61,23 @@ export class Downloader {
   readonly hosts: HostChain;
   readonly proxies: ProxyChain;
   private readonly counters = newCounters();
-  private readonly dispatchers: Dispatchers;
-  private readonly step: Step<Buffer>;
+  private readonly agents: HttpAgents;
+  /** The policy stack; one for every result type (the sink decides the type per request). */
+  private readonly step: Step<unknown>;
 
   constructor(private readonly o: DownloaderOptions) {
     this.hosts = new HostChain(o.serverUrls, o.hostResetAfterMs ?? 1_800_000);
     this.proxies = new ProxyChain(o.proxyGroups ?? [[DIRECT]], o.proxyResetAfterMs ?? 300_000, o.random);
     const timeoutMs = o.timeoutMs ?? 5000;
     const timeoutDirectMs = o.timeoutDirectMs ?? 10_000;
-    this.dispatchers = new Dispatchers(timeoutMs, timeoutDirectMs);
+    this.agents = createAgents();
     const userAgent = o.userAgent ?? 'cvmfs gridbox 0.1';
-    const attempt: Step<Buffer> = async (ctx) => {
+    const attempt: Step<unknown> = async (ctx) => {
       const url = `${ctx.host}/${ctx.path}`;
       this.counters.requests++;
       const sink = ctx.makeSink();
       try {
-        const r = await transfer(this.dispatchers, {
+        const r = await transfer(this.agents, {
           url, proxy: ctx.proxy, noCache: ctx.noCache, userAgent, sink,
           timeoutMs: ctx.proxy === DIRECT ? timeoutDirectMs : timeoutMs,
           maxBytes: ctx.maxBytes,
@@ -92,16 +96,26 @@ export class Downloader {
   }
 
   /**
-   * Downloads `data/<id path><suffix>`, hashing the raw body and inflating it as it arrives; returns
-   * the decompressed bytes only after the hash (and expectedSize) matched. Failures are retried and
-   * failed over; the caller sees verified bytes or DOWNLOAD_ALL_FAILED listing every attempt.
+   * Downloads `data/<id path><suffix>` into memory, hashing the raw body and inflating it as it arrives;
+   * returns the decompressed bytes only after the hash (and expectedSize) matched. For small objects:
+   * large ones go through fetchObjectTo.
    */
   async fetchObject(id: ObjectId, suffix: ObjectSuffix = '', opts: FetchObjectOptions = {}): Promise<Buffer> {
+    return (await this.fetchObjectTo(id, suffix, opts, () => new MemoryOutput())).bytes();
+  }
+
+  /**
+   * Downloads `data/<id path><suffix>`, streaming the decompressed content into a fresh output from
+   * `open()` per attempt, and resolves with the output of the attempt that verified (hash over the raw
+   * body, then size); outputs of failed attempts are aborted. Failures are retried and failed over; the
+   * caller sees a verified output or DOWNLOAD_ALL_FAILED listing every attempt.
+   */
+  async fetchObjectTo<O extends ObjectOutput>(id: ObjectId, suffix: ObjectSuffix, opts: FetchObjectOptions, open: () => O): Promise<O> {
     const compression = opts.compression ?? 'zlib';
     const label = formatObjectId(id) + suffix;
     const maxOut = this.o.maxObjectBytes ?? MAX_OBJECT_BYTES;
     const maxRaw = opts.expectedSize !== undefined ? rawCapFor(opts.expectedSize) : maxOut;
-    return this.run(`data/${objectPath(id, suffix)}`, maxRaw, () => objectSink(id, label, compression, opts.expectedSize, maxOut));
+    return this.run(`data/${objectPath(id, suffix)}`, maxRaw, () => objectSink(id, label, compression, opts.expectedSize, maxOut, open()));
   }
 
   /** Downloads a non-content-addressed file (".cvmfspublished", ".cvmfswhitelist"), size-capped, unverified. */
@@ -115,12 +129,12 @@ export class Downloader {
   }
 
   async close(): Promise<void> {
-    await this.dispatchers.close();
+    this.agents.close();
   }
 
-  private async run(path: string, maxBytes: number, makeSink: () => BodySink<Buffer>): Promise<Buffer> {
-    const ctx: RequestContext<Buffer> = { path, maxBytes, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
-    const r = await this.step(ctx);
+  private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>): Promise<T> {
+    const ctx: RequestContext<T> = { path, maxBytes, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
+    const r = await this.step(ctx as RequestContext<unknown>) as T;
     this.counters.fetched++;
     return r;
   }

@@ -45,7 +45,8 @@ test('a bad-data failure is retried once with no-cache; a second one moves to th
 });
 
 test('status classification: 404/5xx/429 blame the host, other statuses and squid errors blame the proxy', async () => {
-  const { transfer, Dispatchers } = await import('./transfer.js');
+  const { transfer } = await import('./transfer.js');
+  const { createAgents } = await import('./http-request.js');
   const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     const s = Number(req.url?.split('/').pop());
@@ -53,7 +54,7 @@ test('status classification: 404/5xx/429 blame the host, other statuses and squi
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as import('node:net').AddressInfo).port;
-  const d = new Dispatchers(1000, 1000);
+  const d = createAgents();
   const kind = async (path: string, proxy: string): Promise<string> => {
     try {
       await transfer(d, { url: `http://127.0.0.1:${port}${path}`, proxy, noCache: false, timeoutMs: 1000, maxBytes: 10, sink: fileSink(), userAgent: 't' });
@@ -69,5 +70,5 @@ test('status classification: 404/5xx/429 blame the host, other statuses and squi
     assert.equal(await kind('/403', proxy), 'DOWNLOAD_PROXY/proxy');
     assert.equal(await kind('/403', DIRECT), 'DOWNLOAD_HOST/host');
     assert.equal(await kind('/squid/503', proxy), 'DOWNLOAD_PROXY/proxy');
-  } finally { await d.close(); server.closeAllConnections(); server.close(); }
+  } finally { d.close(); server.closeAllConnections(); server.close(); }
 });

@@ -1,11 +1,13 @@
-// One HTTP GET attempt with undici: through a forward proxy (absolute-form request target, no
-// CONNECT tunnel) or DIRECT; status and transport errors classified as host or proxy failures
-// (spec §1.4, §7.2). Knows nothing of retries or failover: those are the wrappers in policies.ts.
+// One HTTP GET attempt (http-request.ts: Node's http, no WebAssembly): through a forward proxy
+// (absolute-form request target, no CONNECT tunnel) or DIRECT; status and transport errors classified as
+// host or proxy failures (spec §1.4, §7.2). Knows nothing of retries or failover: those are the wrappers
+// in policies.ts. The body goes to the sink chunk by chunk, awaiting each write (backpressure).
 import { createReadStream } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { Agent, type Dispatcher } from 'undici';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
 import { DIRECT } from './chains.js';
+import { httpRequest, TIMEOUT_CODE, type HttpAgents, type HttpResponse } from './http-request.js';
 
 /** Who is to blame for a failure, which decides the failover step (spec §7.2). */
 export type FailureKind = 'host' | 'proxy';
@@ -46,41 +48,25 @@ export function downloadError(code: ErrorCode, message: string, f: DownloadError
   return new GridboxError(code, message, { ...f, cause });
 }
 
-/** The dispatchers one downloader uses: keep-alive agents with the proxy and direct connect timeouts. */
-export class Dispatchers {
-  readonly viaProxy: Agent;
-  readonly direct: Agent;
-  constructor(proxyTimeoutMs: number, directTimeoutMs: number) {
-    this.viaProxy = new Agent({ connect: { timeout: proxyTimeoutMs }, keepAliveTimeout: 30_000 });
-    this.direct = new Agent({ connect: { timeout: directTimeoutMs }, keepAliveTimeout: 30_000 });
-  }
-  async close(): Promise<void> {
-    await Promise.all([this.viaProxy.close(), this.direct.close()]);
-  }
-}
-
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set([TIMEOUT_CODE, 'ESOCKETTIMEDOUT']);
 
 /** Runs one attempt; resolves with the sink's result or rejects with a classified GridboxError. */
-export async function transfer<T>(d: Dispatchers, req: AttemptRequest<T>): Promise<T> {
+export async function transfer<T>(agents: HttpAgents, req: AttemptRequest<T>): Promise<T> {
   const target = new URL(req.url);
   if (target.protocol === 'file:') return transferFile(target, req);
   const viaProxy = req.proxy !== DIRECT;
   const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive' };
   if (req.noCache) { headers['cache-control'] = 'no-cache'; headers.pragma = 'no-cache'; }
-  const opts: Dispatcher.RequestOptions = viaProxy
-    ? { origin: new URL(req.proxy).origin, path: target.href, method: 'GET', headers: { ...headers, host: target.host } }
-    : { origin: target.origin, path: target.pathname + target.search, method: 'GET', headers };
   const base: DownloadErrorFields = { url: req.url, proxy: req.proxy, failure: viaProxy ? 'proxy' : 'host', transfer: true };
-  let res: Dispatcher.ResponseData;
+  let res: HttpResponse;
   try {
-    res = await (viaProxy ? d.viaProxy : d.direct).request({ ...opts, headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs });
+    res = await httpRequest(target, { headers, agents, timeoutMs: req.timeoutMs, proxy: viaProxy ? req.proxy : undefined });
   } catch (e) {
     req.sink.abort();
     throw transportError(e, base, 'connect to');
   }
   try {
-    if (res.statusCode < 200 || res.statusCode > 299) throw statusError(res, base, viaProxy);
+    if (res.status < 200 || res.status > 299) throw statusError(res.status, res.headers, base, viaProxy);
     const declared = Number(res.headers['content-length']);
     if (Number.isFinite(declared) && declared > req.maxBytes) {
       throw downloadError('DOWNLOAD_TOO_LARGE', `Cannot download ${q(req.url)}: declared ${declared} bytes, more than the cap of ${req.maxBytes}`,
@@ -96,8 +82,7 @@ export async function transfer<T>(d: Dispatchers, req: AttemptRequest<T>): Promi
       await req.sink.write(chunk);
     }
   } catch (e) {
-    // Destroying an undici body emits an AbortError; nobody else listens, so swallow it here.
-    res.body.on('error', () => undefined);
+    // A half-read body leaves the connection in an unknown state: it is closed, never reused.
     res.body.destroy();
     req.sink.abort();
     if (e instanceof GridboxError) throw e;
@@ -139,9 +124,7 @@ function transportError(e: unknown, base: DownloadErrorFields, action: string): 
   return downloadError(c, `Cannot ${action} ${q(base.url)}${via}: ${(e as Error).message ?? String(e)}`, base, e);
 }
 
-function statusError(res: Dispatcher.ResponseData, base: DownloadErrorFields, viaProxy: boolean): GridboxError {
-  const s = res.statusCode;
-  const h = res.headers;
+function statusError(s: number, h: IncomingHttpHeaders, base: DownloadErrorFields, viaProxy: boolean): GridboxError {
   // spec §1.4: 3xx (redirects are not followed), 400, 404, 429 and 5xx blame the host; any other
   // status blames the proxy when there is one. X-Squid-Error or Proxy-Status "error=" turn it into a proxy error.
   let failure: FailureKind = (s >= 300 && s < 400) || s === 400 || s === 404 || s === 429 || s >= 500 || !viaProxy ? 'host' : 'proxy';

@@ -2,8 +2,11 @@
 // token cache, manifests (HEAD for change detection, GET verified against the digest), index platform
 // selection, paginated tag lists and blobs verified while streaming. Redirects never carry
 // Authorization to another host; 5xx/429/network errors are retried with backoff. No pushing, no disk.
-import { request, type Dispatcher } from 'undici';
+// Bytes travel over download/http-request.ts (Node's http/https, keep-alive; no WebAssembly parser, so
+// a sync fits under `ulimit -v`).
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { GridboxError, q } from '../errors.js';
+import { createAgents, discard, httpRequest, type HttpAgents } from '../download/http-request.js';
 import { type Digest, digestAlgorithm, digestOf, parseDigest, verifyDigestStream } from './digest.js';
 import {
   type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform, type RuntimeSettings,
@@ -29,9 +32,8 @@ export interface RegistryClientOptions {
   mirrors?: Record<string, string>;
   /** Hosts spoken to over plain HTTP; default: localhost and 127.0.0.0/8 (as Docker treats them). */
   plainHttp?: (host: string) => boolean;
-  /** Per-request header and body timeout (default 30 s). */
+  /** Per-request inactivity timeout: connect, headers, and each gap in a body (default 30 s). */
   timeoutMs?: number;
-  dispatcher?: Dispatcher;
 }
 
 /** Requests sent, for tests and progress: by HTTP method, plus token fetches (not in byMethod). */
@@ -68,7 +70,7 @@ const MAX_REDIRECTS = 5;
 const TOKEN_MIN_LIFETIME_S = 60;
 
 interface Challenge { scheme: 'bearer' | 'basic'; realm?: string; service?: string; scope?: string }
-interface Sent { status: number; headers: Record<string, string | string[] | undefined>; body: Dispatcher.ResponseData['body']; url: string }
+interface Sent { status: number; headers: IncomingHttpHeaders; body: IncomingMessage; url: string }
 interface Call { registry: string; method: 'GET' | 'HEAD'; path: string; scope?: string; headers?: Record<string, string>; what: string }
 
 export class RegistryClient {
@@ -76,22 +78,29 @@ export class RegistryClient {
   private readonly opts: RegistryClientOptions;
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, { token: string; expires: number }>();
+  /** Keep-alive pools; idle sockets are unref'd and time out, so an unclosed client never holds a process. */
+  private readonly agents: HttpAgents = createAgents();
 
   constructor(options: RegistryClientOptions = {}) {
     this.opts = options;
   }
 
+  /** Closes idle connections (optional: they close by themselves after a few seconds). */
+  close(): void {
+    this.agents.close();
+  }
+
   /** GET /v2/: resolves when the registry answers (authenticating if it challenges). */
   async ping(registry: string): Promise<void> {
     const r = await this.send({ registry, method: 'GET', path: '/v2/', what: `ping of ${registry}` });
-    await r.body.dump();
+    await discard(r.body);
   }
 
   /** HEAD of a manifest: the digest a tag points at, without a GET (Docker Hub counts no pull). */
   async headManifest(ref: ImageReference): Promise<ManifestHead> {
     const what = `manifest of ${q(formatReference(ref))}`;
     const r = await this.send({ registry: ref.registry, method: 'HEAD', path: `/v2/${ref.repository}/manifests/${manifestReferenceOf(ref)}`, scope: pullScope(ref.repository), headers: { accept: MANIFEST_ACCEPT.join(', ') }, what });
-    await r.body.dump();
+    await discard(r.body);
     const header = one(r.headers['docker-content-digest']);
     if (!header) {
       // Registries that omit the header on HEAD: fall back to a verified GET.
@@ -185,7 +194,7 @@ export class RegistryClient {
       try {
         const r = await this.sendTo(mirror.replace(/\/+$/, ''), call);
         if (r.status < 400) return r;
-        await r.body.dump();
+        await discard(r.body);
       } catch { /* mirror down or refusing: the registry itself is the fallback */ }
     }
     const r = await this.sendTo(this.baseUrl(call.registry), call);
@@ -215,7 +224,7 @@ export class RegistryClient {
           if (ra !== undefined && ra > max) { throw await statusError(r, call.what); }
           if (ra !== undefined) wait = ra;
         }
-        await r.body.dump();
+        await discard(r.body);
         await sleep(wait);
         continue;
       }
@@ -235,13 +244,13 @@ export class RegistryClient {
     let r = await this.follow(base + call.path, call, auth);
     if (r.status !== 401) return r;
     const challenge = parseChallenge(one(r.headers['www-authenticate']));
-    await r.body.dump();
+    await discard(r.body);
     if (!challenge) throw new GridboxError('OCI_AUTH', `Cannot fetch ${call.what}: 401 without a usable WWW-Authenticate challenge`, { url: base + call.path });
     this.challenges.set(host, challenge);
     auth = await this.authHeader(host, call, challenge, true);
     r = await this.follow(base + call.path, call, auth);
     if (r.status === 401) {
-      await r.body.dump();
+      await discard(r.body);
       throw new GridboxError('OCI_AUTH', `Cannot fetch ${call.what}: registry ${host} refused our ${challenge.scheme === 'bearer' ? 'token' : 'credentials'}`, { url: base + call.path });
     }
     return r;
@@ -262,14 +271,14 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (creds) headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     this.counters.tokens++;
-    let res: Dispatcher.ResponseData;
+    let res: { status: number; body: IncomingMessage };
     try {
-      res = await request(u, { method: 'GET', headers, dispatcher: this.opts.dispatcher, headersTimeout: this.opts.timeoutMs ?? 30_000, bodyTimeout: this.opts.timeoutMs ?? 30_000 });
+      res = await httpRequest(u, { method: 'GET', headers, agents: this.agents, timeoutMs: this.opts.timeoutMs ?? 30_000 });
     } catch (e) {
       throw new GridboxError('OCI_AUTH', `Cannot get a token for ${host} from ${u.origin}${u.pathname}: ${(e as Error).message}`, { cause: e });
     }
     const body = await readLimited(res.body, 1 << 20, 'token response');
-    if (res.statusCode !== 200) throw new GridboxError('OCI_AUTH', `Cannot get a token for ${host} from ${u.origin}${u.pathname}: HTTP ${res.statusCode}`);
+    if (res.status !== 200) throw new GridboxError('OCI_AUTH', `Cannot get a token for ${host} from ${u.origin}${u.pathname}: HTTP ${res.status}`);
     let doc: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
     try { doc = JSON.parse(body.toString()); } catch (e) { throw new GridboxError('OCI_AUTH', `Cannot parse the token from ${u.origin}${u.pathname}`, { cause: e }); }
     const token = doc.token ?? doc.access_token;
@@ -290,17 +299,14 @@ export class RegistryClient {
       const headers: Record<string, string> = { 'user-agent': 'gridbox', ...call.headers };
       if (auth && new URL(current).host === origin) headers.authorization = auth;
       this.counters.byMethod[call.method] = (this.counters.byMethod[call.method] ?? 0) + 1;
-      const res = await request(current, {
-        method: call.method, headers, dispatcher: this.opts.dispatcher,
-        headersTimeout: this.opts.timeoutMs ?? 30_000, bodyTimeout: this.opts.timeoutMs ?? 30_000,
-      });
+      const res = await httpRequest(current, { method: call.method, headers, agents: this.agents, timeoutMs: this.opts.timeoutMs ?? 30_000 });
       const location = one(res.headers.location);
-      if ([301, 302, 303, 307, 308].includes(res.statusCode) && location) {
-        await res.body.dump();
+      if ([301, 302, 303, 307, 308].includes(res.status) && location) {
+        await discard(res.body);
         current = new URL(location, current).toString();
         continue;
       }
-      return { status: res.statusCode, headers: res.headers, body: res.body, url: current };
+      return { status: res.status, headers: res.headers, body: res.body, url: current };
     }
     throw new GridboxError('OCI_REGISTRY', `Cannot fetch ${call.what}: more than ${MAX_REDIRECTS} redirects from ${url}`, { url });
   }

@@ -69,6 +69,9 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** Address space reserved for each worker's compiled code (V8's default is 512 MiB per isolate on x64). */
+export const WORKER_CODE_RANGE_MB = 32;
+
 export class WorkerPool {
   private readonly workers: { w: Worker; inflight: Map<number, Pending>; own: Pending[] }[] = [];
   /** Batches any worker may take (taken before a worker's own queue). */
@@ -80,7 +83,9 @@ export class WorkerPool {
   /** `size` defaults to os.availableParallelism() (2 on the project's machines). */
   constructor(private readonly srvDir: string, size = availableParallelism()) {
     for (let i = 0; i < Math.max(1, size); i++) {
-      const w = new Worker(new URL('./ingest-worker.js', import.meta.url));
+      // V8 reserves a 512 MiB code range per isolate by default: 8 workers alone would pass a site's
+      // `ulimit -v` of 4 GiB ("Failed to reserve virtual memory for CodeRange"). Hashing and deflate need little JIT code.
+      const w = new Worker(new URL('./ingest-worker.js', import.meta.url), { resourceLimits: { codeRangeSizeMb: WORKER_CODE_RANGE_MB } });
       const slot = { w, inflight: new Map<number, Pending>(), own: [] as Pending[] };
       w.on('message', (m: WorkerReply) => this.onReply(slot, m));
       w.on('error', (e) => this.failSlot(slot, e));

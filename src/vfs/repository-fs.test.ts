@@ -41,7 +41,7 @@ function fakeClient(initial: Record<string, FakeFile>, ttlMs = 60_000) {
     },
     release: async () => undefined,
     xattrs: async () => ({ 'user.fqrn': Buffer.from('fake.example.org') }),
-    stats: () => ({ hits: 0, misses: 0, bytesDownloaded: 0, openFiles: 0, cacheBytes: 0, cacheLimit: 1 << 20 }),
+    stats: () => ({ hits: 0, misses: 0, bytesOnWire: 0, bytesInflated: 0, openFiles: 0, cacheBytes: 0, cacheLimit: 1 << 20 }),
     statfs: () => ({ bytes: 10, files: 3 }),
   } as unknown as Client;
   return {

@@ -403,7 +403,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     const put = (k: string, v: string | number): void => { out[k] = Buffer.from(String(v)); };
     put('user.nopen', s.openFiles);
     put('user.ndownload', s.misses);
-    put('user.rx', Math.round(s.bytesDownloaded / 1024));
+    put('user.rx', Math.floor(s.bytesOnWire / 1024)); // KiB on the wire, as CernVM-FS's download.sz_transferred_bytes / 1024
     put('user.nioerr', ioErrors);
     put('user.inode', n.attr.ino);
     put('user.expires', Math.max(0, Math.round(client.ttlMs() / 60_000)));

@@ -1,4 +1,4 @@
-// `gridbox status <mountpoint>`: the mount daemon's revision, cache use, hits/misses, bytes downloaded,
+// `gridbox status <mountpoint>`: the mount daemon's revision, cache use, hits/misses, bytes received (on the wire and inflated),
 // host and proxy, asked over its control socket. `--json` prints the raw record.
 import { newCommand, parseCommand, say } from '../options.js';
 import { resolve } from 'node:path';
@@ -25,7 +25,7 @@ export async function run(argv: string[]): Promise<number> {
         ['proxy', s.proxy ?? 'DIRECT'],
         ['cache', `${mib(s.cacheBytes)} of ${mib(s.cacheLimit)}, ${s.cacheObjects} objects, ${s.evictions} evicted`],
         ['hits/misses', `${s.hits}/${s.misses}`],
-        ['downloaded', `${s.bytesDownloaded} bytes`],
+        ['received', `${s.bytesOnWire} bytes on the wire, ${s.bytesInflated} bytes after inflation`],
         ['open files', String(s.openFiles)],
         ['io errors', String(s.ioErrors)],
         ['daemon', `pid ${s.pid}, up ${s.uptimeS} s, ${s.revisionSwitches} revision switches`],
