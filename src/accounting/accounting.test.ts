@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { exchangeText } from './http-exchange.js';
 import { withTempDir } from '../testing/tmp.js';
 import { ingestRecords, listStarts, markPosted, openAccountingDb, recordStart, unposted } from './accounting-db.js';
 import { attachAccounting, ACCOUNTING_PREFIX, MAX_POST_BYTES } from './http-handler.js';
@@ -108,8 +108,8 @@ test('the serve endpoint aggregates posts from several nodes and leaves other pa
     const base = await listen(server);
     try {
       const post = async (body: string): Promise<{ status: number; text: string }> => {
-        const r = await request(`${base}${ACCOUNTING_PREFIX}starts`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
-        return { status: r.statusCode, text: await r.body.text() };
+        const r = await exchangeText(`${base}${ACCOUNTING_PREFIX}starts`, { method: 'POST', body, contentType: 'application/json', timeoutMs: 10_000 });
+        return { status: r.status, text: r.text };
       };
       const a = [{ ...rec({ node: 'wn1' }), id: 1 }, { ...rec({ node: 'wn1', startedAt: T0 + DAY }), id: 2 }];
       const b = [{ ...rec({ node: 'wn2', imageName: 'x/alpine:3' }), id: 1 }];
@@ -121,16 +121,15 @@ test('the serve endpoint aggregates posts from several nodes and leaves other pa
       assert.match(bad.text, /record 0: via/);
       assert.equal((await post('{nope')).status, 400);
       assert.equal((await post(JSON.stringify({ records: [], pad: 'x'.repeat(MAX_POST_BYTES) }))).status, 413);
-      const rep = await request(`${base}${ACCOUNTING_PREFIX}report.json`);
-      const s = JSON.parse(await rep.body.text());
+      const rep = await exchangeText(`${base}${ACCOUNTING_PREFIX}report.json`, { timeoutMs: 10_000 });
+      const s = JSON.parse(rep.text);
       assert.equal(s.total, 3);
       assert.equal(s.nodes, 2);
-      const svg = await request(`${base}${ACCOUNTING_PREFIX}report.svg`);
+      const svg = await exchangeText(`${base}${ACCOUNTING_PREFIX}report.svg`, { timeoutMs: 10_000 });
       assert.equal(svg.headers['content-type'], 'image/svg+xml');
-      assert.match(await svg.body.text(), /3 starts, 2 nodes/);
-      const other = await request(`${base}/cvmfs/x/.cvmfspublished`);
-      assert.equal(other.statusCode, 204, 'other paths reach the original handler');
-      await other.body.dump();
+      assert.match(svg.text, /3 starts, 2 nodes/);
+      const other = await exchangeText(`${base}/cvmfs/x/.cvmfspublished`, { timeoutMs: 10_000 });
+      assert.equal(other.status, 204, 'other paths reach the original handler');
     } finally {
       await new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
       db.close();

@@ -1,9 +1,9 @@
 // Sends this node's unposted start records to an aggregating `gridbox serve --accounting-db` and marks
 // them posted once the server has stored them (it ignores records it already has, so a retry is safe).
-import { request } from 'undici';
 import { GridboxError, q } from '../../errors.js';
 import { markPosted, openAccountingDb, unposted } from '../../accounting/accounting-db.js';
 import { ACCOUNTING_PREFIX, MAX_RECORDS_PER_POST } from '../../accounting/http-handler.js';
+import { exchangeText } from '../../accounting/http-exchange.js';
 
 /** `http://host:port` (or a URL already ending in the accounting path) → the starts endpoint. */
 export function startsUrl(base: string): string {
@@ -25,12 +25,8 @@ export async function postUnposted(dbPath: string, base: string, timeoutMs = 10_
     for (;;) {
       const batch = unposted(db, Math.min(1000, MAX_RECORDS_PER_POST));
       if (batch.length === 0) return sent;
-      const r = await request(url, {
-        method: 'POST', body: JSON.stringify({ records: batch }), headers: { 'content-type': 'application/json' },
-        headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-      });
-      const text = await r.body.text();
-      if (r.statusCode !== 200) throw new GridboxError('ACCOUNTING_POST', `Posting ${batch.length} accounting records to ${q(url)} failed: HTTP ${r.statusCode} ${text.trim()}`, { url });
+      const r = await exchangeText(url, { method: 'POST', body: JSON.stringify({ records: batch }), contentType: 'application/json', timeoutMs });
+      if (r.status !== 200) throw new GridboxError('ACCOUNTING_POST', `Posting ${batch.length} accounting records to ${q(url)} failed: HTTP ${r.status} ${r.text.trim()}`, { url });
       markPosted(db, batch.map((b) => b.id));
       sent += batch.length;
     }

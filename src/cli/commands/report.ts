@@ -1,7 +1,6 @@
 // `gridbox report`: container starts per day and per image, from this node's accounting database or from an
 // aggregating server, as a table (stdout) and optionally an SVG plot; `--post URL` first sends this node's
 // unposted records to `gridbox serve --accounting-db`.
-import { request } from 'undici';
 import { existsSync } from 'node:fs';
 import { GridboxError, q } from '../../errors.js';
 import { listStarts, openAccountingDb } from '../../accounting/accounting-db.js';
@@ -11,6 +10,7 @@ import { newCommand, parseCommand, say } from '../options.js';
 import { writeAtomic } from './pilot-setup.js';
 import { accountingDbPath } from './report-meter.js';
 import { postUnposted, startsUrl } from './report-post.js';
+import { exchangeText } from '../../accounting/http-exchange.js';
 
 export const summary = 'container starts per day and per image (table and SVG)';
 
@@ -18,9 +18,9 @@ interface ReportFlags { db?: string; server?: string; post?: string; svg?: strin
 
 async function fetchRemote(base: string, since: number): Promise<StartRecord[]> {
   const url = `${startsUrl(base)}?since=${since}`;
-  const r = await request(url, { headersTimeout: 10_000, bodyTimeout: 30_000 });
-  const text = await r.body.text();
-  if (r.statusCode !== 200) throw new GridboxError('ACCOUNTING_POST', `Cannot read accounting records from ${q(url)}: HTTP ${r.statusCode}`, { url });
+  const r = await exchangeText(url, { timeoutMs: 30_000 });
+  const text = r.text;
+  if (r.status !== 200) throw new GridboxError('ACCOUNTING_POST', `Cannot read accounting records from ${q(url)}: HTTP ${r.status}`, { url });
   return (JSON.parse(text) as { records: StartRecord[] }).records;
 }
 
