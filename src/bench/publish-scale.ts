@@ -48,8 +48,9 @@ export async function run(): Promise<string[]> {
   const rows = [`tree: ${tree.dir}: ${tree.entries} entries (${tree.files} files, ${tree.emptyFiles} empty; ${tree.dirs} dirs), ${(tree.bytes / 1e6).toFixed(1)} MB; ready in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${cores} cores for both`];
   const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-scale-'));
   const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const label = entries === 1_000_000 ? 'publish-1e6' : `publish-${entries}`;
   const row = (who: string, m: Measured) =>
-    `publish-1e6 ${who.padEnd(22)} ${m.seconds.toFixed(1).padStart(7)} s ${(tree.entries / m.seconds).toFixed(0).padStart(7)} entries/s  peak RSS ${(m.peakKiB / 1024).toFixed(0).padStart(5)} MiB`;
+    `${label} ${who.padEnd(22)} ${m.seconds.toFixed(1).padStart(7)} s ${(tree.entries / m.seconds).toFixed(0).padStart(7)} entries/s  peak RSS ${(m.peakKiB / 1024).toFixed(0).padStart(5)} MiB`;
   try {
     // Warm the page cache for both (tar reads every file; GNU tar skips the reads when writing to /dev/null, so pipe).
     await measure('bash', ['-c', `tar -C ${JSON.stringify(tree.dir)} -cf - . | cat > /dev/null`]);
@@ -63,7 +64,7 @@ export async function run(): Promise<string[]> {
     const gb = await measure('taskset', ['-c', `0-${cores - 1}`, process.execPath, main, 'publish', 'bench.scale.local', tree.dir, '--root', root, '--workers', String(cores), '--autocatalog-max', '100000']);
     if (gb.code !== 0) throw new Error(`gridbox publish failed: ${gb.stderr}`);
     rows.push(row('gridbox publish', gb) + `  (${gb.stdout.trim().split('\n').pop()})`);
-    rows.push(`publish-1e6 gridbox speed ${(sq.seconds / gb.seconds).toFixed(2)}x mksquashfs (target >= 0.8x); peak RSS ${(gb.peakKiB / Math.max(1, sq.peakKiB)).toFixed(2)}x mksquashfs's`);
+    rows.push(`${label} gridbox speed ${(sq.seconds / gb.seconds).toFixed(2)}x mksquashfs (target >= 0.8x); peak RSS ${(gb.peakKiB / Math.max(1, sq.peakKiB)).toFixed(2)}x mksquashfs's`);
     return rows;
   } finally {
     await rm(work, { recursive: true, force: true });
