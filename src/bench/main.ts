@@ -1,9 +1,9 @@
 // `npm run bench`: runs each area's benchmark (ours beside the peer its issue names, in one run) and
 // prints the rows. Benchmarks are not tests; nothing here asserts on timings.
-// Usage: node dist/bench/main.js [area...]   (areas: publish runtime mount sync start serve replicate)
+// Usage: node dist/bench/main.js [area...]   (areas: publish runtime mount sync start serve replicate publish-scale)
 interface BenchModule { run(): Promise<string[]> }
 
-const AREAS = ['publish', 'runtime', 'mount', 'sync', 'start', 'serve', 'replicate'];
+const AREAS = ['publish', 'runtime', 'mount', 'sync', 'start', 'serve', 'replicate', 'publish-scale'];
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);

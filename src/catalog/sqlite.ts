@@ -1,42 +1,36 @@
-// The one place that talks to the SQLite driver (better-sqlite3) for catalogs: open read-only, create.
+// Catalog SQLite files, opened through plumbing/sqlite (the one place the driver is opened): read-only, writable, create.
 // Pragmas follow cvmfs-format.md §4: written files use a rollback journal (never WAL) so that the closed
 // file is self-contained; read-only opens use temp_store=2 like the stock client. No schema knowledge here.
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { existsSync, unlinkSync } from 'node:fs';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
+import { openSqlite } from '../plumbing/sqlite.js';
 
 export type SqliteDb = Database.Database;
 export type SqliteStatement = Database.Statement;
 
-/**
- * Open an existing SQLite file read-only and make sure it really is a database (the driver opens any file
- * lazily, so a first query is run here). Failures throw `code` (CATALOG_INVALID by default) naming the file.
- */
-export function openSqliteReadOnly(file: string, code: ErrorCode = 'CATALOG_INVALID'): SqliteDb {
-  let db: SqliteDb | undefined;
+/** Runs `setup` on a freshly opened handle; a failure closes it and throws `code` naming the file. */
+function configure(db: SqliteDb, file: string, code: ErrorCode, setup: (db: SqliteDb) => void): SqliteDb {
   try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-    db.pragma('temp_store = 2');
-    db.prepare('SELECT count(*) FROM sqlite_master').get();
+    setup(db);
     return db;
   } catch (cause) {
-    db?.close();
-    throw new GridboxError(code, `Cannot open SQLite database ${q(file)}: ${(cause as Error).message}`, { cause, path: file });
+    db.close();
+    throw new GridboxError(code, `Cannot set up SQLite database ${q(file)}: ${(cause as Error).message}`, { cause, path: file });
   }
+}
+
+/**
+ * Open an existing SQLite file read-only and make sure it really is a database (openSqlite runs a first
+ * query). Failures throw `code` (CATALOG_INVALID by default) naming the file.
+ */
+export function openSqliteReadOnly(file: string, code: ErrorCode = 'CATALOG_INVALID'): SqliteDb {
+  return configure(openSqlite(file, { readonly: true, errorCode: code }), file, code, (db) => db.pragma('temp_store = 2'));
 }
 
 /** Open an existing SQLite file for writing, in rollback-journal mode. */
 export function openSqliteWritable(file: string, code: ErrorCode = 'CATALOG_INVALID'): SqliteDb {
-  let db: SqliteDb | undefined;
-  try {
-    db = new Database(file, { fileMustExist: true });
-    db.pragma('journal_mode = DELETE');
-    db.prepare('SELECT count(*) FROM sqlite_master').get();
-    return db;
-  } catch (cause) {
-    db?.close();
-    throw new GridboxError(code, `Cannot open SQLite database ${q(file)} for writing: ${(cause as Error).message}`, { cause, path: file });
-  }
+  return openSqlite(file, { journal: 'delete', errorCode: code });
 }
 
 /**
@@ -45,19 +39,16 @@ export function openSqliteWritable(file: string, code: ErrorCode = 'CATALOG_INVA
  * a content-addressed object, which is where durability is ensured.
  */
 export function createSqlite(file: string, code: ErrorCode = 'CATALOG_INVALID'): SqliteDb {
-  let db: SqliteDb | undefined;
   try {
     for (const f of [file, `${file}-journal`, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) unlinkSync(f);
-    db = new Database(file);
-    db.pragma('journal_mode = DELETE');
-    db.pragma('synchronous = OFF');
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.pragma('cache_size = -32768');
-    return db;
   } catch (cause) {
-    db?.close();
     throw new GridboxError(code, `Cannot create SQLite database ${q(file)}: ${(cause as Error).message}`, { cause, path: file });
   }
+  const db = openSqlite(file, { create: true, journal: 'delete', synchronous: 'off', errorCode: code });
+  return configure(db, file, code, (d) => {
+    d.pragma('locking_mode = EXCLUSIVE');
+    d.pragma('cache_size = -32768');
+  });
 }
 
 /** Names of the tables in the database. */

@@ -2,9 +2,10 @@
 // catalog fetched into the cache and pinned, the TTL-driven revision check that swaps in a newer catalog
 // tree, refusal of older manifests (MANIFEST_OUTDATED), and offline mode from cached catalogs.
 // Signature checks are the trust port's (signing/), downloads the source's; this file sequences them.
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, isGridboxError, q } from '../errors.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 import { formatObjectId, objectKey, type ObjectId } from '../hash/object-id.js';
 import type { NestedCatalogRef } from '../catalog/types.js';
 import { formatBreadcrumb, parseBreadcrumb, type Breadcrumb } from '../manifest/manifest.js';
@@ -246,10 +247,8 @@ export class RepositorySession {
   private async writeBreadcrumb(): Promise<void> {
     const c = this.current;
     const path = this.breadcrumbPath();
-    const tmp = `${path}.${process.pid}.tmp`;
     try {
-      await writeFile(tmp, formatBreadcrumb({ catalogHash: c.rootId, timestamp: c.timestamp, revision: c.revision }));
-      await rename(tmp, path);
+      await writeFileAtomic(path, formatBreadcrumb({ catalogHash: c.rootId, timestamp: c.timestamp, revision: c.revision }));
     } catch (e) {
       throw new GridboxError('CACHE_IO', `Cannot write breadcrumb ${q(path)}`, { cause: e });
     }

@@ -2,13 +2,13 @@
 // file sits beside the target (same filesystem, so rename is atomic) unless tmpDir is given, and its name
 // carries the writer's pid so a cleanup can tell a dead writer's leftover from a live one's work.
 // Not a lock: two concurrent writers of one path both succeed, the last rename wins.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
 export interface AtomicWriteOptions {
-  /** File mode of the new file (before umask); 0o644 by default. */
+  /** File mode of the new file, set exactly (umask does not apply); default 0o644 less the umask. */
   mode?: number;
   /** fsync the data before the rename and the directory after it (durable across a crash); default false. */
   fsync?: boolean;
@@ -47,6 +47,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   try {
     const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
     try {
+      if (opts.mode !== undefined) await fh.chmod(opts.mode);
       await fh.writeFile(data);
       if (opts.fsync) await fh.sync();
     } finally {
@@ -66,6 +67,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, opt
   try {
     const fd = openSync(tmp, 'wx', opts.mode ?? 0o644);
     try {
+      if (opts.mode !== undefined) fchmodSync(fd, opts.mode);
       const buf = typeof data === 'string' ? Buffer.from(data) : data;
       for (let off = 0; off < buf.byteLength;) off += writeSync(fd, buf, off, buf.byteLength - off);
       if (opts.fsync) fsyncSync(fd);

@@ -18,9 +18,10 @@ test('lockReplica refuses a live holder and takes over a lock left by a dead pro
   await mkdir(layout.state, { recursive: true });
   await writeFile(layout.lock, `${dead}\n`);
   const again = await lockReplica(layout);
-  assert.equal((await readFile(layout.lock, 'utf8')).trim(), String(process.pid));
+  assert.equal(JSON.parse(await readFile(layout.lock, 'utf8')).pid, process.pid);
   await again();
-  assert.deepEqual(await readdir(layout.state), []);
+  // Only the kernel-lock file stays (it must never be replaced); the holder's description is gone.
+  assert.deepEqual(await readdir(layout.state), ['snapshot.lock.lockdb']);
 }));
 
 test('writeFileAtomic replaces the file and leaves no temp file behind', async () => withTempDir(async (dir) => {

@@ -1,10 +1,11 @@
 // Where a stratum-1 replica lives under its root directory (the publisher's shape: served files under
 // srv/<fqrn>/, private state under var/<fqrn>/), the snapshot lock, and atomic top-level file writes.
 // Paths and file mechanics only; what gets copied is snapshot.ts's business.
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GridboxError, q } from '../errors.js';
+import { GridboxError, isGridboxError, q } from '../errors.js';
+import { writeFileAtomic as writeFileAtomicPlumbing } from '../plumbing/atomic-write.js';
+import { acquireLock } from '../plumbing/lock-file.js';
 
 export interface ReplicaLayout {
   fqrn: string;
@@ -52,55 +53,28 @@ export async function readIfPresent(path: string): Promise<Buffer | undefined> {
 /** Writes `bytes` to a temp file in `txnDir`, then renames it over `dest`, so readers see old or new, never half. */
 export async function writeFileAtomic(txnDir: string, dest: string, bytes: Uint8Array): Promise<void> {
   await mkdir(txnDir, { recursive: true });
-  const tmp = join(txnDir, `top.${process.pid}.${randomBytes(6).toString('hex')}`);
   try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dest);
+    await writeFileAtomicPlumbing(dest, bytes, { tmpDir: txnDir, fsync: true });
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new GridboxError('STORE_IO', `Cannot write ${q(dest)}: ${(e as Error).message}`, { path: dest, cause: e });
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
- * Takes the replica's snapshot lock (a file holding our pid); a lock left by a dead process is taken
- * over. Returns the release function. A live holder is PUBLISH_LOCKED: two snapshots racing could
+ * Takes the replica's snapshot lock (plumbing/lock-file: kernel-held, so a killed snapshot never leaves it
+ * stuck). Returns the release function. A live holder is PUBLISH_LOCKED: two snapshots racing could
  * install an older manifest over a newer one.
  */
 export async function lockReplica(layout: ReplicaLayout): Promise<() => Promise<void>> {
   await mkdir(layout.state, { recursive: true });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(layout.lock, 'wx', 0o644);
-      try { await fh.writeFile(`${process.pid}\n`); } finally { await fh.close(); }
-      return async () => { await unlink(layout.lock).catch(() => undefined); };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new GridboxError('STORE_IO', `Cannot create the snapshot lock ${q(layout.lock)}: ${(e as Error).message}`, { path: layout.lock, cause: e });
-      }
-      const holder = Number((await readIfPresent(layout.lock))?.toString().trim());
-      if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
-        throw new GridboxError('PUBLISH_LOCKED', `Cannot snapshot ${q(layout.fqrn)}: another snapshot (pid ${holder}) holds ${q(layout.lock)}`, { path: layout.lock });
-      }
-      await rm(layout.lock, { force: true });
-    }
+  try {
+    const lock = await acquireLock(layout.lock, { purpose: 'snapshot' });
+    return async () => lock.release();
+  } catch (e) {
+    if (!isGridboxError(e, 'LOCK_HELD')) throw e;
+    const pid = (e.fields as { holderPid?: number }).holderPid;
+    throw new GridboxError('PUBLISH_LOCKED', `Cannot snapshot ${q(layout.fqrn)}: another snapshot (pid ${pid ?? '?'}) holds ${q(layout.lock)}`, { path: layout.lock, holderPid: pid, cause: e });
   }
-  throw new GridboxError('PUBLISH_LOCKED', `Cannot snapshot ${q(layout.fqrn)}: could not take ${q(layout.lock)}`, { path: layout.lock });
 }
 
 /** `date --utc` style, as stock `cvmfs_server snapshot` writes into .cvmfs_last_snapshot. */

@@ -1,8 +1,9 @@
 // `gridbox install-shims DIR`: writes DIR/apptainer and DIR/singularity, tiny /bin/sh scripts that exec this
 // node (absolute path, so they work under `env -i` or PATH=/usr/bin:/bin) on the compiled CLI with GRIDBOX_ARGV0 set.
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 
 const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -27,10 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   mkdirSync(target, { recursive: true });
   for (const name of ['apptainer', 'singularity']) {
     const file = join(target, name);
-    const tmp = `${file}.tmp-${process.pid}`;
-    writeFileSync(tmp, shimText(name, process.execPath, mainJs));
-    chmodSync(tmp, 0o755);
-    renameSync(tmp, file);
+    writeFileAtomicSync(file, shimText(name, process.execPath, mainJs), { mode: 0o755 });
   }
   return 0;
 }
