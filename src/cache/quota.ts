@@ -2,9 +2,11 @@
 // small SQLite db (`<cache dir>/cachedb`, WAL, shared by every mount using the cache dir). Over
 // the limit it picks victims down to half the limit, as CVMFS does (spec §7.6); it never unlinks.
 // Accesses are batched in memory and written in one transaction (as CVMFS's cache manager does).
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { GridboxError, q } from '../errors.js';
+import { formatIdentity, isAlive, parseIdentity, selfIdentity } from '../plumbing/process-identity.js';
+import { openSqlite } from '../plumbing/sqlite.js';
 
 export interface QuotaUsage {
   bytes: number;
@@ -20,8 +22,10 @@ export interface InsertResult {
   evicted: string[];
 }
 
-function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+/** A pin owner ("<identity>:<random>", or an older "<pid>:<random>") still runs; a recycled pid is not it. */
+function ownerAlive(owner: string): boolean {
+  const who = owner.split(':')[0];
+  return isAlive(parseIdentity(who) ?? Number(who));
 }
 
 /** Pending accesses are written at least this often, and before any insert, eviction or LRU listing. */
@@ -29,12 +33,12 @@ export const TOUCH_FLUSH_MS = 5_000;
 const TOUCH_FLUSH_COUNT = 4096;
 
 /**
- * LRU by access sequence. Pins belong to this Quota instance (owner "<pid>:<random>"), so pins of a
+ * LRU by access sequence. Pins belong to this Quota instance (owner "<process identity>:<random>", so a recycled pid is not taken for it), so pins of a
  * crashed mount are dropped by the next open, and several mounts may pin the same catalog.
  * Synchronous: better-sqlite3 calls are short and run in IMMEDIATE transactions across processes.
  */
 export class Quota {
-  private readonly owner = `${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly owner = `${formatIdentity(selfIdentity())}:${randomBytes(4).toString('hex')}`;
   private readonly db: Database.Database;
   /** Keys this instance knows to be in the ledger (loaded once, then kept): a hit's touch needs no query. */
   private readonly known = new Set<string>();
@@ -45,11 +49,8 @@ export class Quota {
 
   private constructor(dbPath: string, readonly limitBytes: number) {
     try {
-      this.db = new Database(dbPath);
-      this.db.pragma('journal_mode = WAL');
       // The ledger is rebuilt-able bookkeeping: no fsync per access (every open touches it); WAL keeps it consistent.
-      this.db.pragma('synchronous = NORMAL');
-      this.db.pragma('busy_timeout = 10000');
+      this.db = openSqlite(dbPath, { create: true, journal: 'wal', synchronous: 'normal', busyTimeoutMs: 10_000, errorCode: 'CACHE_IO', what: 'cache database' });
       this.db.exec(`CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, size INTEGER NOT NULL, acseq INTEGER NOT NULL);
         CREATE INDEX IF NOT EXISTS objects_acseq ON objects (acseq);
         CREATE TABLE IF NOT EXISTS pins (key TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (key, owner));`);
@@ -82,7 +83,7 @@ export class Quota {
     if (!(limitBytes > 0)) throw new GridboxError('CONFIG_INVALID', `Cache quota must be positive, got ${limitBytes}`);
     const quota = new Quota(dbPath, limitBytes);
     const owners = quota.db.prepare('SELECT DISTINCT owner FROM pins').pluck().all() as string[];
-    for (const o of owners) if (!pidAlive(Number(o.split(':')[0]))) quota.db.prepare('DELETE FROM pins WHERE owner = ?').run(o);
+    for (const o of owners) if (!ownerAlive(o)) quota.db.prepare('DELETE FROM pins WHERE owner = ?').run(o);
     return quota;
   }
 
