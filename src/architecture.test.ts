@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const LAYER: Record<string, number> = {
   'errors.ts': 1, hash: 1, fstree: 1, compress: 1, plumbing: 1, metrics: 1,
-  store: 2, catalog: 2, manifest: 2, signing: 2, download: 2, cache: 2, fuse: 2, tar: 2, history: 2,
+  store: 2, catalog: 2, manifest: 2, keys: 2, download: 2, cache: 2, fuse: 2, tar: 2, history: 2,
   client: 3, oci: 3, launcher: 3,
   publish: 4, server: 4, vfs: 4, replicate: 4, accounting: 4,
   pilot: 5, sync: 5, mountd: 5,

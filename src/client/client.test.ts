@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { inflateSync, deflateSync } from 'node:zlib';
 import { isGridboxError } from '../errors.js';
 import type { ObjectId } from '../hash/object-id.js';
-import { generateRsaKeyPair } from '../signing/keys.js';
+import { generateRsaKeyPair } from '../keys/keys.js';
 import { md5path } from '../catalog/md5path.js';
 import type { Client } from './index.js';
 import { deriveRootCatalog, FQRN, objectFile, openFixtureClient, setupFixture, writeManifest, writeWhitelist, type Fixture } from '../testing/legacy-fixture.js';

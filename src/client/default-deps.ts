@@ -1,5 +1,5 @@
 // The concrete collaborators of a client: the downloader (download/), the posix cache with its LRU quota
-// (cache/), the SQLite catalog reader (catalog/) and the manifest/whitelist trust check (signing/),
+// (cache/), the SQLite catalog reader (catalog/) and the manifest/whitelist trust check (manifest/),
 // adapted to the client's ports. Takes settings and a cache directory; reads no config or environment.
 import { basename, dirname } from 'node:path';
 import { ObjectCache } from '../cache/object-cache.js';

@@ -1,7 +1,7 @@
 // A repository session (spec §7.3, §7.4): bootstrap from the breadcrumb and a verified manifest, the root
 // catalog fetched into the cache and pinned, the TTL-driven revision check that swaps in a newer catalog
 // tree, refusal of older manifests (MANIFEST_OUTDATED), and offline mode from cached catalogs.
-// Signature checks are the trust port's (signing/), downloads the source's; this file sequences them.
+// Signature checks are the trust port's (manifest/trust.ts), downloads the source's; this file sequences them.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, isGridboxError, q } from '../errors.js';
@@ -31,7 +31,7 @@ export interface ManifestInfo {
   certId?: ObjectId;
 }
 
-/** The signing/ side: parse a manifest, and verify manifest + whitelist + certificate against master keys. */
+/** The manifest/ side: parse a manifest, and verify manifest + whitelist + certificate against master keys. */
 export interface TrustPort {
   parseManifest(bytes: Buffer): ManifestInfo;
   /** Throws MANIFEST_... or WHITELIST_... errors; returning means verified. */

@@ -11,7 +11,7 @@ import { hashBytes, parseObjectId } from '../hash/object-id.js';
 import { FsStore } from '../store/fs-store.js';
 import { readObject } from '../store/object-io.js';
 import { makeTempDir } from '../testing/tmp.js';
-import { certificateCommonName, certificateFingerprint, createSelfSignedCertificate, generateRsaKeyPair, publicKeyPemOf, writeRepositoryKeys } from '../signing/keys.js';
+import { certificateCommonName, certificateFingerprint, createSelfSignedCertificate, generateRsaKeyPair, publicKeyPemOf, writeRepositoryKeys } from '../keys/keys.js';
 import { formatBreadcrumb, MAX_MANIFEST_BYTES, parseBreadcrumb, parseManifest, parseSignedManifest, serializeManifest, signManifest, verifyManifestSignature, type ManifestFields } from './manifest.js';
 import { verifyRepositoryTrust, type RepositoryTrustInput } from './trust.js';
 import { createWhitelist, parseBlacklist, parseWhitelist, verifyWhitelist } from './whitelist.js';

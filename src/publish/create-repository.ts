@@ -1,4 +1,4 @@
-// Lays out a new repository: directories, settings, keys (signing/keys.ts), a whitelist signed by the
+// Lays out a new repository: directories, settings, keys (keys/keys.ts), a whitelist signed by the
 // master key, an empty root catalog (root dir 0755) and the first signed manifest (revision 1).
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -7,7 +7,7 @@ import { createStoreSkeleton, FsStore } from '../store/fs-store.js';
 import { buildCatalogs } from './catalog-build.js';
 import { commitHead, type Head } from './head.js';
 import { writeFileAtomic, writeSettings, type RepoLayout, type RepoSettings } from './repo-layout.js';
-import { certificateFingerprint, generateRepositoryKeys, writeRepositoryKeys, type RepositoryKeys } from '../signing/keys.js';
+import { certificateFingerprint, generateRepositoryKeys, writeRepositoryKeys, type RepositoryKeys } from '../keys/keys.js';
 import { createWhitelist } from '../manifest/whitelist.js';
 import { RevisionTree } from './tree.js';
 

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { hashBytes, objectPath, formatObjectId, type ObjectId } from '../hash/object-id.js';
 import { parseSignedManifest, signManifest, type ManifestFields } from '../manifest/manifest.js';
 import { createWhitelist } from '../manifest/whitelist.js';
-import { certificateFingerprint } from '../signing/keys.js';
+import { certificateFingerprint } from '../keys/keys.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createSrvHandler } from '../server/srv-handler.js';
