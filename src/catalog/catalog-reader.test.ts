@@ -1,4 +1,4 @@
-// The catalog reader against the real cvmfs_server 2.1 repository in shared/fixtures/cvmfs (schema 2.5
+// The catalog reader against the real cvmfs_server 2.1 repository in test/fixtures/cvmfs (schema 2.5
 // revision 2), plus bad input: files that are not catalogs, or catalogs missing a table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
