@@ -20,18 +20,6 @@ const writing = new Map<string, Promise<void>>();
 /** Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece. */
 const seen = new Map<string, { hex: string; key: string }>();
 
-/** Writes on the libuv pool, so that this thread compresses the next file while the file system creates this one. */
-async function writeObject(store: FsStore, key: string, stored: Uint8Array): Promise<void> {
-  const w = store.openWriter(key);
-  try {
-    await w.write(stored);
-    await w.commit(key);
-  } catch (e) {
-    await w.abort();
-    throw e;
-  }
-}
-
 function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
   // Same bytes, same settings → same object: skip compressing a duplicate (the pool sends files of one
   // size to one worker, so duplicates meet here). SHA-256, so crafted SHA-1 twins cannot alias.
@@ -49,7 +37,8 @@ function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix:
   const pendingWrite = writing.get(key);
   if (pendingWrite !== undefined) writes.push(pendingWrite);
   else if (!existsSync(store.pathOf(key))) {
-    const w = writeObject(store, key, stored);
+    // Written on the libuv pool, so that this thread compresses the next file while the file system creates this one.
+    const w = store.write(key, stored);
     // Once settled, existsSync answers (a failed write is reported by the task that started it).
     writing.set(key, w);
     // A failed write must not stand for its content later.

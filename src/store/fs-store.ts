@@ -80,6 +80,11 @@ export class FsStore implements ObjectStore {
 
   async put(key: string, bytes: Uint8Array): Promise<void> {
     if (await this.has(key)) return;
+    await this.write(key, bytes);
+  }
+
+  /** Writes `bytes` as `key` through a writer (temp file, then rename), without first asking whether it exists. */
+  async write(key: string, bytes: Uint8Array): Promise<void> {
     const w = this.openWriter(key);
     try {
       await w.write(bytes);
