@@ -2,10 +2,11 @@
 // pruned on every insert through the primary key and a time index), shared by the node-local database and
 // the aggregating server (rows from other nodes keep their node and id, so a re-post is a no-op).
 // WAL and a busy timeout, because every job on a node writes here.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openSqlite, type SqliteDb } from '../plumbing/sqlite.js';
 import type { StartRecord } from './start-record.js';
+import { readSpool, removeSpooled, spoolDirOf } from './start-spool.js';
 
 export type AccountingDb = SqliteDb;
 
@@ -34,16 +35,58 @@ CREATE TABLE IF NOT EXISTS starts (
 CREATE INDEX IF NOT EXISTS starts_time ON starts(started_at);
 `;
 
-/** Opens an accounting database, creating it (and its directory) unless read-only. */
-export function openAccountingDb(path: string, opts: { readonly?: boolean } = {}): AccountingDb {
-  const readonly = opts.readonly ?? false;
+/** Whether a database path has spooled starts waiting (start-spool.ts): then it "exists" for readers too. */
+export function hasSpool(path: string): boolean {
+  return existsSync(spoolDirOf(path));
+}
+
+function openRaw(path: string, readonly: boolean): AccountingDb {
   if (!readonly) mkdirSync(dirname(path), { recursive: true });
   const db = openSqlite(path, {
     readonly, create: !readonly, journal: readonly ? undefined : 'wal', synchronous: 'normal', busyTimeoutMs: BUSY_TIMEOUT_MS,
     errorCode: 'CONFIG_INVALID', what: 'accounting database',
   });
-  if (!readonly) db.exec(SCHEMA);
+  if (!readonly) {
+    db.exec(SCHEMA);
+    // Spooled records carry their spool name, so a fold cut short between commit and unlink is not stored twice.
+    const cols = (db.prepare('PRAGMA table_info(starts)').all() as Array<{ name: string }>).map((c) => c.name);
+    if (!cols.includes('spool_name')) db.exec('ALTER TABLE starts ADD COLUMN spool_name TEXT');
+    db.exec('CREATE UNIQUE INDEX IF NOT EXISTS starts_spool ON starts(spool_name)');
+  }
   return db;
+}
+
+/**
+ * Opens an accounting database, creating it (and its directory) unless read-only. Starts waiting in its spool
+ * are moved in first (by a writable connection even for a read-only open; a reader without write access sees
+ * the database as it is).
+ */
+export function openAccountingDb(path: string, opts: { readonly?: boolean; retention?: Retention } = {}): AccountingDb {
+  const readonly = opts.readonly ?? false;
+  if (readonly) {
+    if (hasSpool(path)) {
+      try { const w = openRaw(path, false); try { foldSpool(w, path, opts.retention); } finally { w.close(); } } catch { /* not ours to write */ }
+    }
+    return openRaw(path, true);
+  }
+  const db = openRaw(path, false);
+  try { foldSpool(db, path, opts.retention); } catch (e) { db.close(); throw e; }
+  return db;
+}
+
+/** Moves the spooled starts of `path` into `db` (one transaction, then the spool files go); returns how many. */
+export function foldSpool(db: AccountingDb, path: string, retention: Retention = {}): number {
+  const entries = readSpool(path);
+  if (entries.length === 0) return 0;
+  const ins = db.prepare(INSERT_SPOOLED);
+  const added = db.transaction(() => {
+    let n = 0;
+    for (const e of entries) if (e.record !== undefined) n += ins.run({ ...e.record, originId: null, posted: 0, spoolName: e.name }).changes;
+    prune(db, retention);
+    return n;
+  })();
+  removeSpooled(path, entries.map((e) => e.name));
+  return added;
 }
 
 interface Row {
@@ -67,6 +110,9 @@ function prune(db: AccountingDb, r: Retention): void {
 
 const INSERT = `INSERT OR IGNORE INTO starts (node, origin_id, started_at, via, image_name, image_digest, first_instruction_ms, exit_ms, exit_status, bytes_fetched, cache_hits, cache_misses, posted)
   VALUES (@node, @originId, @startedAt, @via, @imageName, @imageDigest, @firstInstructionMs, @exitMs, @exitStatus, @bytesFetched, @cacheHits, @cacheMisses, @posted)`;
+
+const INSERT_SPOOLED = `INSERT OR IGNORE INTO starts (node, origin_id, started_at, via, image_name, image_digest, first_instruction_ms, exit_ms, exit_status, bytes_fetched, cache_hits, cache_misses, posted, spool_name)
+  VALUES (@node, @originId, @startedAt, @via, @imageName, @imageDigest, @firstInstructionMs, @exitMs, @exitStatus, @bytesFetched, @cacheHits, @cacheMisses, @posted, @spoolName)`;
 
 /** Stores this node's record; returns its id. */
 export function recordStart(db: AccountingDb, r: Omit<StartRecord, 'id'>, retention: Retention = {}): number {

@@ -12,6 +12,8 @@ import { ingestRecords, listStarts, markPosted, openAccountingDb, recordStart, u
 import { attachAccounting, ACCOUNTING_PREFIX, MAX_POST_BYTES } from './http-handler.js';
 import { renderSvg, renderTable, summarize } from './report.js';
 import { gridboxMountOf, imageIdentity, invalidRecord, parseMountInfo, type StartRecord } from './start-record.js';
+import { copyFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { readSpool, SPOOL_FOLD_AT, spoolDirOf, spoolStart } from './start-spool.js';
 
 const DIGEST = `ab${'c'.repeat(62)}`;
 const DAY = 86_400_000;
@@ -72,6 +74,33 @@ test('the database keeps records, bounds them by count and age, and tracks what 
       // Records from another node keep their id; the same record twice is stored once.
       assert.equal(ingestRecords(db, [{ ...rec({ node: 'wn2' }), id: 7 }, { ...rec({ node: 'wn2' }), id: 7 }], { now: T0 }), 1);
     } finally { db.close(); }
+  });
+});
+
+test('starts are spooled as files and moved into the database on open, once each; bad entries are dropped', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'state', 'accounting.db');
+    assert.equal(spoolStart(path, rec({ startedAt: T0 })), 0);
+    assert.equal(spoolStart(path, rec({ startedAt: T0 + 1, exitStatus: 3 })), 0);
+    writeFileSync(join(spoolDirOf(path), '1-2-3.start.json'), '{"node":'); // a torn or foreign file
+    writeFileSync(join(spoolDirOf(path), '1-2-4.start.json'), JSON.stringify({ ...rec(), exitStatus: -1 }));
+    assert.equal(readSpool(path).filter((e) => e.record !== undefined).length, 2);
+    const kept = join(dir, 'kept.json');
+    const keptName = readSpool(path).find((e) => e.record?.exitStatus === 3)!.name;
+    copyFileSync(join(spoolDirOf(path), keptName), kept);
+    const ro = openAccountingDb(path, { readonly: true }); // a reader folds through a writable connection first
+    try { assert.deepEqual(listStarts(ro).map((r) => r.exitStatus), [0, 3]); } finally { ro.close(); }
+    assert.deepEqual(readdirSync(spoolDirOf(path)), [], 'folded and invalid entries are gone');
+    // A fold cut short after its commit leaves files behind: folding them again stores nothing twice.
+    copyFileSync(kept, join(spoolDirOf(path), keptName));
+    const db = openAccountingDb(path);
+    try { assert.equal(listStarts(db).length, 2); } finally { db.close(); }
+    // The writer reports when the spool is long enough that it should fold it itself.
+    let hint = 0;
+    for (let i = 0; i < SPOOL_FOLD_AT && hint === 0; i++) hint = spoolStart(path, rec({ startedAt: T0 + 10 + i }));
+    assert.equal(hint, SPOOL_FOLD_AT);
+    openAccountingDb(path).close();
+    assert.ok(existsSync(spoolDirOf(path)) && readdirSync(spoolDirOf(path)).length === 0);
   });
 });
 

@@ -1,5 +1,6 @@
 // `gridbox install-shims DIR`: writes DIR/apptainer and DIR/singularity, tiny /bin/sh scripts that exec this
-// node (absolute path, so they work under `env -i` or PATH=/usr/bin:/bin) on the compiled CLI with GRIDBOX_ARGV0 set.
+// node (absolute path, so they work under `env -i` or PATH=/usr/bin:/bin) on the runtime bundle (one CommonJS
+// file, install-shims-bundle.ts; the compiled CLI when it cannot be made) with GRIDBOX_ARGV0 set.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,7 @@ import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 
 const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The shim text for one program name; exported for tests. */
+/** The shim text for one program name; `mainJs` is the runtime bundle or the CLI's main.js. Exported for tests. */
 export function shimText(name: string, nodePath: string, mainJs: string): string {
   return `#!/bin/sh
 # Written by \`gridbox install-shims\`: the gridbox runtime CLI under the name ${name}.
@@ -17,6 +18,13 @@ exec ${shQuote(nodePath)} ${shQuote(mainJs)} "$@"
 `;
 }
 
+/** What a shim runs: the runtime bundle when it can be made (dist/cli, else `shimDir`), else main.js. */
+export async function runtimeScript(shimDir: string): Promise<string> {
+  if (process.env.GRIDBOX_SHIM_BUNDLE === '0') return fileURLToPath(new URL('../main.js', import.meta.url));
+  const { ensureRuntimeBundle } = await import('./install-shims-bundle.js');
+  return (await ensureRuntimeBundle(shimDir)) ?? fileURLToPath(new URL('../main.js', import.meta.url));
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [dir, ...extra] = argv;
   if (dir === undefined || extra.length > 0 || dir.startsWith('-')) {
@@ -24,8 +32,8 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const target = resolve(dir);
-  const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
   mkdirSync(target, { recursive: true });
+  const mainJs = await runtimeScript(target);
   for (const name of ['apptainer', 'singularity']) {
     const file = join(target, name);
     writeFileAtomicSync(file, shimText(name, process.execPath, mainJs), { mode: 0o755 });

@@ -5,13 +5,12 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
 import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 import { addCondorVarsLines, addConfigLines, classAdLine, parseGlideinConfig } from '../../pilot/glidein-config.js';
 import type { RunResult, Runner } from '../../pilot/runtime-probe.js';
 import { runSetup, type SetupOutcome } from '../../pilot/setup.js';
-import { shimText } from './install-shims.js';
+import { runtimeScript, shimText } from './install-shims.js';
 
 const MAX_PROBE_OUTPUT_BYTES = 64 * 1024;
 
@@ -51,8 +50,8 @@ export function writeAtomic(path: string, text: string, mode?: number): void {
 }
 
 /** Our runtime under the name apptainer, written into the glidein's directory so it can be advertised by path. */
-function writeGridboxShim(dir: string): string {
-  const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
+async function writeGridboxShim(dir: string): Promise<string> {
+  const mainJs = await runtimeScript(dir);
   const file = join(dir, 'apptainer');
   const text = shimText('apptainer', process.execPath, mainJs);
   if (!isExecutable(file) || readFileSync(file, 'utf8') !== text) writeAtomic(file, text, 0o755);
@@ -71,7 +70,7 @@ export async function setupCommand(configPath: string, o: SetupCommandOptions): 
   try {
     const shimDir = o.shimDir ?? join(dirname(path), 'gridbox-bin');
     mkdirSync(shimDir, { recursive: true });
-    shim = writeGridboxShim(shimDir);
+    shim = await writeGridboxShim(shimDir);
   } catch { shim = undefined; /* a read-only glidein dir: ours is then simply not a candidate */ }
   const outcome = await runSetup({
     config, env: envRecord(), workDir, gridboxShim: shim, exists: existsSync, isExecutable, hasEntries, run: runProcess,

@@ -8,6 +8,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { gridboxMountOf, imageIdentity, parseMountInfo, type MountEntry, type StartRecord } from '../../accounting/start-record.js';
+import { spoolStart } from '../../accounting/start-spool.js';
 
 /** Where this user's start records go: $GRIDBOX_ACCOUNTING_DB, /var/lib/gridbox for root, else the XDG state dir. */
 export function accountingDbPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -78,15 +79,17 @@ export async function beginStart(image: string, env: NodeJS.ProcessEnv = process
           const exitMs = performance.now() - t0;
           const after = mount && before ? await readCounters(mount, env, before.source) : undefined;
           const delta = (a: number | null | undefined, b: number | null | undefined): number | null => (a == null || b == null ? null : Math.max(0, a - b));
-          const { openAccountingDb, recordStart } = await import('../../accounting/accounting-db.js');
-          const db = openAccountingDb(accountingDbPath(env));
-          try {
-            recordStart(db, {
-              node: hostname(), startedAt, via: env.GRIDBOX_ACCOUNTING_VIA === 'pilot' ? 'pilot' : via, imageName: id.name, imageDigest: id.digest,
-              firstInstructionMs: firstMs === null ? null : Math.round(firstMs * 10) / 10, exitMs: Math.round(exitMs * 10) / 10, exitStatus,
-              bytesFetched: delta(after?.bytes, before?.bytes), cacheHits: delta(after?.hits, before?.hits), cacheMisses: delta(after?.misses, before?.misses),
-            });
-          } finally { db.close(); }
+          const dbPath = accountingDbPath(env);
+          // One small file per start (start-spool.ts); SQLite is opened only when the spool has grown or to post.
+          const spooled = spoolStart(dbPath, {
+            node: hostname(), startedAt, via: env.GRIDBOX_ACCOUNTING_VIA === 'pilot' ? 'pilot' : via, imageName: id.name, imageDigest: id.digest,
+            firstInstructionMs: firstMs === null ? null : Math.round(firstMs * 10) / 10, exitMs: Math.round(exitMs * 10) / 10, exitStatus,
+            bytesFetched: delta(after?.bytes, before?.bytes), cacheHits: delta(after?.hits, before?.hits), cacheMisses: delta(after?.misses, before?.misses),
+          });
+          if (spooled > 0 && !env.GRIDBOX_ACCOUNTING_URL) {
+            const { openAccountingDb } = await import('../../accounting/accounting-db.js');
+            openAccountingDb(dbPath).close();
+          }
           if (env.GRIDBOX_ACCOUNTING_URL) {
             const { postUnposted } = await import('./report-post.js');
             await postUnposted(accountingDbPath(env), env.GRIDBOX_ACCOUNTING_URL, 3000);

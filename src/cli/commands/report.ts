@@ -3,7 +3,7 @@
 // unposted records to `gridbox serve --accounting-db`.
 import { existsSync } from 'node:fs';
 import { GridboxError, q } from '../../errors.js';
-import { listStarts, openAccountingDb } from '../../accounting/accounting-db.js';
+import { hasSpool, listStarts, openAccountingDb } from '../../accounting/accounting-db.js';
 import { renderSvg, renderTable, summarize } from '../../accounting/report.js';
 import type { StartRecord } from '../../accounting/start-record.js';
 import { newCommand, parseCommand, say } from '../options.js';
@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
       let records: StartRecord[];
       if (o.server) records = await fetchRemote(o.server, since);
       else {
-        if (!existsSync(dbPath)) throw new GridboxError('NOT_FOUND', `No accounting database at ${q(dbPath)} (no container start recorded yet?)`, { path: dbPath });
+        if (!existsSync(dbPath) && !hasSpool(dbPath)) throw new GridboxError('NOT_FOUND', `No accounting database at ${q(dbPath)} (no container start recorded yet?)`, { path: dbPath });
         const db = openAccountingDb(dbPath, { readonly: true });
         try { records = listStarts(db, since); } finally { db.close(); }
       }
