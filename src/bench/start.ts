@@ -81,7 +81,14 @@ export async function run(): Promise<string[]> {
     const logArgs = [...(help.includes('--access-log') ? ['--access-log', '-'] : []), ...(help.includes('--workers') ? ['--workers', '1'] : [])];
     serve = spawn(process.execPath, [MAIN, 'serve', '--root', root, '--listen', '127.0.0.1:0', ...logArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     let served = 0;
-    createInterface({ input: serve.stderr! }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
+    // The cold job's requests, to say what the bytes were: catalogs (object names ending in C) and the largest objects.
+    let requests: Array<{ path: string; bytes: number }> = [];
+    createInterface({ input: serve.stderr! }).on('line', (l) => {
+      const m = / (\d{3}) (\d+)$/.exec(l);
+      if (!m) return;
+      served += Number(m[2]);
+      requests.push({ path: /"[A-Z]+ (\S+)/.exec(l)?.[1] ?? '?', bytes: Number(m[2]) });
+    });
     const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 500)); return served; };
     const url = `${/(http:\/\/127\.0\.0\.1:\d+)/.exec(await new Promise<string>((r) => createInterface({ input: serve!.stdout! }).once('line', r)))![1]}/cvmfs/${FQRN}`;
     await gridbox(['install-shims', join(work, 'bin')], 'install-shims');
@@ -96,6 +103,7 @@ export async function run(): Promise<string[]> {
     const m: { mount: number[]; cold: number[]; warm: number[]; bytes: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
       { mount: [], cold: [], warm: [], bytes: [], peer: [], pull: [], unpack: [], peerJob: [] };
     let outputs = '';
+    let coldRequests: Array<{ path: string; bytes: number }> = [];
     for (let i = 0; i < rounds; i++) {
       // Ours: a fresh mount with an empty cache (d), then the cold job (a, b) and the warm one (c).
       if (mounted) { await gridbox(['umount', mnt], 'umount'); mounted = false; }
@@ -104,10 +112,12 @@ export async function run(): Promise<string[]> {
       m.mount.push((await gridbox(['mount', FQRN, mnt, '--server', url, '--keys', join(root, 'keys'), '--cache', join(work, 'cache')], 'mount')).s);
       mounted = true;
       const before = await servedNow();
+      requests = [];
       dropCaches();
       const cold = await must(runChild(ourJob, { cwd: jobDir }), 'cold job');
       m.cold.push(cold.s);
       m.bytes.push((await servedNow()) - before);
+      coldRequests = requests;
       m.warm.push((await must(runChild(ourJob, { cwd: jobDir }), 'warm job')).s);
       outputs = cold.stdout.trim().split('\n').join(' / ');
 
@@ -133,6 +143,7 @@ export async function run(): Promise<string[]> {
       `(a) peer: skopeo copy + umoci unpack + the job in bwrap (page cache dropped): ${s2(peer)} = pull ${s2(median(m.pull))} + unpack ${s2(median(m.unpack))} + job ${s2(median(m.peerJob))}  [${all(m.peer)}]`,
       `(a) ratio peer / ours: ${(peer / cold).toFixed(1)}x (target >= 10x); with the mount counted: ${(peer / (cold + mount)).toFixed(1)}x`,
       `(b) bytes the cold job fetched (on the wire, counted at the server) / compressed image: ${mib(bytes)} / ${mib(world.sizeBytes)} = ${((100 * bytes) / world.sizeBytes).toFixed(1)}% (target <= 7%)  [${m.bytes.map((b) => mib(b)).join(' ')}]`,
+      `(b) what the last cold job fetched: ${coldRequests.length} requests; catalogs ${mib(coldRequests.filter((r) => /C$/.test(r.path)).reduce((n, r) => n + r.bytes, 0))} in ${coldRequests.filter((r) => /C$/.test(r.path)).length}; largest: ${[...coldRequests].sort((a, b) => b.bytes - a.bytes).slice(0, 4).map((r) => `${r.path.replace(/^.*\/data\//, '')} ${mib(r.bytes)}`).join(', ')}`,
       `(c) warm job (same mount, cache and page cache warm): ${s2(median(m.warm))}  [${all(m.warm)}]`,
       `(d) the mount itself, cold (empty cache, page cache dropped): ${s2(mount)}  [${all(m.mount)}]`,
     ];
