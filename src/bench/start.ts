@@ -84,12 +84,14 @@ export async function run(): Promise<string[]> {
     // The cold job's requests, to say what the bytes were: catalogs (object names ending in C) and the largest objects.
     let requests: Array<{ path: string; bytes: number }> = [];
     createInterface({ input: serve.stderr! }).on('line', (l) => {
-      const m = / (\d{3}) (\d+)$/.exec(l);
+      // "... STATUS BYTES" (older serve) or "... STATUS BYTES SECONDS" (Common Log Format plus the request time).
+      const m = /" (\d{3}) (\d+)(?: [\d.]+)?$/.exec(l);
       if (!m) return;
       served += Number(m[2]);
       requests.push({ path: /"[A-Z]+ (\S+)/.exec(l)?.[1] ?? '?', bytes: Number(m[2]) });
     });
-    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 500)); return served; };
+    // The access log is flushed every 200 ms; a loaded machine may run that timer late.
+    const servedNow = async (): Promise<number> => { await new Promise((r) => setTimeout(r, 1500)); return served; };
     const url = `${/(http:\/\/127\.0\.0\.1:\d+)/.exec(await new Promise<string>((r) => createInterface({ input: serve!.stdout! }).once('line', r)))![1]}/cvmfs/${FQRN}`;
     await gridbox(['install-shims', join(work, 'bin')], 'install-shims');
     const shim = join(work, 'bin', 'apptainer');
@@ -100,8 +102,8 @@ export async function run(): Promise<string[]> {
     const ourJob = [shim, 'exec', '--home', `${jobDir}:/srv`, '--pwd', '/srv', '--ipc', '--contain', '--pid',
       '--bind', `/etc/hosts,/etc/localtime,${join(work, 'cvmfs')}:/cvmfs`, join(mnt, tree), '/bin/sh', '-c', JOB];
 
-    const m: { mount: number[]; cold: number[]; warm: number[]; bytes: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
-      { mount: [], cold: [], warm: [], bytes: [], peer: [], pull: [], unpack: [], peerJob: [] };
+    const m: { mount: number[]; cold: number[]; warm: number[]; warmBare: number[]; bytes: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
+      { mount: [], cold: [], warm: [], warmBare: [], bytes: [], peer: [], pull: [], unpack: [], peerJob: [] };
     let outputs = '';
     let coldRequests: Array<{ path: string; bytes: number }> = [];
     for (let i = 0; i < rounds; i++) {
@@ -119,6 +121,9 @@ export async function run(): Promise<string[]> {
       m.bytes.push((await servedNow()) - before);
       coldRequests = requests;
       m.warm.push((await must(runChild(ourJob, { cwd: jobDir }), 'warm job')).s);
+      // The same warm job in bare bwrap on the same mounted tree: what the runtime adds vs what the FUSE path costs.
+      m.warmBare.push((await must(runChild(['bwrap', '--ro-bind', join(mnt, tree), '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
+        '--unshare-all', '--die-with-parent', '--chdir', '/', '/bin/sh', '-c', JOB]), 'warm job in bare bwrap')).s);
       outputs = cold.stdout.trim().split('\n').join(' / ');
 
       // The peer: pull the image, unpack it, run the same job in bwrap.
@@ -144,7 +149,7 @@ export async function run(): Promise<string[]> {
       `(a) ratio peer / ours: ${(peer / cold).toFixed(1)}x (target >= 10x); with the mount counted: ${(peer / (cold + mount)).toFixed(1)}x`,
       `(b) bytes the cold job fetched (on the wire, counted at the server) / compressed image: ${mib(bytes)} / ${mib(world.sizeBytes)} = ${((100 * bytes) / world.sizeBytes).toFixed(1)}% (target <= 7%)  [${m.bytes.map((b) => mib(b)).join(' ')}]`,
       `(b) what the last cold job fetched: ${coldRequests.length} requests; catalogs ${mib(coldRequests.filter((r) => /C$/.test(r.path)).reduce((n, r) => n + r.bytes, 0))} in ${coldRequests.filter((r) => /C$/.test(r.path)).length}; largest: ${[...coldRequests].sort((a, b) => b.bytes - a.bytes).slice(0, 4).map((r) => `${r.path.replace(/^.*\/data\//, '')} ${mib(r.bytes)}`).join(', ')}`,
-      `(c) warm job (same mount, cache and page cache warm): ${s2(median(m.warm))}  [${all(m.warm)}]`,
+      `(c) warm job (same mount, cache and page cache warm): ${s2(median(m.warm))}  [${all(m.warm)}]; the same in bare bwrap on the mount ${s2(median(m.warmBare))} (runtime's share: the difference); the peer's job on its unpacked tree ${s2(median(m.peerJob))}`,
       `(d) the mount itself, cold (empty cache, page cache dropped): ${s2(mount)}  [${all(m.mount)}]`,
     ];
   } finally {

@@ -53,8 +53,10 @@ export function serveLogArgs(): string[] {
 /** Sums the body bytes of logged requests (`... STATUS BYTES` ends both log formats); `now()` waits for buffered lines. */
 export function countServedBytes(stderr: NodeJS.ReadableStream): { now(): Promise<number> } {
   let served = 0;
-  createInterface({ input: stderr }).on('line', (l) => { const m = / (\d{3}) (\d+)$/.exec(l); if (m) served += Number(m[2]); });
-  return { now: async () => { await new Promise((r) => setTimeout(r, 500)); return served; } };
+  // "... STATUS BYTES" (older serve) or "... STATUS BYTES SECONDS" (Common Log Format plus the request time).
+  createInterface({ input: stderr }).on('line', (l) => { const m = /" (\d{3}) (\d+)(?: [\d.]+)?$/.exec(l); if (m) served += Number(m[2]); });
+  // The access log is flushed every 200 ms; a loaded machine may run that timer late.
+  return { now: async () => { await new Promise((r) => setTimeout(r, 1500)); return served; } };
 }
 
 const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
