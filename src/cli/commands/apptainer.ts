@@ -84,6 +84,9 @@ export async function run(argv: string[]): Promise<number> {
       case 'action': {
         level = parsed.level;
         const options = parsed.options;
+        // Accounting of container starts (src/accounting, issue 10): silent, never changes the outcome. Begun
+        // first, so that its reading of the mount's counters runs while the launch is built.
+        const metering = beginStart(options.image);
         options.envFiles = parsed.envFilePaths.map((p) => {
           try { return readFileSync(p, 'utf8'); } catch (cause) { throw new GridboxError('LAUNCH_BAD_OPTION', `Cannot read env file ${q(p)}`, { cause, path: p }); }
         });
@@ -92,8 +95,7 @@ export async function run(argv: string[]): Promise<number> {
         for (const m of spec.messages) say(m, level);
         say({ level: 'DEBUG', text: `${BWRAP_PATH} ${spec.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')}` }, level);
         if (spec.exitWithoutLaunch !== undefined) return spec.exitWithoutLaunch;
-        // Accounting of container starts (src/accounting, issue 10): silent, never changes the outcome.
-        const meter = await beginStart(options.image);
+        const meter = await metering;
         const code = await executeLaunch(spec, { onStarted: meter.started });
         await meter.finish(code);
         return code;

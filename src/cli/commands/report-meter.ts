@@ -2,7 +2,7 @@
 // what the image's gridbox mount fetched meanwhile (its control socket when we may reach it, else the mount's
 // user.rx/user.ndownload xattrs). Called by the runtime (`apptainer exec|run|test`) and by `pilot job` when
 // it runs somebody else's runtime. Never fails or prints: a start must not break or get noisy for accounting.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -37,14 +37,20 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Co
       if (typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null, source: 'socket' };
     }
   } catch { /* not our run dir, not reachable as this user, or slower than 300 ms (this delays the start): the xattrs below work for anyone */ }
-  const x = (name: string): number | undefined => {
-    const r = spawnSync('getfattr', ['--only-values', '-n', name, mount.mountpoint], { encoding: 'utf8', timeout: 2000 });
-    return r.status === 0 && /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : undefined;
-  };
   if (only === 'socket') return undefined;
-  const rxKiB = x('user.rx');
+  // Both attributes from one getfattr, run asynchronously: the runtime builds its launch meanwhile (a process
+  // start per attribute cost a loaded node most of a second per container start).
+  const out = await new Promise<string | undefined>((resolve) => {
+    execFile('getfattr', ['--absolute-names', '-d', '-m', '^user\\.(rx|ndownload)$', mount.mountpoint], { encoding: 'utf8', timeout: 2000 },
+      (err, stdout) => resolve(err ? undefined : stdout));
+  });
+  const attr = (name: string): number | undefined => {
+    const m = new RegExp(`^user\\.${name}="(\\d+)"$`, 'm').exec(out ?? '');
+    return m ? Number(m[1]) : undefined;
+  };
+  const rxKiB = attr('rx');
   if (rxKiB === undefined) return undefined;
-  return { bytes: rxKiB * 1024, hits: null, misses: x('user.ndownload') ?? null, source: 'xattr' };
+  return { bytes: rxKiB * 1024, hits: null, misses: attr('ndownload') ?? null, source: 'xattr' };
 }
 
 export interface StartMeter {
