@@ -10,36 +10,50 @@ import type { EntryType, FsView, ImageInfo } from './launch-spec.js';
 const MAX_SMALL_FILE_BYTES = 1 << 20;
 const SIF_MAGIC = 'SIF_MAGIC';
 
-/** An FsView over a host directory; paths are absolute inside `root`. Synchronous: start-up latency matters more. */
+/**
+ * An FsView over a host directory; paths are absolute inside `root`. Synchronous: start-up latency matters more.
+ * Answers are remembered for the view's life (one launch being built): building a launch asks about the same
+ * paths many times (`/etc` ~20 times for a GlideinWMS job), and on a FUSE-mounted image each question the
+ * kernel has not cached is a round trip to the mount's daemon.
+ */
 export function createFsView(root: string): FsView {
   const at = (p: string): string => (root === '/' ? p : join(root, p));
+  const memo = <T>(fn: (p: string) => T): ((p: string) => T) => {
+    const seen = new Map<string, T>();
+    return (p) => {
+      if (seen.has(p)) return seen.get(p) as T;
+      const v = fn(p);
+      seen.set(p, v);
+      return v;
+    };
+  };
   return {
-    typeOf(p: string): EntryType | undefined {
+    typeOf: memo((p: string): EntryType | undefined => {
       try {
         const st = lstatSync(at(p));
         return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'link' : 'other';
       } catch { return undefined; }
-    },
-    isExecutable(p: string): boolean {
+    }),
+    isExecutable: memo((p: string): boolean => {
       try {
         if (!statSync(at(p)).isFile()) return false;
         accessSync(at(p), constants.X_OK);
         return true;
       } catch { return false; }
-    },
-    list(p: string): string[] {
+    }),
+    list: memo((p: string): string[] => {
       try { return readdirSync(at(p)).sort(); } catch { return []; }
-    },
-    readLink(p: string): string | undefined {
+    }),
+    readLink: memo((p: string): string | undefined => {
       try { return readlinkSync(at(p)); } catch { return undefined; }
-    },
-    read(p: string): string | undefined {
+    }),
+    read: memo((p: string): string | undefined => {
       try {
         const st = statSync(at(p));
         if (!st.isFile() || st.size > MAX_SMALL_FILE_BYTES) return undefined;
         return readFileSync(at(p), 'utf8');
       } catch { return undefined; }
-    },
+    }),
   };
 }
 
