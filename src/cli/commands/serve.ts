@@ -10,6 +10,7 @@ import { GridboxError, q } from '../../errors.js';
 import { answerWorkersWithClusterMetrics, newRegistry, processOrClusterMetrics, shareWithPrimary } from '../../metrics/registry.js';
 import { openAccountingDb } from '../../accounting/accounting-db.js';
 import { createAccountingHandler } from '../../accounting/http-handler.js';
+import { createDashboardRoute } from '../../dashboard/dashboard-route.js';
 import { openAccessLog, type AccessLog } from '../../server/access-log.js';
 import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
 import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
@@ -29,6 +30,8 @@ interface ServeFlags {
   metrics: boolean;
   quiet?: boolean;
   accountingDb?: string;
+  dashboard: boolean;
+  stratum1: string[];
 }
 
 function parseListen(text: string): { host: string; port: number } {
@@ -57,6 +60,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--no-metrics', 'no Prometheus text on GET /metrics')
     .option('--quiet', 'no request log (the default; kept for older scripts)')
     .option('--accounting-db <file>', 'also aggregate container-start records posted by nodes (gridbox report --post)')
+    .option('--no-dashboard', 'no dashboard on GET /dashboard')
+    .option('--stratum1 <url>', 'a stratum 1 whose replication lag the dashboard shows (repeatable; a URL ending in /cvmfs gets /<fqrn> appended)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action((o: ServeFlags) => { parsed.push(o); });
   if (!(await parseCommand(cmd, argv)) || parsed.length === 0) return 0;
   const o = parsed[0];
@@ -65,9 +70,10 @@ export async function run(argv: string[]): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
   const accessLog = o.quiet ? undefined : o.accessLog;
-  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
+  const dashboard = o.dashboard ? createDashboardRoute({ root: o.root, accountingDb: o.accountingDb, stratum1: o.stratum1 }) : undefined;
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb, dashboard);
   if (workers <= 1) {
-    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb, dashboard);
     const running = await listenSrv(options, host, port);
     process.stdout.write(`serving ${running.url}\n`);
     await untilSignal();
@@ -80,10 +86,11 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** The handler of one serving process: its access log, its metrics and the /metrics route. */
-function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string, dashboard?: Route): { options: SrvHandlerOptions; log?: AccessLog } {
   const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
   // Every worker opens the accounting database itself (WAL, busy timeout): posts land in whichever worker.
-  const accounting = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
+  const accountingRoute = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
+  const accounting = dashboard === undefined || accountingRoute === undefined ? dashboard ?? accountingRoute : withAccounting(dashboard, accountingRoute);
   if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
   const registry = newRegistry();
   if (cluster.isWorker) shareWithPrimary([registry]);
@@ -100,10 +107,10 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
 }
 
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
-async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): Promise<number> {
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string, dashboard?: Route): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb, dashboard);
   let running;
   try {
     running = await listenSrv(options, host, port);
