@@ -41,6 +41,10 @@ export interface ClientStats extends FetcherStats {
   cacheLimit: number;
   cacheObjects: number;
   evictions: number;
+  /** Host and proxy failovers, and failed attempts per host (when the source counts them). */
+  hostFailovers?: number;
+  proxyFailovers?: number;
+  hostErrors?: Record<string, number>;
 }
 
 /** The read API of one mounted-or-opened repository. Paths are repository paths ("/a/b", "/" or ""). */
@@ -164,7 +168,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
       return {
         ...fetcher.stats, bytesOnWire: deps.source.wireBytes?.() ?? 0, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
         host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: c.bytes, cacheLimit: c.limitBytes,
-        cacheObjects: c.objects, evictions: c.evictions,
+        cacheObjects: c.objects, evictions: c.evictions, ...deps.source.downloadCounters?.(),
       };
     },
     checkForUpdate: () => session.checkForUpdate(),

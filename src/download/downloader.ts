@@ -46,6 +46,8 @@ export interface DownloaderStatus {
   host: string;
   proxy: string;
   counters: DownloadCounters;
+  /** Failed attempts per host base URL (metrics: per-host errors). */
+  hostErrors: Record<string, number>;
 }
 
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -61,6 +63,7 @@ export class Downloader {
   readonly hosts: HostChain;
   readonly proxies: ProxyChain;
   private readonly counters = newCounters();
+  private readonly hostErrors = new Map<string, number>();
   private readonly agents: HttpAgents;
   /** The policy stack; one for every result type (the sink decides the type per request). */
   private readonly step: Step<unknown>;
@@ -87,6 +90,7 @@ export class Downloader {
         return r;
       } catch (e) {
         ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: e instanceof GridboxError ? e.code : 'ERROR', message: (e as Error).message });
+        this.hostErrors.set(ctx.host, (this.hostErrors.get(ctx.host) ?? 0) + 1);
         throw e;
       }
     };
@@ -125,7 +129,7 @@ export class Downloader {
   }
 
   status(): DownloaderStatus {
-    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters } };
+    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters }, hostErrors: Object.fromEntries(this.hostErrors) };
   }
 
   async close(): Promise<void> {

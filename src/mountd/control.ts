@@ -27,6 +27,8 @@ export interface ControlHandlers {
   status(): MountStatus;
   /** Starts the unmount; the daemon exits once done. */
   unmount(): Promise<void>;
+  /** Prometheus text of the daemon's metrics (mount-metrics.ts), for the "metrics" request. */
+  metrics?(): Promise<string>;
 }
 
 const MAX_REQUEST_BYTES = 4096;
@@ -45,6 +47,7 @@ export async function serveControl(socketPath: string, h: ControlHandlers): Prom
       const cmd = buf.slice(0, nl).trim();
       const reply = (v: unknown): void => { conn.end(JSON.stringify(v) + '\n'); };
       if (cmd === 'status') reply({ ok: true, status: h.status() });
+      else if (cmd === 'metrics' && h.metrics) h.metrics().then((metrics) => reply({ ok: true, metrics }), (e: unknown) => reply({ ok: false, error: String(e) }));
       else if (cmd === 'unmount') {
         reply({ ok: true });
         void h.unmount();
@@ -57,7 +60,7 @@ export async function serveControl(socketPath: string, h: ControlHandlers): Prom
 }
 
 /** Sends one request to a daemon; fails with MOUNT_FAILED when nothing answers within `timeoutMs`. */
-export function callControl(socketPath: string, request: 'status' | 'unmount', timeoutMs = 5000): Promise<{ ok: boolean; status?: MountStatus; error?: string }> {
+export function callControl(socketPath: string, request: 'status' | 'unmount' | 'metrics', timeoutMs = 5000): Promise<{ ok: boolean; status?: MountStatus; metrics?: string; error?: string }> {
   return new Promise((ok, fail) => {
     const conn = createConnection(socketPath);
     let buf = '';

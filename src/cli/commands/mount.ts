@@ -30,6 +30,7 @@ interface MountFlags extends ClientFlags {
   runDir?: string;
   inUserns?: boolean;
   passthrough?: boolean;
+  metricsListen?: string;
 }
 
 function mainScript(): string {
@@ -44,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--userns', 'mount inside a new user+mount namespace even as root (the default for non-root users)')
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
     .option('--no-passthrough', 'serve every read from the daemon (no FUSE passthrough to cached files)')
+    .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on http://HOST:PORT/metrics (the control socket answers "metrics" anyway)')
     .option('--ready-fd <n>', 'internal: write "ready" to this fd once mounted')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
@@ -79,6 +81,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === false) args.push('--no-passthrough');
+  if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (userns) args.push('--in-userns');
   const script = mainScript();
   const { command, args: full } = userns
@@ -126,7 +129,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   }
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
-    readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
+    readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say, metricsListen: o.metricsListen,
     mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false, profileDir: join(dir, 'start-profiles') }),
   });
   return 0;
