@@ -59,6 +59,16 @@ export function fullName(name: string, defaultDomain: string | undefined): strin
   return !name.includes('.') && defaultDomain ? `${name}.${defaultDomain}` : name;
 }
 
+/**
+ * Whether `fqrn` may be mounted: with CVMFS_STRICT_MOUNT=yes only the repositories of CVMFS_REPOSITORIES
+ * (and CVMFS_CONFIG_REPOSITORY), as mount.cvmfs; otherwise any.
+ */
+export async function mountAllowed(fqrn: string, opts: { config?: string; env?: NodeJS.ProcessEnv } = {}): Promise<boolean> {
+  const p = await effectiveParams(undefined, opts);
+  if (!/^(yes|on|1|true)$/i.test(p.get('CVMFS_STRICT_MOUNT')?.value ?? '')) return true;
+  return (await configuredRepositories(opts)).includes(fqrn) || p.get('CVMFS_CONFIG_REPOSITORY')?.value === fqrn;
+}
+
 /** The configured repositories: CVMFS_REPOSITORIES, else every config.d/<fqrn>.conf|.local. */
 export async function configuredRepositories(opts: { config?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string[]> {
   const p = await effectiveParams(undefined, opts);

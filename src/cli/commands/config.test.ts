@@ -54,8 +54,8 @@ test('site setup: mount -t, fstab, the autofs map, talk and the config commands'
     // The autofs map, called as automount calls it, then its entry mounted as automount mounts it.
     const entry = (await must(runChild(map, [OTHER], { env }), 'map')).trim();
     assert.equal(entry, `-fstype=${type},nodev,nosuid,ro :${OTHER}`);
-    const none = await runChild(map, ['unknown.example.org'], { env });
-    assert.equal(none.stdout, '', 'an unknown key has no map entry');
+    const none = await runChild(map, ['no-dots'], { env });
+    assert.equal(none.stdout, '', 'a key that is no repository name has no map entry (as auto.cvmfs)');
     assert.notEqual(none.code, 0);
     const [, fstype, opts] = /^-fstype=([^,]+),(\S+) :(\S+)$/.exec(entry)!;
     await must(runChild('mount', ['-t', fstype, '-o', opts, entry.split(':')[1], autoDir], { env }), 'mount the map entry');
@@ -84,9 +84,21 @@ test('site setup: mount -t, fstab, the autofs map, talk and the config commands'
     const failed = await gridbox(['config', 'probe', '--mount-dir', cvmfs, 'absent.test.org'], env);
     assert.equal(failed.code, 1);
     assert.match(failed.stdout, /Probing .*absent\.test\.org\.\.\. Failed!/);
+    // A plain directory is not a mounted repository.
+    await mkdir(join(s.tmp, 'plain', FQRN), { recursive: true });
+    const plain = await gridbox(['config', 'probe', '--mount-dir', join(s.tmp, 'plain'), FQRN], env);
+    assert.match(plain.stdout, /Failed! \(not a gridbox mount/);
+    // CVMFS_STRICT_MOUNT: the map and the helper refuse a repository outside CVMFS_REPOSITORIES.
+    const strict = { ...env, CVMFS_STRICT_MOUNT: 'yes' };
+    assert.equal((await must(runChild(map, [OTHER], { env: strict }), 'strict map')).trim(), entry);
+    assert.equal((await runChild(map, ['unlisted.test.org'], { env: strict })).stdout, '');
+    const refused = await runChild('mount', ['-t', type, 'unlisted.test.org', join(s.tmp, 'plain')], { env: strict });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /Not allowed to mount unlisted\.test\.org, add it to CVMFS_REPOSITORIES/);
     const show = await must(gridbox(['config', 'showconfig', OTHER], env), 'showconfig');
     assert.match(show, new RegExp(`^CVMFS_TIMEOUT=7    # from ${s.etc}/config.d/other.test.org.local$`, 'm'));
-    assert.match(show, new RegExp(`^CVMFS_SERVER_URL=http://127.0.0.1:\\d+/cvmfs/@fqrn@    # from ${s.etc}/default.local$`, 'm'));
+    assert.match(show, new RegExp(`^CVMFS_SERVER_URL=http://127.0.0.1:\\d+/cvmfs/other.test.org    # from ${s.etc}/default.local$`, 'm'));
+    assert.match(show, /^CVMFS_REPOSITORY_NAME=other.test.org$/m);
     assert.match(show, /^CVMFS_TIMEOUT_DIRECT=10    # from built-in default$/m);
     // chksetup: fine as set up; a keys directory that does not exist is an error naming the repository.
     const ok = await must(gridbox(['config', 'chksetup'], env), 'chksetup');

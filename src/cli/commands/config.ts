@@ -2,7 +2,7 @@
 // installs the mount helper (/sbin/mount.gridbox) and the autofs program map (/etc/auto.gridbox, named in
 // auto.master); automap is what that map runs; the rest behave as site admins know them from cvmfs_config.
 import { constants, existsSync } from 'node:fs';
-import { access, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, describeError, q } from '../../errors.js';
@@ -11,7 +11,9 @@ import { AUTOMOUNT_FQRN, callControl, listMountRecords, stopDaemon } from '../..
 import { processAlive, runDir } from '../../mountd/run-dir.js';
 import { loadClientSettings, loadMasterKeys } from '../client-options.js';
 import { newCommand, parseCommand, say } from '../options.js';
-import { configDir, configuredRepositories, effectiveParams, fullName } from './config-params.js';
+import { expandTemplates } from '../../client/client-config.js';
+import { readMountInfo } from '../../fuse/mount.js';
+import { configuredRepositories, effectiveParams, fullName, mountAllowed } from './config-params.js';
 
 export const summary = 'site setup and checks as cvmfs_config: setup, probe, showconfig, chksetup, reload, umount';
 
@@ -64,12 +66,10 @@ export async function run(argv: string[]): Promise<number> {
   cmd.command('automap').description('autofs program map: prints the map entry for a key (a repository name)')
     .argument('<key>').option('--type <name>', 'the filesystem type of the entry', 'gridbox')
     .action(async (key: string, o: { type: string }) => {
-      const p = await effectiveParams(undefined);
-      const fqrn = fullName(key, p.get('CVMFS_DEFAULT_DOMAIN')?.value);
-      const known = (await configuredRepositories()).includes(fqrn) || existsSync(join(configDir(), 'config.d', `${fqrn}.conf`));
-      // An unknown key prints nothing: autofs then answers ENOENT for it.
-      if (!known) { code = 1; return; }
-      say(`-fstype=${o.type},nodev,nosuid,ro :${fqrn}`);
+      // As auto.cvmfs: any well-formed dotted name (a domain configuration may serve it); under
+      // CVMFS_STRICT_MOUNT only the listed ones. Anything else prints nothing: autofs answers ENOENT.
+      if (!/^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+$/.test(key) || !(await mountAllowed(key))) { code = 1; return; }
+      say(`-fstype=${o.type},nodev,nosuid,ro :${key}`);
     });
   cmd.command('probe').description('access each repository under the mount dir and print OK or Failed')
     .argument('[repositories...]').option('--mount-dir <dir>', 'where repositories appear (default CVMFS_MOUNT_DIR or /cvmfs)')
@@ -77,31 +77,37 @@ export async function run(argv: string[]): Promise<number> {
       const dir = o.mountDir ?? await mountDir();
       const list = repos.length ? repos : await configuredRepositories();
       if (list.length === 0) throw new GridboxError('CONFIG_INVALID', 'No repositories to probe: set CVMFS_REPOSITORIES or name them');
+      const domain = (await effectiveParams(undefined)).get('CVMFS_DEFAULT_DOMAIN')?.value;
       for (const r of list) {
-        const path = join(dir, r);
+        const path = join(dir, fullName(r, domain));
+        // As cvmfs_config: the listing triggers the mount, then the path must be on a gridbox mount (df).
+        let failure: string | undefined;
         try {
           await readdir(path);
-          await stat(path);
-          say(`Probing ${path}... OK`);
+          const fstype = await fstypeOf(path);
+          if (fstype !== 'fuse.gridbox') failure = `not a gridbox mount (${fstype})`;
         } catch (e) {
-          say(`Probing ${path}... Failed! (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-          code = 1;
+          failure = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
         }
+        say(`Probing ${path}... ${failure === undefined ? 'OK' : `Failed! (${failure})`}`);
+        if (failure !== undefined) code = 1;
       }
     });
   cmd.command('showconfig').description('the effective parameters of a repository and where each comes from')
     .argument('[repositories...]').option('--config <file>', 'an extra config file, as the mount commands take it').option('-s, --set', 'only parameters set by a file or the environment')
     .action(async (repos: string[], o: { config?: string; set?: boolean }) => {
-      const list = repos.length ? repos : await configuredRepositories({ config: o.config });
+      const domain = (await effectiveParams(undefined, { config: o.config })).get('CVMFS_DEFAULT_DOMAIN')?.value;
+      const list = repos.length ? repos.map((r) => fullName(r, domain)) : await configuredRepositories({ config: o.config });
       if (list.length === 0) list.push('');
-      for (const [i, r] of list.entries()) {
-        if (i > 0) say('');
+      for (const r of list) {
+        if (list.length > 1) say(`\nRunning gridbox config showconfig ${r}:`);
         const p = await effectiveParams(r === '' ? undefined : r, { config: o.config });
         if (r !== '') say(`CVMFS_REPOSITORY_NAME=${r}`);
         for (const k of [...p.keys()].sort()) {
           const v = p.get(k)!;
           if (o.set && v.from === 'built-in default') continue;
-          say(`${k}=${v.value}    # from ${v.from}`);
+          // Values as the repository sees them: @fqrn@ and @org@ expanded, as cvmfs_config shows them.
+          say(`${k}=${r === '' ? v.value : expandTemplates(v.value, r)}    # from ${v.from}`);
         }
       }
     });
@@ -138,6 +144,17 @@ export async function run(argv: string[]): Promise<number> {
     });
   await parseCommand(cmd, argv);
   return code;
+}
+
+/** The filesystem type of the mount holding `path` (the longest mount point above it). */
+async function fstypeOf(path: string): Promise<string> {
+  const real = await realpath(path);
+  let best = { mountpoint: '', fstype: 'unknown' };
+  for (const m of await readMountInfo()) {
+    const under = real === m.mountpoint || real.startsWith(m.mountpoint.endsWith('/') ? m.mountpoint : `${m.mountpoint}/`);
+    if (under && m.mountpoint.length >= best.mountpoint.length) best = m;
+  }
+  return best.fstype;
 }
 
 async function writeExecutable(path: string, text: string): Promise<void> {

@@ -5,6 +5,7 @@
 // on-demand view of every configured repository (an fstab line for /cvmfs without autofs).
 import { GridboxError, q } from '../../errors.js';
 import { say } from '../options.js';
+import { effectiveParams, fullName, mountAllowed } from './config-params.js';
 
 export const summary = 'mount helper for mount -t gridbox (installed as /sbin/mount.gridbox by gridbox config setup)';
 
@@ -67,6 +68,13 @@ export function helperCommand(h: HelperArgs): string[] {
 
 export async function run(argv: string[]): Promise<number> {
   const h = parseHelperArgs(argv);
+  if (h.spec !== AUTOMOUNT_SPEC) {
+    // As mount.cvmfs: a short name gets CVMFS_DEFAULT_DOMAIN; CVMFS_STRICT_MOUNT limits to CVMFS_REPOSITORIES.
+    const domain = (await effectiveParams(undefined, { config: h.own.config })).get('CVMFS_DEFAULT_DOMAIN')?.value;
+    if (!h.spec.includes('.') && !domain) throw new GridboxError('CONFIG_INVALID', `mount.gridbox: ${q(h.spec)} is not a full name and CVMFS_DEFAULT_DOMAIN is not set`);
+    h.spec = fullName(h.spec, domain);
+    if (!(await mountAllowed(h.spec, { config: h.own.config }))) throw new GridboxError('CONFIG_INVALID', `Not allowed to mount ${h.spec}, add it to CVMFS_REPOSITORIES (CVMFS_STRICT_MOUNT is on)`);
+  }
   const args = helperCommand(h);
   if (h.verbose || h.fake) say(`mount.gridbox: gridbox ${args.join(' ')}`);
   if (h.fake) return 0;
