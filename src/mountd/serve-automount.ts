@@ -4,7 +4,7 @@
 // flags or environment: the CLI passes how to list repositories and open their clients.
 import { closeSync, writeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { q } from '../errors.js';
+import { GridboxError, q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountFuse, type FuseMount } from '../fuse/mount.js';
 import { createPassthrough } from '../fuse/passthrough.js';
@@ -77,7 +77,7 @@ export async function serveAutomount(o: AutomountOptions): Promise<void> {
   if (first !== 'init') {
     await m.unmount({ lazy: true }).catch(() => undefined);
     session.close();
-    throw new Error(`mounted ${q(mnt)} but the kernel ${first === 'closed' ? 'closed the connection' : 'sent no INIT'}`);
+    throw new GridboxError('MOUNT_FAILED', `Mounted ${q(mnt)} but the kernel ${first === 'closed' ? 'closed the connection' : 'sent no INIT'}`, { path: mnt });
   }
 
   // The sweep runs a few times per idle period: a repository is released within ~1.25 periods of its last use.
@@ -123,11 +123,11 @@ export async function serveAutomount(o: AutomountOptions): Promise<void> {
       if (cmd === 'release idle') return (await sweep(0), await sweep(0)).join('\n');
       return talkAnswer(cmd, status);
     }
-    if (!repos.includes(fqrn)) throw new Error(`${fqrn} is not a repository of ${mnt}`);
+    if (!repos.includes(fqrn)) throw new GridboxError('NOT_FOUND', `${fqrn} is not a repository of ${mnt}`);
     const a = fs.attached().find((x) => x.fqrn === fqrn);
     if (a === undefined) {
       if (cmd === 'attached') return 'no';
-      throw new Error(`${fqrn} is not attached (nothing under ${mnt}/${fqrn} was used since it was last released)`);
+      throw new GridboxError('NOT_FOUND', `${fqrn} is not attached (nothing under ${mnt}/${fqrn} was used since it was last released)`);
     }
     if (cmd === 'attached') return 'yes';
     return talkAnswer(cmd, () => repoStatus(fs, fqrn, o, started)!, a.client);
