@@ -92,6 +92,16 @@ export async function serveAutomount(o: AutomountOptions): Promise<void> {
       sweeping = false;
     }
   };
+  /** Releases every repository without open files now (talk `release idle`, reload); a working directory inside keeps one. */
+  const releaseIdleNow = async (): Promise<string[]> => {
+    const released: string[] = [];
+    // Passes alternate between dropping dentries and checking that the kernel forgot them (FORGET comes asynchronously).
+    for (let i = 0; i < 10 && fs.attached().some((a) => a.fsStats().openFiles === 0); i++) {
+      released.push(...await sweep(0));
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    return released;
+  };
   const sweeper = setInterval(() => { void sweep(o.idleMs).catch((e: unknown) => log(`idle sweep failed: ${(e as Error).message}`)); }, tick);
 
   let unmounting: Promise<void> | undefined;
@@ -120,7 +130,7 @@ export async function serveAutomount(o: AutomountOptions): Promise<void> {
     if (fqrn === undefined || fqrn === AUTOMOUNT_FQRN) {
       if (cmd === 'repositories') return repos.join('\n');
       if (cmd === 'attached') return fs.attached().map((a) => a.fqrn).join('\n');
-      if (cmd === 'release idle') return (await sweep(0), await sweep(0)).join('\n');
+      if (cmd === 'release idle') return (await releaseIdleNow()).join('\n') || '(none released)';
       return talkAnswer(cmd, status);
     }
     if (!repos.includes(fqrn)) throw new GridboxError('NOT_FOUND', `${fqrn} is not a repository of ${mnt}`);
@@ -137,7 +147,7 @@ export async function serveAutomount(o: AutomountOptions): Promise<void> {
     repos = await o.repositories();
     // Unused repositories are let go now, so their next use opens a client with the new configuration;
     // one in use keeps its client until it is idle.
-    const released = [...await sweep(0), ...await sweep(0)];
+    const released = await releaseIdleNow();
     const lines = [`repositories: ${repos.join(' ') || '(none)'}`];
     const added = repos.filter((r) => !before.includes(r)), removed = before.filter((r) => !repos.includes(r));
     if (added.length) lines.push(`added: ${added.join(' ')}`);
