@@ -61,7 +61,7 @@ export async function talkAnswer(command: string, status: () => MountStatus, cli
       if (client === undefined) return 'Remount is not supported by this mount';
       const r = await client.checkForUpdate();
       if (r.error !== undefined) return `Failed to check for a new revision (offline, serving revision ${r.revision}): ${(r.error as Error).message ?? String(r.error)}`;
-      return r.updated ? `Catalog updated to revision ${r.revision}` : `Catalog up to date (revision ${r.revision})`;
+      return r.updated ? `New revision applied (revision ${r.revision})` : `Catalog up to date (revision ${r.revision})`;
     }
     case 'internal affairs':
       return Object.entries(s).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
