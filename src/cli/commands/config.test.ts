@@ -62,7 +62,13 @@ test('site setup: mount -t, fstab, the autofs map, talk and the config commands'
     assert.equal(await readFile(join(autoDir, 'x.txt'), 'utf8'), 'the other one\n');
 
     // talk, to the plain mount and through the on-demand one.
-    assert.match(await must(gridbox(['talk', FQRN, 'remount'], env), 'remount'), /^Catalog up to date \(revision \d+\)\n$/);
+    const rev = Number(await must(gridbox(['talk', FQRN, 'revision'], env), 'revision'));
+    assert.equal(await must(gridbox(['talk', FQRN, 'remount'], env), 'remount'), `Catalog up to date (revision ${rev})\n`);
+    // A new revision: remount applies it at once (no waiting for the TTL).
+    await writeFile(join(s.tmp, `src-${FQRN}`, 'new.txt'), 'published later\n');
+    await must(gridbox(['publish', FQRN, join(s.tmp, `src-${FQRN}`), '--root', join(s.tmp, 'repo')], env), 'publish');
+    assert.equal(await must(gridbox(['talk', FQRN, 'remount'], env), 'remount'), `New revision applied (revision ${rev + 1})\n`);
+    assert.equal(await readFile(join(m1, 'new.txt'), 'utf8'), 'published later\n');
     assert.match(await must(gridbox(['talk', '-i', OTHER, 'proxy info'], env), 'proxy info'), /^Active proxy: DIRECT\n$/);
     assert.match(await must(gridbox(['talk', cvmfs, 'repositories'], env), 'repositories'), new RegExp(`^${FQRN}\n${OTHER}\n$`));
     const affairs = await must(gridbox(['talk', FQRN, 'internal affairs'], env), 'internal affairs');
