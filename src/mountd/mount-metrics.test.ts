@@ -45,7 +45,7 @@ test('a mount daemon reports hits, misses, bytes, failovers, per-host errors and
     assert.equal(viaSocket.ok, true, viaSocket.error);
     const status = (await callControl(rec!.socket, 'status')).status!;
     const f = `{fqrn="${FQRN}"}`;
-    for (const text of [http.text, viaSocket.metrics!]) {
+    for (const text of [http.text, viaSocket.text!]) {
       assert.equal(sample(text, `gridbox_mount_revision${f}`), status.revision);
       assert.ok(sample(text, `gridbox_mount_cache_misses_total${f}`)! > 0, text);
       assert.ok(sample(text, `gridbox_mount_wire_bytes_total${f}`)! > 0);
@@ -54,7 +54,7 @@ test('a mount daemon reports hits, misses, bytes, failovers, per-host errors and
       assert.ok(sample(text, `gridbox_mount_host_errors_total{fqrn="${FQRN}",host="${dead}"}`)! >= 1, text);
       assert.equal(sample(text, `gridbox_mount_host_errors_total{fqrn="${FQRN}",host="${origin.url}"}`), undefined, 'the origin never failed');
     }
-    assert.equal(sample(viaSocket.metrics!, `gridbox_mount_cache_misses_total${f}`), status.misses);
+    assert.equal(sample(viaSocket.text!, `gridbox_mount_cache_misses_total${f}`), status.misses);
     // A second daemon on the same cache finds the objects there (a second read through the same mount
     // could be answered from the kernel's page cache and never reach the daemon).
     assert.equal((await gridbox(['umount', mnt], env)).code, 0);

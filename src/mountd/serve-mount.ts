@@ -69,7 +69,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   const metrics = createMountMetrics(status);
   let metricsServer;
   try {
-    server = await serveControl(paths.socket, { status, unmount: stop, metrics: () => metrics.metrics() });
+    server = await serveControl(paths.socket, { status, unmount: stop, client, metrics: () => metrics.metrics() });
     if (o.metricsListen !== undefined) { metricsServer = await listenMountMetrics(o.metricsListen, metrics); log(`metrics on ${metricsServer.url}`); }
     await writeMountRecord(o.runDir, { fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, socket: paths.socket, log: paths.log });
   } catch (e) {
