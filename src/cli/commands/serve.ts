@@ -68,12 +68,12 @@ export async function run(argv: string[]): Promise<number> {
   const srvDir = join(o.root, 'srv');
   if (!existsSync(srvDir) || !statSync(srvDir).isDirectory()) throw new GridboxError('NOT_FOUND', `No srv/ directory under ${q(o.root)}`, { path: srvDir });
   const { host, port } = parseListen(o.listen);
+  dashboardRoute = o.dashboard ? createDashboardRoute({ root: o.root, accountingDb: o.accountingDb, stratum1: o.stratum1 }) : undefined;
   const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
   const accessLog = o.quiet ? undefined : o.accessLog;
-  const dashboard = o.dashboard ? createDashboardRoute({ root: o.root, accountingDb: o.accountingDb, stratum1: o.stratum1 }) : undefined;
-  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb, dashboard);
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
   if (workers <= 1) {
-    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb, dashboard);
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
     const running = await listenSrv(options, host, port);
     process.stdout.write(`serving ${running.url}\n`);
     await untilSignal();
@@ -85,12 +85,14 @@ export async function run(argv: string[]): Promise<number> {
   return runPrimary(workers);
 }
 
+/** GET /dashboard and its data (dashboard/), asked before the accounting route; set once by run(). */
+let dashboardRoute: Route | undefined;
+
 /** The handler of one serving process: its access log, its metrics and the /metrics route. */
-function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string, dashboard?: Route): { options: SrvHandlerOptions; log?: AccessLog } {
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
   const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
   // Every worker opens the accounting database itself (WAL, busy timeout): posts land in whichever worker.
-  const accountingRoute = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
-  const accounting = dashboard === undefined || accountingRoute === undefined ? dashboard ?? accountingRoute : withAccounting(dashboard, accountingRoute);
+  const accounting = chainRoutes(dashboardRoute, accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb)));
   if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
   const registry = newRegistry();
   if (cluster.isWorker) shareWithPrimary([registry]);
@@ -107,10 +109,10 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
 }
 
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
-async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string, dashboard?: Route): Promise<number> {
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb, dashboard);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb);
   let running;
   try {
     running = await listenSrv(options, host, port);
@@ -176,4 +178,9 @@ type Route = NonNullable<SrvHandlerOptions['extraRoute']>;
 /** The accounting route (when served) is asked first, then the metrics route. */
 function withAccounting(accounting: Route | undefined, next: Route): Route {
   return accounting === undefined ? next : (req, res) => accounting(req, res) || next(req, res);
+}
+
+/** `first`, then `second` for what it does not answer; either may be absent. */
+function chainRoutes(first: Route | undefined, second: Route | undefined): Route | undefined {
+  return first === undefined || second === undefined ? first ?? second : withAccounting(first, second);
 }
