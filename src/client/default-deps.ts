@@ -28,7 +28,7 @@ export function downloaderSource(d: Downloader): RepositorySource {
     fetchFile: (rel) => d.fetchFile(rel),
     fetchObjectTo: (id, suffix, opts, open) => d.fetchObjectTo(id, suffix, opts, open),
     wireBytes: () => d.status().counters.bytes,
-    downloadCounters: () => { const s = d.status(); return { hostFailovers: s.counters.hostFailovers, proxyFailovers: s.counters.proxyFailovers, hostErrors: s.hostErrors }; },
+    downloadCounters: () => { const s = d.status(); return { hostFailovers: s.counters.hostFailovers, proxyFailovers: s.counters.proxyFailovers, hostErrors: d.hostErrorCounts() }; },
     currentHost: () => d.status().host,
     currentProxy: () => d.status().proxy,
   };

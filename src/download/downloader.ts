@@ -46,8 +46,6 @@ export interface DownloaderStatus {
   host: string;
   proxy: string;
   counters: DownloadCounters;
-  /** Failed attempts per host base URL (metrics: per-host errors). */
-  hostErrors: Record<string, number>;
 }
 
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -129,11 +127,16 @@ export class Downloader {
   }
 
   status(): DownloaderStatus {
-    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters }, hostErrors: Object.fromEntries(this.hostErrors) };
+    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters } };
   }
 
   async close(): Promise<void> {
     this.agents.close();
+  }
+
+  /** Failed attempts per host base URL so far (metrics: per-host errors). */
+  hostErrorCounts(): Record<string, number> {
+    return Object.fromEntries(this.hostErrors);
   }
 
   private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>): Promise<T> {

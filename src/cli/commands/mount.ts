@@ -43,9 +43,9 @@ export async function run(argv: string[]): Promise<number> {
     .argument('<fqrn>').argument('<mountpoint>')
     .option('--foreground', 'serve in this process until unmounted (SIGTERM/SIGINT unmount)')
     .option('--userns', 'mount inside a new user+mount namespace even as root (the default for non-root users)')
+    .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on http://HOST:PORT/metrics (the control socket answers "metrics" anyway)')
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
     .option('--no-passthrough', 'serve every read from the daemon (no FUSE passthrough to cached files)')
-    .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on http://HOST:PORT/metrics (the control socket answers "metrics" anyway)')
     .option('--ready-fd <n>', 'internal: write "ready" to this fd once mounted')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
@@ -79,9 +79,9 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.cache !== undefined) args.push('--cache', resolve(o.cache));
   if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
   if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
+  if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === false) args.push('--no-passthrough');
-  if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (userns) args.push('--in-userns');
   const script = mainScript();
   const { command, args: full } = userns
@@ -128,8 +128,8 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
     throw e;
   }
   await serveMount({
-    fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
-    readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say, metricsListen: o.metricsListen,
+    fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log, metricsListen: o.metricsListen,
+    readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
     mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false, profileDir: join(dir, 'start-profiles') }),
   });
   return 0;
