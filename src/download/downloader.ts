@@ -126,17 +126,17 @@ export class Downloader {
     return this.run(relPath.replace(/^\/+/, ''), max, fileSink);
   }
 
+  /** Failed attempts per host base URL so far (metrics: per-host errors). */
+  hostErrorCounts(): Record<string, number> {
+    return Object.fromEntries(this.hostErrors);
+  }
+
   status(): DownloaderStatus {
     return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters } };
   }
 
   async close(): Promise<void> {
     this.agents.close();
-  }
-
-  /** Failed attempts per host base URL so far (metrics: per-host errors). */
-  hostErrorCounts(): Record<string, number> {
-    return Object.fromEntries(this.hostErrors);
   }
 
   private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>): Promise<T> {
