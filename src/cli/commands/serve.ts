@@ -13,7 +13,7 @@ import { createAccountingHandler } from '../../accounting/http-handler.js';
 import { createDashboardRoute } from '../../dashboard/dashboard-route.js';
 import { openAccessLog, type AccessLog } from '../../server/access-log.js';
 import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
-import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
+import { listenSrv as listenSrvHandler, type SrvHandlerOptions } from '../../server/srv-handler.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'serve a repository root over HTTP';
@@ -85,14 +85,11 @@ export async function run(argv: string[]): Promise<number> {
   return runPrimary(workers);
 }
 
-/** GET /dashboard and its data (dashboard/), asked before the accounting route; set once by run(). */
-let dashboardRoute: Route | undefined;
-
 /** The handler of one serving process: its access log, its metrics and the /metrics route. */
 function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
   const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
   // Every worker opens the accounting database itself (WAL, busy timeout): posts land in whichever worker.
-  const accounting = chainRoutes(dashboardRoute, accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb)));
+  const accounting = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
   if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
   const registry = newRegistry();
   if (cluster.isWorker) shareWithPrimary([registry]);
@@ -180,7 +177,12 @@ function withAccounting(accounting: Route | undefined, next: Route): Route {
   return accounting === undefined ? next : (req, res) => accounting(req, res) || next(req, res);
 }
 
-/** `first`, then `second` for what it does not answer; either may be absent. */
-function chainRoutes(first: Route | undefined, second: Route | undefined): Route | undefined {
-  return first === undefined || second === undefined ? first ?? second : withAccounting(first, second);
+/** GET /dashboard and its data (dashboard/); set once by run() before any server listens. */
+let dashboardRoute: Route | undefined;
+
+/** The server's listenSrv with the dashboard route asked before every other extra route (a wrapper, so the handler's options stay the server's). */
+function listenSrv(options: SrvHandlerOptions, host: string, port: number): ReturnType<typeof listenSrvHandler> {
+  const extra = options.extraRoute;
+  const route = dashboardRoute;
+  return listenSrvHandler(route === undefined ? options : { ...options, extraRoute: extra === undefined ? route : withAccounting(route, extra) }, host, port);
 }
