@@ -195,7 +195,6 @@ test('the dashboard shows synced images, tags, container starts and a lagging st
         await mkdir(dirname(shot), { recursive: true });
         await page.screenshot({ path: shot, fullPage: true });
         t.diagnostic(`dashboard screenshot: ${shot}`);
-        process.stdout.write(`# dashboard screenshot: ${shot}\n`);
       } finally {
         await browser.close();
       }
