@@ -25,6 +25,8 @@ export interface AttemptRequest<T> {
   /** A proxy URL, or DIRECT. */
   proxy: string;
   noCache: boolean;
+  /** Ask caches on the way for a copy no older than this (Cache-Control: max-age); ignored with noCache. */
+  maxAgeS?: number;
   timeoutMs: number;
   /** Cap on raw body bytes. */
   maxBytes: number;
@@ -57,6 +59,7 @@ export async function transfer<T>(agents: HttpAgents, req: AttemptRequest<T>): P
   const viaProxy = req.proxy !== DIRECT;
   const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive' };
   if (req.noCache) { headers['cache-control'] = 'no-cache'; headers.pragma = 'no-cache'; }
+  else if (req.maxAgeS !== undefined) headers['cache-control'] = `max-age=${Math.floor(req.maxAgeS)}`;
   const base: DownloadErrorFields = { url: req.url, proxy: req.proxy, failure: viaProxy ? 'proxy' : 'host', transfer: true };
   let res: HttpResponse;
   try {
