@@ -84,6 +84,9 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       };
       const exactly = (w: Map<string, Buffer>) => (t: Map<string, Buffer>) => treeDifference(t, w);
 
+      const t0 = Date.now();
+      const marks: string[] = [];
+      const mark = (what: string): void => { marks.push(`${what} ${((Date.now() - t0) / 1000).toFixed(1)} s`); };
       // Phase 1: 20 cold clients at once, the misses collapse in squid.
       await inPool(PARALLEL, Array.from({ length: 20 }, (_, i) => client(i, 1, exactly(want2))));
 
@@ -92,17 +95,23 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       await writeTree(src, rev3);
       const want3 = await readTree(src);
       const phase2 = inPool(PARALLEL, Array.from({ length: 15 }, (_, i) => client(20 + i, 2, (t) => (treeDifference(t, want2) && treeDifference(t, want3)))));
-      await waitFor('the first phase-2 clients', () => results.filter((r) => r.phase === 2).length >= 3, 300_000);
+      mark('phase 1');
+      await waitFor('the first phase-2 client', () => results.some((r) => r.phase === 2), 300_000);
+      const farBeforeStop = [...(await serveRequestCounts(far.accessLogPath))].filter(([p]) => p.includes('/data/')).length;
       await near.stopServe();
+      mark('near stopped');
       await mustRun(['publish', FQRN, src, '--root', s0, ...CHUNKS]);
       await waitFor('revision 3 on the far stratum 1', () => far.revisions().includes(3), 120_000, () => far.revisions().join(','));
       const replicatedAt = Date.now();
+      mark('revision 3 replicated');
       await phase2;
+      mark('phase 2');
 
       // Phase 3: clients started a TTL after the replica had revision 3 must all see it.
       const wait = replicatedAt + MAX_TTL_S * 1000 + 500 - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       await inPool(PARALLEL, Array.from({ length: CLIENTS - 35 }, (_, i) => client(35 + i, 3, exactly(want3))));
+      mark('phase 3');
 
       // Every client: exit 0 and a tree equal to one revision (the right one where it is known).
       assert.equal(results.length, CLIENTS);
@@ -134,6 +143,11 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       assert.ok(nearObjects > 0, 'the near stratum 1 served objects before it stopped');
       const farObjects = [...(await serveRequestCounts(far.accessLogPath))].filter(([p]) => p.includes('/data/')).length;
       assert.ok(farObjects > 0, 'the far stratum 1 took over');
+      // After the stop, squid answered for the near stratum 1 with errors (probes, revalidations): clients saw it down.
+      const nearErrors = (await Promise.all(squids.map((q) => q.accessLog()))).flat()
+        .filter((l) => l.split(/\s+/)[6]?.startsWith(near.url) && /\/5\d\d$/.test(l.split(/\s+/)[3] ?? '')).length;
+      assert.ok(nearErrors > 0, 'clients probed the stopped stratum 1 and were told it is down');
+      rows.push(`far object GETs before the stop: ${farBeforeStop}; squid 5xx for the stopped near stratum 1: ${nearErrors}; ${marks.join(', ')}`);
       const byPhase = [1, 2, 3].map((p) => `phase ${p}: ${revs(p).map((r) => (r === 'first revision' ? 2 : 3)).join('')}`);
       process.stderr.write(`fan-out: ${rows.join('; ')}; revisions seen ${byPhase.join(', ')}\n`);
     } finally {

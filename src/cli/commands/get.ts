@@ -70,7 +70,8 @@ export async function run(argv: string[]): Promise<number> {
   cmd.parse(argv, { from: 'user' });
   const [fqrn, path, destArg] = cmd.processedArgs as [string, string, string | undefined];
   const opts = cmd.opts<ClientFlags & { quiet?: boolean }>();
-  const client = await openClientFromFlags(fqrn, opts);
+  // A tree copy reads one revision: a TTL running out half-way must not mix two revisions in `dest`.
+  const client = await openClientFromFlags(fqrn, opts, undefined, { pinRevision: true });
   try {
     const dest = destArg ?? (basename(path.replace(/\/+$/, '')) || fqrn);
     const r = await getTree(client, path, dest);
