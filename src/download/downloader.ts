@@ -107,7 +107,7 @@ export class Downloader {
       const sink = ctx.makeSink();
       try {
         const r = await transfer(this.agents, {
-          url, proxy: ctx.proxy, noCache: ctx.noCache, maxAgeS: ctx.maxAgeS, userAgent, sink,
+          url, proxy: ctx.proxy, noCache: ctx.noCache, maxAgeS: ctx.maxAgeS, refuseStale: ctx.refuseStale, userAgent, sink,
           timeoutMs: ctx.proxy === DIRECT ? timeoutDirectMs : timeoutMs,
           maxBytes: ctx.maxBytes,
           onBytes: (n) => { this.counters.bytes += n; },
@@ -150,7 +150,7 @@ export class Downloader {
   /** Downloads a non-content-addressed file (".cvmfspublished", ".cvmfswhitelist"), size-capped, unverified. */
   async fetchFile(relPath: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
     const max = opts.maxBytes ?? this.o.maxFileBytes ?? MAX_FILE_BYTES;
-    return this.run(relPath.replace(/^\/+/, ''), max, fileSink, this.o.fileMaxAgeS);
+    return this.run(relPath.replace(/^\/+/, ''), max, fileSink, { maxAgeS: this.o.fileMaxAgeS, refuseStale: true });
   }
 
   /**
@@ -212,9 +212,9 @@ export class Downloader {
     if (this.probing === undefined && (due || this.counters.hostFailovers > this.failoversAtProbe)) void this.probeHosts().catch(() => undefined);
   }
 
-  private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>, maxAgeS?: number): Promise<T> {
+  private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>, file: { maxAgeS?: number; refuseStale?: boolean } = {}): Promise<T> {
     await this.ordered();
-    const ctx: RequestContext<T> = { path, maxBytes, maxAgeS, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
+    const ctx: RequestContext<T> = { path, maxBytes, ...file, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
     const r = await this.step(ctx as RequestContext<unknown>) as T;
     this.counters.fetched++;
     return r;

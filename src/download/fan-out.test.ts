@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listenSrv } from '../server/srv-handler.js';
 import { startSquid, squidBinary, type Squid } from '../testing/squid.js';
@@ -19,6 +20,8 @@ import {
 
 const FQRN = 'fanout.example.org';
 const CLIENTS = 50;
+/** Of the CLIENTS, this many are FUSE mounts (long-running, so the TTL check matters); the rest are gets. */
+const MOUNTS = 2;
 const PARALLEL = 10;
 const MAX_TTL_S = 3;
 const CHUNKS = ['--chunk-min', '262144', '--chunk-avg', '524288', '--chunk-max', '1048576'];
@@ -30,9 +33,10 @@ async function writeTree(src: string, files: Record<string, Buffer | string>): P
   }
 }
 
-const skipReason = squidBinary() === undefined ? 'squid is not installed' : false;
+const skipReason = squidBinary() === undefined ? 'squid is not installed'
+  : process.getuid?.() !== 0 || !existsSync('/dev/fuse') ? 'the fan-out mounts FUSE: needs root and /dev/fuse' : false;
 
-test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopped and a revision published mid-way',
+test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a stratum 1 stopped and a revision published mid-way',
   { skip: skipReason, timeout: 600_000 }, () => withTempDir(async (dir) => {
     await chmod(dir, 0o755); // squid drops to user proxy, which must traverse to its state dir
     const src = join(dir, 'src');
@@ -49,6 +53,8 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
     const s1: Stratum1[] = [];
     const squids: Squid[] = [];
     const results: { client: number; phase: number; code: number | null; error?: string; revision?: string }[] = [];
+    const mounts: string[] = [];
+    let mountEnv: NodeJS.ProcessEnv = {};
     try {
       const keysDir = join(s0, 'keys');
       s1.push(...await Promise.all([
@@ -61,15 +67,18 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       await mkdir(configDir);
       const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CVMFS_')));
 
-      /** Client i: its own cache, squid i%2 first, the servers listed far first for half of them (the probe sorts). */
+      /** Client i's configuration: squid i%2 first, the servers listed far first for half of them (the probe sorts). */
+      const envOf = (i: number): NodeJS.ProcessEnv => ({
+        ...baseEnv, GRIDBOX_CVMFS_CONFIG_DIR: configDir, GRIDBOX_RUN_DIR: join(dir, 'run'),
+        CVMFS_SERVER_URL: (i % 4 < 2 ? [near, far] : [far, near]).map((s) => s.url).join(';'),
+        CVMFS_HTTP_PROXY: (i % 2 === 0 ? [squids[0], squids[1]] : [squids[1], squids[0]]).map((s) => s.url).join(';'),
+        CVMFS_USE_GEOAPI: 'yes', CVMFS_MAX_TTL: String(MAX_TTL_S / 60),
+        CVMFS_TIMEOUT: '5', CVMFS_MAX_RETRIES: '1', CVMFS_BACKOFF_INIT: '0.05', CVMFS_BACKOFF_MAX: '0.2',
+      });
+      mountEnv = envOf(0);
+      /** A `gridbox get` of the whole repository into its own directory, with its own cache. */
       const client = (i: number, phase: number, want: (tree: Map<string, Buffer>) => string | undefined) => async () => {
-        const env = {
-          ...baseEnv, GRIDBOX_CVMFS_CONFIG_DIR: configDir,
-          CVMFS_SERVER_URL: (i % 4 < 2 ? [near, far] : [far, near]).map((s) => s.url).join(';'),
-          CVMFS_HTTP_PROXY: (i % 2 === 0 ? [squids[0], squids[1]] : [squids[1], squids[0]]).map((s) => s.url).join(';'),
-          CVMFS_USE_GEOAPI: 'yes', CVMFS_MAX_TTL: String(MAX_TTL_S / 60),
-          CVMFS_TIMEOUT: '5', CVMFS_MAX_RETRIES: '1', CVMFS_BACKOFF_INIT: '0.05', CVMFS_BACKOFF_MAX: '0.2',
-        };
+        const env = envOf(i);
         const dest = join(dir, 'out', String(i));
         await mkdir(join(dir, 'out'), { recursive: true });
         const r = await runGridbox(['get', FQRN, '/', dest, '--quiet', '--keys', keysDir, '--cache', join(dir, 'cache', String(i))], env);
@@ -87,8 +96,18 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       const t0 = Date.now();
       const marks: string[] = [];
       const mark = (what: string): void => { marks.push(`${what} ${((Date.now() - t0) / 1000).toFixed(1)} s`); };
-      // Phase 1: 20 cold clients at once, the misses collapse in squid.
-      await inPool(PARALLEL, Array.from({ length: 20 }, (_, i) => client(i, 1, exactly(want2))));
+      // The mounts (clients 0 and 1, one per squid) come up with the cold gets and read everything.
+      const mounting = Promise.all(Array.from({ length: MOUNTS }, async (_, i) => {
+        const mnt = join(dir, 'mnt', String(i));
+        await mkdir(mnt, { recursive: true });
+        await mustRun(['mount', FQRN, mnt, '--keys', keysDir, '--cache', join(dir, 'cache', String(i))], envOf(i));
+        mounts.push(mnt);
+        const difference = treeDifference(await readTree(mnt), want2);
+        results.push({ client: i, phase: 1, code: 0, revision: 'first revision', error: difference === undefined ? undefined : `mount ${i}: ${difference}` });
+      }));
+      // Phase 1: 18 cold gets at once (20 clients with the mounts), the misses collapse in squid.
+      await inPool(PARALLEL, Array.from({ length: 20 - MOUNTS }, (_, i) => client(MOUNTS + i, 1, exactly(want2))));
+      await mounting;
 
       // Phase 2: 15 clients; while they run the near stratum 1 stops and revision 3 is published.
       const rev3: Record<string, Buffer | string> = { 'rev.txt': 'second revision\n', 'new.txt': randomBytes(30_000).toString('hex'), 'mid/m1.bin': randomBytes(150_000) };
@@ -104,6 +123,19 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       await waitFor('revision 3 on the far stratum 1', () => far.revisions().includes(3), 120_000, () => far.revisions().join(','));
       const replicatedAt = Date.now();
       mark('revision 3 replicated');
+      // Each mount switches on its own once the TTL runs out (any access past it starts the check).
+      const switchDelays = await Promise.all(mounts.map(async (mnt) => {
+        const until = Date.now() + 120_000;
+        while ((await readFile(join(mnt, 'rev.txt'), 'utf8')) !== 'second revision\n') {
+          if (Date.now() > until) throw new Error(`${mnt} never showed revision 3`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const delay = (Date.now() - replicatedAt) / 1000;
+        const difference = treeDifference(await readTree(mnt), want3);
+        assert.equal(difference, undefined, `${mnt} at revision 3: ${difference}`);
+        return delay;
+      }));
+      mark('mounts at revision 3');
       await phase2;
       mark('phase 2');
 
@@ -147,10 +179,12 @@ test('fan-out: 2 stratum 1s, 2 squids, 50 gridbox get clients; a stratum 1 stopp
       const nearErrors = (await Promise.all(squids.map((q) => q.accessLog()))).flat()
         .filter((l) => l.split(/\s+/)[6]?.startsWith(near.url) && /\/5\d\d$/.test(l.split(/\s+/)[3] ?? '')).length;
       assert.ok(nearErrors > 0, 'clients probed the stopped stratum 1 and were told it is down');
+      rows.push(`mounts saw revision 3 ${switchDelays.map((d) => `${d.toFixed(1)} s`).join(' and ')} after the replica had it (TTL ${MAX_TTL_S} s)`);
       rows.push(`far object GETs before the stop: ${farBeforeStop}; squid 5xx for the stopped near stratum 1: ${nearErrors}; ${marks.join(', ')}`);
       const byPhase = [1, 2, 3].map((p) => `phase ${p}: ${revs(p).map((r) => (r === 'first revision' ? 2 : 3)).join('')}`);
       process.stderr.write(`fan-out: ${rows.join('; ')}; revisions seen ${byPhase.join(', ')}\n`);
     } finally {
+      for (const mnt of mounts) await runGridbox(['umount', mnt], mountEnv);
       for (const s of s1) await s.close();
       for (const q of squids) await q.stop();
       await stratum0.close();

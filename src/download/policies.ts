@@ -21,6 +21,8 @@ export interface RequestContext<T> {
   readonly maxBytes: number;
   /** Oldest copy a proxy may answer with, in seconds (non-content-addressed files only). */
   readonly maxAgeS?: number;
+  /** A mutable file: a proxy's copy it failed to revalidate counts as a host failure (transfer.ts). */
+  readonly refuseStale?: boolean;
   host: string;
   proxy: string;
   noCache: boolean;
