@@ -1,10 +1,11 @@
 // Fan-out on one machine, every part real: one stratum 0 → 2 stratum 1s (`gridbox snapshot --loop`, served by
 // `gridbox serve --access-log`; one of them "far" behind a latency proxy) → 2 squids with collapsed
-// forwarding → 50 `gridbox get` processes with their own caches, split across the squids, ordering the
-// stratum 1s by measured round trip (CVMFS_USE_GEOAPI=yes). Mid-way the near stratum 1 is stopped and a new
-// revision is published. Checked: every client gets the right bytes; each stratum 1 sees each object at most
-// once per squid; the stop fails no client; the new revision reaches every client that starts once the
-// replicas have it plus the TTL (CVMFS_MAX_TTL, here 3 s, also bounds the manifest age squid may hand out).
+// forwarding → 50 clients with their own caches (48 `gridbox get` processes and 2 FUSE mounts), split across
+// the squids, ordering the stratum 1s by measured round trip (CVMFS_USE_GEOAPI=yes). Mid-way the near stratum 1
+// is stopped and a new revision is published. Checked: every client gets the right bytes; each stratum 1 sees
+// each object at most once per squid; the stop fails no client; the new revision reaches every get that starts
+// once the replicas have it plus the TTL (CVMFS_MAX_TTL, here 3 s, also bounds the manifest age squid may hand
+// out), and both mounts switch to it on their own (the delay is printed, not asserted: tests never assert on timings).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -59,7 +60,7 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
       const keysDir = join(s0, 'keys');
       s1.push(...await Promise.all([
         startStratum1({ name: 'near', root: join(dir, 's1-near'), fqrn: FQRN, stratum0: stratum0.url, keysDir, loopS: 1 }),
-        startStratum1({ name: 'far', root: join(dir, 's1-far'), fqrn: FQRN, stratum0: stratum0.url, keysDir, loopS: 1, latencyMs: 40 }),
+        startStratum1({ name: 'far', root: join(dir, 's1-far'), fqrn: FQRN, stratum0: stratum0.url, keysDir, loopS: 1, latencyMs: 100 }),
       ]));
       squids.push(...await Promise.all([startSquid(join(dir, 'squid-a')), startSquid(join(dir, 'squid-b'))]));
       const [near, far] = s1;
@@ -130,10 +131,14 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
           if (Date.now() > until) throw new Error(`${mnt} never showed revision 3`);
           await new Promise((r) => setTimeout(r, 100));
         }
-        const delay = (Date.now() - replicatedAt) / 1000;
-        const difference = treeDifference(await readTree(mnt), want3);
-        assert.equal(difference, undefined, `${mnt} at revision 3: ${difference}`);
-        return delay;
+        const switched = (Date.now() - replicatedAt) / 1000;
+        // The kernel may keep the old root listing until the root's attributes expire (entries live at most the TTL).
+        let difference: string | undefined;
+        while ((difference = treeDifference(await readTree(mnt), want3)) !== undefined) {
+          if (Date.now() > until) assert.fail(`${mnt} at revision 3 never showed its whole tree: ${difference}`);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        return [switched, (Date.now() - replicatedAt) / 1000];
       }));
       mark('mounts at revision 3');
       await phase2;
@@ -179,7 +184,7 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
       const nearErrors = (await Promise.all(squids.map((q) => q.accessLog()))).flat()
         .filter((l) => l.split(/\s+/)[6]?.startsWith(near.url) && /\/5\d\d$/.test(l.split(/\s+/)[3] ?? '')).length;
       assert.ok(nearErrors > 0, 'clients probed the stopped stratum 1 and were told it is down');
-      rows.push(`mounts saw revision 3 ${switchDelays.map((d) => `${d.toFixed(1)} s`).join(' and ')} after the replica had it (TTL ${MAX_TTL_S} s)`);
+      rows.push(`mounts read revision 3's rev.txt / whole tree ${switchDelays.map(([a, b]) => `${a.toFixed(1)} s / ${b.toFixed(1)} s`).join(' and ')} after the replica had it (TTL ${MAX_TTL_S} s)`);
       rows.push(`far object GETs before the stop: ${farBeforeStop}; squid 5xx for the stopped near stratum 1: ${nearErrors}; ${marks.join(', ')}`);
       const byPhase = [1, 2, 3].map((p) => `phase ${p}: ${revs(p).map((r) => (r === 'first revision' ? 2 : 3)).join('')}`);
       process.stderr.write(`fan-out: ${rows.join('; ')}; revisions seen ${byPhase.join(', ')}\n`);
