@@ -64,7 +64,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.on('SIGINT', onSignal);
   let server;
   try {
-    server = await serveControl(paths.socket, { status, unmount: stop });
+    server = await serveControl(paths.socket, { status, unmount: stop, client });
     await writeMountRecord(o.runDir, { fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, socket: paths.socket, log: paths.log });
   } catch (e) {
     // Without a control socket nobody could find this mount again: take it down.
