@@ -55,6 +55,8 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
     const squids: Squid[] = [];
     const results: { client: number; phase: number; code: number | null; error?: string; revision?: string }[] = [];
     const mounts: string[] = [];
+    /** The stratum 1 each get ended on (its summary line), for the report. */
+    const usedHost = new Map<number, string>();
     let mountEnv: NodeJS.ProcessEnv = {};
     try {
       const keysDir = join(s0, 'keys');
@@ -82,8 +84,10 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
         const env = envOf(i);
         const dest = join(dir, 'out', String(i));
         await mkdir(join(dir, 'out'), { recursive: true });
-        const r = await runGridbox(['get', FQRN, '/', dest, '--quiet', '--keys', keysDir, '--cache', join(dir, 'cache', String(i))], env);
+        const r = await runGridbox(['get', FQRN, '/', dest, '--keys', keysDir, '--cache', join(dir, 'cache', String(i))], env);
         const entry: (typeof results)[number] = { client: i, phase, code: r.code };
+        const from = /\bfrom (\S+)/.exec(r.stderr)?.[1];
+        if (from !== undefined) usedHost.set(i, from === near.url ? 'near' : from === far.url ? 'far' : from);
         if (r.code !== 0) entry.error = r.stderr.trim().slice(-1500);
         else {
           const tree = await readTree(dest);
@@ -186,6 +190,8 @@ test('fan-out: 2 stratum 1s, 2 squids, 48 gridbox get clients and 2 mounts; a st
       assert.ok(nearErrors > 0, 'clients probed the stopped stratum 1 and were told it is down');
       rows.push(`mounts read revision 3's rev.txt / whole tree ${switchDelays.map(([a, b]) => `${a.toFixed(1)} s / ${b.toFixed(1)} s`).join(' and ')} after the replica had it (TTL ${MAX_TTL_S} s)`);
       rows.push(`far object GETs before the stop: ${farBeforeStop}; squid 5xx for the stopped near stratum 1: ${nearErrors}; ${marks.join(', ')}`);
+      const hostsBy = (phase: number) => results.filter((r) => r.phase === phase && usedHost.has(r.client)).map((r) => usedHost.get(r.client)![0]).join('');
+      rows.push(`gets ended on (n=near, f=far): phase 1 ${hostsBy(1)}, phase 2 ${hostsBy(2)}, phase 3 ${hostsBy(3)}`);
       const byPhase = [1, 2, 3].map((p) => `phase ${p}: ${revs(p).map((r) => (r === 'first revision' ? 2 : 3)).join('')}`);
       process.stderr.write(`fan-out: ${rows.join('; ')}; revisions seen ${byPhase.join(', ')}\n`);
     } finally {
