@@ -49,6 +49,9 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
     serverUrls: settings.serverUrls, proxyGroups: settings.proxyGroups, timeoutMs: settings.timeoutMs,
     timeoutDirectMs: settings.timeoutDirectMs, maxRetries: settings.maxRetries,
     backoffInitMs: settings.backoffInitMs, backoffMaxMs: settings.backoffMaxMs,
+    hostOrder: settings.hostOrder, proxyShard: settings.proxyShard,
+    // A capped TTL also caps how old a manifest a proxy may hand out, or the cap would not hold behind squid.
+    fileMaxAgeS: settings.maxTtlMs === undefined || settings.maxTtlMs <= 0 ? undefined : Math.max(1, Math.floor(settings.maxTtlMs / 1000)),
   });
   const cache = await ObjectCache.openDir(dirname(o.cacheDir), basename(o.cacheDir), settings.quotaLimitBytes);
   return {

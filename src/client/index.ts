@@ -27,6 +27,8 @@ export interface ClientDeps {
   log?: (line: string) => void;
   /** Called when the session closes (e.g. to close the downloader's connections). */
   onClose?: () => Promise<void>;
+  /** No TTL checks: a one-shot reader (gridbox get) sees the revision it opened from start to end, never a mix. */
+  pinRevision?: boolean;
 }
 
 export interface ClientStats extends FetcherStats {
@@ -107,7 +109,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
   // The TTL check runs in the background so no operation waits on the network for it.
   const tree = () => {
     if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
-    void session.maybeCheckForUpdate();
+    if (deps.pinRevision !== true) void session.maybeCheckForUpdate();
     return session.tree;
   };
   const handleOf = (h: number): OpenFile => {
