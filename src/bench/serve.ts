@@ -48,7 +48,7 @@ for line in io.lines("${pathsFile}") do paths[#paths + 1] = line end
 local i = 0
 local counter = 0
 function setup(thread) counter = counter + 1; thread:set("offset", counter * 997) end
-function init(args) i = offset or 0 end
+function init(args) i = (offset or 0) + (tonumber(args[1]) or 0) end
 function request()
   i = i + 1
   return wrk.format("GET", paths[(i % #paths) + 1])
@@ -66,20 +66,21 @@ function parseWrk(out: string): WrkResult {
   return { rps, p99Ms, mbPerS, errors: errs };
 }
 
-function runWrk(baseUrl: string, script: string, seconds: number): WrkResult & { requests: number } {
-  const r = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', '-s', script, baseUrl], { encoding: 'utf8' });
+function runWrk(baseUrl: string, script: string, seconds: number, start = 0): WrkResult & { requests: number } {
+  const r = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', '-s', script, baseUrl, '--', String(start)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || String(r.error)}`);
   return { ...parseWrk(r.stdout), requests: Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0) };
 }
 
 /**
- * The same warm-up for both servers: every object requested about 6 times (page cache, and each of
- * gridbox's workers keeps its own copies), counted in requests rather than seconds so a loaded machine
- * still warms fully (within 60 s).
+ * The same warm-up for both servers: each wrk thread walks the whole object list about 6 times, every run
+ * going on where the last stopped (so no object is left cold: each of gridbox's workers keeps its own
+ * copies, and a connection reaches one worker), counted in requests rather than seconds so a loaded
+ * machine still warms fully (at most 80 runs of 2 s).
  */
 function warmUp(baseUrl: string, script: string, files: number): void {
-  let done = 0;
-  for (let i = 0; i < 30 && done < 6 * files; i++) done += runWrk(baseUrl, script, 2).requests;
+  let start = 0;
+  for (let i = 0; i < 80 && start < 6 * files; i++) start += Math.ceil(runWrk(baseUrl, script, 2, start).requests / 2);
 }
 
 /** Starts the real CLI and resolves with its URL (first stdout line). */
@@ -143,7 +144,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
 }
 
 const row = (who: string, r: WrkResult) =>
-  `${who.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.mbPerS.toFixed(0).padStart(6)} MB/s  p99 ${r.p99Ms.toFixed(2).padStart(6)} ms  server CPU ${(r.cpuUsPerRequest ?? NaN).toFixed(0).padStart(4)} us/request${r.errors ? `  (${r.errors})` : ''}`;
+  `${who.padEnd(44)} ${r.rps.toFixed(0).padStart(7)} req/s ${r.mbPerS.toFixed(0).padStart(6)} MB/s  p99 ${r.p99Ms.toFixed(2).padStart(6)} ms  server CPU ${(r.cpuUsPerRequest ?? NaN).toFixed(0).padStart(4)} us/request${r.errors ? `  (${r.errors})` : ''}`;
 
 export async function run(): Promise<string[]> {
   const files = Number(process.env.GRIDBOX_BENCH_SERVE_FILES ?? 2000);
@@ -175,31 +176,44 @@ export async function run(): Promise<string[]> {
     const rounds = Math.max(1, Number(process.env.GRIDBOX_BENCH_SERVE_ROUNDS ?? 3));
     const nginx = await startNginx(srv, join(work, 'nginx'), cores);
     const logFile = join(work, 'gridbox-access.log');
-    let gb: { url: string; child: ChildProcess } | undefined;
+    // gridbox's default (a worker per core) and, unless --workers is forced, one worker: on a machine
+    // whose cores wrk shares, one busy event loop may beat two half-idle ones, so both are shown.
+    const configs: { name: string; args: string[] }[] = process.env.GRIDBOX_BENCH_SERVE_ARGS !== undefined
+      ? [{ name: 'gridbox serve (custom args, log)', args: process.env.GRIDBOX_BENCH_SERVE_ARGS.split(' ') }]
+      : workers !== undefined
+        ? [{ name: `gridbox serve (${workers} workers, log)`, args: ['--workers', workers, '--access-log', logFile] }]
+        : [{ name: `gridbox serve (default: ${cores} workers, log)`, args: ['--access-log', logFile] }, { name: 'gridbox serve (--workers 1, log)', args: ['--workers', '1', '--access-log', logFile] }];
+    const gbs: { url: string; child: ChildProcess }[] = [];
     const ng: WrkResult[] = [];
-    const ours: WrkResult[] = [];
+    const ours: WrkResult[][] = configs.map(() => []);
     try {
-      gb = await startGridbox(work, process.env.GRIDBOX_BENCH_SERVE_ARGS?.split(' ') ?? [...(workers ? ['--workers', workers] : []), '--access-log', logFile]);
+      for (const c of configs) gbs.push(await startGridbox(work, c.args));
       const ngBase = nginx.url.replace(/\/cvmfs\/$/, '');
-      const gbBase = gb.url.replace(/\/cvmfs\/$/, '');
+      const gbBases = gbs.map((g) => g.url.replace(/\/cvmfs\/$/, ''));
       warmUp(ngBase, script, files);
-      warmUp(gbBase, script, files);
+      for (const b of gbBases) warmUp(b, script, files);
       for (let i = 0; i < rounds; i++) {
         ng.push(measure(ngBase, script, seconds, nginx.child.pid!));
-        ours.push(measure(gbBase, script, seconds, gb.child.pid!));
+        gbBases.forEach((b, k) => ours[k].push(measure(b, script, seconds, gbs[k].child.pid!)));
       }
     } finally {
       await stopChild(nginx.child, 'SIGQUIT');
-      if (gb !== undefined) await stopChild(gb.child);
+      for (const g of gbs) await stopChild(g.child);
     }
     const best = (rs: WrkResult[]): WrkResult => rs.reduce((a, b) => (b.rps > a.rps ? b : a));
     const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    for (let i = 0; i < rounds; i++) rows.push(`  round ${i + 1}: nginx ${ng[i].rps.toFixed(0)} req/s ${(ng[i].cpuUsPerRequest ?? NaN).toFixed(0)} us CPU | gridbox ${ours[i].rps.toFixed(0)} req/s ${(ours[i].cpuUsPerRequest ?? NaN).toFixed(0)} us CPU | ${(ours[i].rps / ng[i].rps).toFixed(2)}x`);
+    const cpu = (r: WrkResult): string => `${(r.cpuUsPerRequest ?? NaN).toFixed(0)} us CPU`;
+    for (let i = 0; i < rounds; i++) {
+      rows.push(`  round ${i + 1}: nginx ${ng[i].rps.toFixed(0)} req/s ${cpu(ng[i])}${configs.map((c, k) => ` | ${c.name.replace(/, log\)$/, ')')} ${ours[k][i].rps.toFixed(0)} req/s ${cpu(ours[k][i])} ${(ours[k][i].rps / ng[i].rps).toFixed(2)}x`).join('')}`);
+    }
     const n = best(ng);
-    const g = best(ours);
     rows.push(row(`nginx (${cores} workers, sendfile, log)`, n));
-    rows.push(row(`gridbox serve (${workers ?? 'default'} workers, log)`, g));
-    rows.push(`gridbox serve ${(g.rps / n.rps).toFixed(2)}x nginx's requests/s, best of ${rounds} alternating rounds (target >= 0.7x); p99 ${g.p99Ms.toFixed(2)} ms vs ${n.p99Ms.toFixed(2)} ms; ${((g.cpuUsPerRequest ?? NaN) / (n.cpuUsPerRequest ?? NaN)).toFixed(1)}x nginx's CPU per request; load average ${load()}`);
+    configs.forEach((c, k) => rows.push(row(c.name, best(ours[k]))));
+    configs.forEach((c, k) => {
+      const g = best(ours[k]);
+      rows.push(`${c.name}: ${(g.rps / n.rps).toFixed(2)}x nginx's requests/s, best of ${rounds} alternating rounds (target >= 0.7x); p99 ${g.p99Ms.toFixed(2)} ms vs ${n.p99Ms.toFixed(2)} ms; ${((g.cpuUsPerRequest ?? NaN) / (n.cpuUsPerRequest ?? NaN)).toFixed(1)}x nginx's CPU per request`);
+    });
+    rows.push(`load average at the end: ${load()}`);
     return rows;
   } finally {
     await rm(work, { recursive: true, force: true });
