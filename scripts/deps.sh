@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PKGS=(bubblewrap fuse3 squid docker-registry umoci skopeo squashfs-tools squashfuse nginx-light
-  busybox-static apache2-utils mmdebstrap jq curl uidmap attr sqlite3 zstd wrk rsync)
+  busybox-static apache2-utils mmdebstrap jq curl uidmap attr sqlite3 zstd wrk rsync
+  chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,7 +13,7 @@ const LAYER: Record<string, number> = {
   client: 3, oci: 3, launcher: 3,
   publish: 4, server: 4, vfs: 4, replicate: 4, accounting: 4,
   pilot: 5, sync: 5, mountd: 5,
-  cli: 6, bench: 6,
+  cli: 6, bench: 6, dashboard: 6,
 };
 // Exceptions the table itself grants: fuse/ and launcher/ may import only errors (and the generic
 // plumbing: files, locks, process identity) from layer 1.

@@ -103,13 +103,13 @@ export async function loadMasterKeys(settings: ClientSettings): Promise<string[]
   return pems;
 }
 
-/** Settings, keys and a ready client for one repository. */
-export async function openClientFromFlags(fqrn: string, flags: ClientFlags, log?: (line: string) => void): Promise<Client> {
+/** Settings, keys and a ready client for one repository; `pinRevision` for one-shot readers (see ClientDeps). */
+export async function openClientFromFlags(fqrn: string, flags: ClientFlags, log?: (line: string) => void, o: { pinRevision?: boolean } = {}): Promise<Client> {
   const settings = await loadClientSettings(fqrn, flags);
   const keys = await loadMasterKeys(settings);
   // Loaded here, not at the top: the HTTP client, SQLite and X.509 stack is most of a command's start-up,
   // and `gridbox mount`'s parent (which only checks flags) never needs it.
   const [{ createClient, cacheDirFor }, { createClientDeps }] = await Promise.all([import('../client/index.js'), import('../client/default-deps.js')]);
   const deps = await createClientDeps(settings, { cacheDir: cacheDirFor(settings), log });
-  return createClient(settings, { ...deps, masterPublicKeysPem: keys });
+  return createClient(settings, { ...deps, masterPublicKeysPem: keys, pinRevision: o.pinRevision });
 }

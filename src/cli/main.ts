@@ -15,11 +15,13 @@ const COMMANDS: Record<string, string> = {
   exec: 'apptainer', run: 'apptainer', shell: 'apptainer', test: 'apptainer', inspect: 'apptainer',
   version: 'apptainer', 'install-shims': 'install-shims', mount: 'mount', umount: 'umount', status: 'status', enter: 'enter',
   sync: 'sync', pilot: 'pilot', snapshot: 'snapshot', report: 'report',
+  automount: 'automount', config: 'config', talk: 'talk', 'mount-helper': 'mount-helper',
 };
 
 const USAGE = `usage: gridbox <command> [options]
 repository: mkfs resign publish ingest tag rollback gc check serve snapshot
 client:     ls stat cat get mount umount status enter
+site:       automount config talk mount-helper (mount -t gridbox, autofs maps: gridbox config setup)
 runtime:    exec run shell test inspect version install-shims (also callable as apptainer/singularity)
 images:     sync
 job:        pilot report
@@ -30,7 +32,8 @@ other:      demo`;
  * reservations: 0.3-1.3 s for a mount daemon on a loaded machine). The runtime commands, which HTCondor and
  * GlideinWMS probes call several times per job, and the mount commands, whose daemon must be gone promptly.
  */
-const EXIT_AT_ONCE = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version', 'mount', 'umount', 'status', 'enter']);
+const EXIT_AT_ONCE = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version', 'mount', 'umount', 'status', 'enter',
+  'automount', 'talk', 'mount-helper']);
 let exitAtOnce = false;
 
 async function main(argv: string[]): Promise<number> {

@@ -62,3 +62,17 @@ test('configFileOrder follows the CernVM-FS load order', () => {
     'config.d/sw.example.org.conf', 'config.d/sw.example.org.local',
   ]);
 });
+
+test('CVMFS_USE_GEOAPI and CVMFS_PROXY_SHARD switch server ordering and proxy sharding; CVMFS_MAX_TTL takes fractional minutes', () => {
+  const base = { CVMFS_SERVER_URL: 'http://h/cvmfs/@fqrn@', CVMFS_HTTP_PROXY: 'DIRECT' };
+  const off = resolveClientSettings('sw.example.org', base);
+  assert.equal(off.hostOrder, 'configured');
+  assert.equal(off.proxyShard, false);
+  assert.equal(off.maxTtlMs, undefined);
+  const on = resolveClientSettings('sw.example.org', { ...base, CVMFS_USE_GEOAPI: 'YES', CVMFS_PROXY_SHARD: 'on', CVMFS_MAX_TTL: '0.1' });
+  assert.equal(on.hostOrder, 'rtt');
+  assert.equal(on.proxyShard, true);
+  assert.equal(on.maxTtlMs, 6000);
+  assert.equal(resolveClientSettings('sw.example.org', { ...base, CVMFS_USE_GEOAPI: 'no' }).hostOrder, 'configured');
+  assert.throws(() => resolveClientSettings('sw.example.org', { ...base, CVMFS_MAX_TTL: 'soon' }), /CVMFS_MAX_TTL/);
+});

@@ -125,6 +125,10 @@ export interface ClientSettings {
   backoffInitMs: number;
   backoffMaxMs: number;
   maxTtlMs?: number;
+  /** CVMFS_USE_GEOAPI=yes: order the servers by measured round-trip time (download/host-order.ts), not as listed. */
+  hostOrder: 'configured' | 'rtt';
+  /** CVMFS_PROXY_SHARD=yes: spread URLs over the members of a proxy group, each URL to one member. */
+  proxyShard: boolean;
 }
 
 export const CLIENT_DEFAULTS: ConfigMap = {
@@ -146,6 +150,11 @@ function num(values: ConfigMap, key: string): number {
     throw new GridboxError('CONFIG_INVALID', `Configuration ${key}=${q(v ?? '')} is not a non-negative number`);
   }
   return n;
+}
+
+/** CernVM-FS's boolean spelling (yes/on/true/1, any case); anything else is off. */
+export function isOn(value: string | undefined): boolean {
+  return value !== undefined && ['yes', 'on', 'true', '1'].includes(value.trim().toLowerCase());
 }
 
 /** Parses `CVMFS_HTTP_PROXY`: `;` separates failover groups, `|` load-balanced members. */
@@ -183,6 +192,9 @@ export function resolveClientSettings(fqrn: string, values: ConfigMap): ClientSe
     maxRetries: num(values, 'CVMFS_MAX_RETRIES'),
     backoffInitMs: num(values, 'CVMFS_BACKOFF_INIT') * 1000,
     backoffMaxMs: num(values, 'CVMFS_BACKOFF_MAX') * 1000,
-    maxTtlMs: maxTtl === undefined ? undefined : Number(maxTtl) * 60_000,
+    // Minutes, as CernVM-FS; fractions are accepted (tests want seconds).
+    maxTtlMs: maxTtl === undefined ? undefined : num(values, 'CVMFS_MAX_TTL') * 60_000,
+    hostOrder: isOn(get('CVMFS_USE_GEOAPI')) ? 'rtt' : 'configured',
+    proxyShard: isOn(get('CVMFS_PROXY_SHARD')),
   };
 }

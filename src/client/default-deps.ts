@@ -28,6 +28,7 @@ export function downloaderSource(d: Downloader): RepositorySource {
     fetchFile: (rel) => d.fetchFile(rel),
     fetchObjectTo: (id, suffix, opts, open) => d.fetchObjectTo(id, suffix, opts, open),
     wireBytes: () => d.status().counters.bytes,
+    downloadCounters: () => { const s = d.status(); return { hostFailovers: s.counters.hostFailovers, proxyFailovers: s.counters.proxyFailovers, hostErrors: d.hostErrorCounts() }; },
     currentHost: () => d.status().host,
     currentProxy: () => d.status().proxy,
   };
@@ -48,6 +49,9 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
     serverUrls: settings.serverUrls, proxyGroups: settings.proxyGroups, timeoutMs: settings.timeoutMs,
     timeoutDirectMs: settings.timeoutDirectMs, maxRetries: settings.maxRetries,
     backoffInitMs: settings.backoffInitMs, backoffMaxMs: settings.backoffMaxMs,
+    hostOrder: settings.hostOrder, proxyShard: settings.proxyShard,
+    // A capped TTL also caps how old a manifest a proxy may hand out, or the cap would not hold behind squid.
+    fileMaxAgeS: settings.maxTtlMs === undefined || settings.maxTtlMs <= 0 ? undefined : Math.max(1, Math.floor(settings.maxTtlMs / 1000)),
   });
   const cache = await ObjectCache.openDir(dirname(o.cacheDir), basename(o.cacheDir), settings.quotaLimitBytes);
   return {

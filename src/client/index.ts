@@ -27,6 +27,8 @@ export interface ClientDeps {
   log?: (line: string) => void;
   /** Called when the session closes (e.g. to close the downloader's connections). */
   onClose?: () => Promise<void>;
+  /** No TTL checks: a one-shot reader (gridbox get) sees the revision it opened from start to end, never a mix. */
+  pinRevision?: boolean;
 }
 
 export interface ClientStats extends FetcherStats {
@@ -41,6 +43,10 @@ export interface ClientStats extends FetcherStats {
   cacheLimit: number;
   cacheObjects: number;
   evictions: number;
+  /** Host and proxy failovers, and failed attempts per host (when the source counts them). */
+  hostFailovers?: number;
+  proxyFailovers?: number;
+  hostErrors?: Record<string, number>;
 }
 
 /** The read API of one mounted-or-opened repository. Paths are repository paths ("/a/b", "/" or ""). */
@@ -103,7 +109,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
   // The TTL check runs in the background so no operation waits on the network for it.
   const tree = () => {
     if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
-    void session.maybeCheckForUpdate();
+    if (deps.pinRevision !== true) void session.maybeCheckForUpdate();
     return session.tree;
   };
   const handleOf = (h: number): OpenFile => {
@@ -164,7 +170,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
       return {
         ...fetcher.stats, bytesOnWire: deps.source.wireBytes?.() ?? 0, revision: session.revision, rootHash: session.rootHash, offline: session.offline,
         host: deps.source.currentHost?.(), proxy: deps.source.currentProxy?.(), cacheBytes: c.bytes, cacheLimit: c.limitBytes,
-        cacheObjects: c.objects, evictions: c.evictions,
+        cacheObjects: c.objects, evictions: c.evictions, ...deps.source.downloadCounters?.(),
       };
     },
     checkForUpdate: () => session.checkForUpdate(),

@@ -29,6 +29,8 @@ export interface RepositorySource {
   fetchObjectTo<O extends ObjectOutput>(id: ObjectId, suffix: ObjectSuffix, opts: FetchObjectOptions, open: () => O): Promise<O>;
   /** Bytes received over the network so far: compressed bodies of every attempt, as on the wire. */
   wireBytes?(): number;
+  /** Failovers so far and failed attempts per host (for status and metrics). */
+  downloadCounters?(): { hostFailovers: number; proxyFailovers: number; hostErrors: Record<string, number> };
   /** The host and proxy requests currently go to (for status and xattrs). */
   currentHost?(): string;
   currentProxy?(): string;

@@ -7,7 +7,8 @@ import { formatObjectId, objectPath, type ObjectId, type ObjectSuffix } from '..
 import { fileSink, MemoryOutput, objectSink, type Compression, type ObjectOutput } from './body-sinks.js';
 import { HostChain, ProxyChain, DIRECT } from './chains.js';
 import { newCounters, withBadDataRetry, withHostFailover, withProxyFailover, withRetry, type DownloadCounters, type RequestContext, type Step } from './policies.js';
-import { createAgents, type HttpAgents } from './http-request.js';
+import { createAgents, discard, httpRequest, type HttpAgents } from './http-request.js';
+import { measureHosts, orderByRtt, type HostProbe } from './host-order.js';
 import { transfer, type BodySink } from './transfer.js';
 
 export interface DownloaderOptions {
@@ -25,6 +26,23 @@ export interface DownloaderOptions {
   backoffMaxMs?: number;
   proxyResetAfterMs?: number;
   hostResetAfterMs?: number;
+  /**
+   * 'rtt' (CVMFS_USE_GEOAPI=yes): before the first download, and again after a host failover or once
+   * `reprobeAfterMs` passed, time a HEAD of .cvmfspublished on every host (through the current proxy,
+   * with no-cache so the host's own round trip counts and a dead host shows) and fail over fastest
+   * first. Default 'configured': the CVMFS_SERVER_URL order.
+   */
+  hostOrder?: 'configured' | 'rtt';
+  /** Re-measure the host order this often (ms). Default hostResetAfterMs (30 min). */
+  reprobeAfterMs?: number;
+  /** CVMFS_PROXY_SHARD: each URL goes to one proxy of the group, chosen by rendezvous hashing. */
+  proxyShard?: boolean;
+  /**
+   * Oldest copy of a non-content-addressed file (.cvmfspublished, .cvmfswhitelist) a proxy may answer
+   * with, sent as Cache-Control: max-age. Without it a proxy keeps a manifest as long as the server's
+   * max-age (61 s), which delays a new revision beyond a shorter TTL.
+   */
+  fileMaxAgeS?: number;
   /** Cap for fetchFile (manifest, whitelist). Default MAX_FILE_BYTES. */
   maxFileBytes?: number;
   /** Cap on an object whose size is unknown (catalogs, certificates). Default MAX_OBJECT_BYTES. */
@@ -46,6 +64,12 @@ export interface DownloaderStatus {
   host: string;
   proxy: string;
   counters: DownloadCounters;
+  /** The hosts in failover order. */
+  hosts: string[];
+  /** The last round-trip measurement, fastest first (hostOrder 'rtt' only). */
+  probes?: HostProbe[];
+  /** Host orderings measured so far. */
+  probeRounds: number;
 }
 
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -61,13 +85,19 @@ export class Downloader {
   readonly hosts: HostChain;
   readonly proxies: ProxyChain;
   private readonly counters = newCounters();
+  private readonly hostErrors = new Map<string, number>();
   private readonly agents: HttpAgents;
   /** The policy stack; one for every result type (the sink decides the type per request). */
   private readonly step: Step<unknown>;
+  private probes?: HostProbe[];
+  private probeRounds = 0;
+  private probing?: Promise<void>;
+  private probedAt = 0;
+  private failoversAtProbe = 0;
 
   constructor(private readonly o: DownloaderOptions) {
     this.hosts = new HostChain(o.serverUrls, o.hostResetAfterMs ?? 1_800_000);
-    this.proxies = new ProxyChain(o.proxyGroups ?? [[DIRECT]], o.proxyResetAfterMs ?? 300_000, o.random);
+    this.proxies = new ProxyChain(o.proxyGroups ?? [[DIRECT]], o.proxyResetAfterMs ?? 300_000, o.random, Date.now, o.proxyShard ?? false);
     const timeoutMs = o.timeoutMs ?? 5000;
     const timeoutDirectMs = o.timeoutDirectMs ?? 10_000;
     this.agents = createAgents();
@@ -78,7 +108,7 @@ export class Downloader {
       const sink = ctx.makeSink();
       try {
         const r = await transfer(this.agents, {
-          url, proxy: ctx.proxy, noCache: ctx.noCache, userAgent, sink,
+          url, proxy: ctx.proxy, noCache: ctx.noCache, maxAgeS: ctx.maxAgeS, refuseStale: ctx.refuseStale, userAgent, sink,
           timeoutMs: ctx.proxy === DIRECT ? timeoutDirectMs : timeoutMs,
           maxBytes: ctx.maxBytes,
           onBytes: (n) => { this.counters.bytes += n; },
@@ -87,6 +117,7 @@ export class Downloader {
         return r;
       } catch (e) {
         ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: e instanceof GridboxError ? e.code : 'ERROR', message: (e as Error).message });
+        this.hostErrors.set(ctx.host, (this.hostErrors.get(ctx.host) ?? 0) + 1);
         throw e;
       }
     };
@@ -121,19 +152,76 @@ export class Downloader {
   /** Downloads a non-content-addressed file (".cvmfspublished", ".cvmfswhitelist"), size-capped, unverified. */
   async fetchFile(relPath: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
     const max = opts.maxBytes ?? this.o.maxFileBytes ?? MAX_FILE_BYTES;
-    return this.run(relPath.replace(/^\/+/, ''), max, fileSink);
+    return this.run(relPath.replace(/^\/+/, ''), max, fileSink, { maxAgeS: this.o.fileMaxAgeS, refuseStale: true });
+  }
+
+  /**
+   * Measures every host (see DownloaderOptions.hostOrder) and installs the fastest-first order, whatever
+   * hostOrder says (`cvmfs_talk host probe`). Concurrent callers share one measurement.
+   */
+  probeHosts(): Promise<HostProbe[]> {
+    this.probing ??= (async () => {
+      const failovers = this.counters.hostFailovers;
+      try {
+        const probes = await measureHosts(this.hosts.configured, (h) => this.probeOne(h));
+        this.hosts.reorder(orderByRtt(probes));
+        this.probes = orderByRtt(probes).map((h) => probes.find((p) => p.host === h) as HostProbe);
+        this.probeRounds++;
+      } finally {
+        this.probedAt = Date.now();
+        this.failoversAtProbe = failovers;
+        this.probing = undefined;
+      }
+    })();
+    return this.probing.then(() => this.probes ?? []);
+  }
+
+  /** Failed attempts per host base URL so far (metrics: per-host errors). */
+  hostErrorCounts(): Record<string, number> {
+    return Object.fromEntries(this.hostErrors);
   }
 
   status(): DownloaderStatus {
-    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters } };
+    return { host: this.hosts.current(), proxy: this.proxies.current(), counters: { ...this.counters }, hosts: [...this.hosts.hosts],
+      probes: this.probes?.map((p) => ({ ...p })), probeRounds: this.probeRounds };
   }
 
   async close(): Promise<void> {
     this.agents.close();
   }
 
-  private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>): Promise<T> {
-    const ctx: RequestContext<T> = { path, maxBytes, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
+  /** One timed HEAD of the host's manifest through the proxy now in use; rejects unless it answers 2xx. */
+  private async probeOne(host: string): Promise<number> {
+    const url = new URL(`${host}/.cvmfspublished`);
+    if (url.protocol === 'file:') return 0;
+    const proxy = this.proxies.current();
+    const direct = proxy === DIRECT;
+    const started = performance.now();
+    const res = await httpRequest(url, {
+      method: 'HEAD', agents: this.agents, proxy: direct ? undefined : proxy,
+      timeoutMs: direct ? this.o.timeoutDirectMs ?? 10_000 : this.o.timeoutMs ?? 5000,
+      headers: { 'user-agent': this.o.userAgent ?? 'cvmfs gridbox 0.1', 'cache-control': 'no-cache', pragma: 'no-cache' },
+    });
+    const ms = performance.now() - started;
+    await discard(res.body);
+    if (res.status < 200 || res.status > 299) throw new Error(`HTTP ${res.status}${res.headers['x-squid-error'] ? ` (${String(res.headers['x-squid-error'])})` : ''}`);
+    return ms;
+  }
+
+  /** hostOrder 'rtt': the first request waits for a measurement; later ones start a new one in the background when due. */
+  private async ordered(): Promise<void> {
+    if (this.o.hostOrder !== 'rtt') return;
+    if (this.probedAt === 0) {
+      await this.probeHosts().catch(() => undefined);
+      return;
+    }
+    const due = Date.now() - this.probedAt >= (this.o.reprobeAfterMs ?? this.o.hostResetAfterMs ?? 1_800_000);
+    if (this.probing === undefined && (due || this.counters.hostFailovers > this.failoversAtProbe)) void this.probeHosts().catch(() => undefined);
+  }
+
+  private async run<T>(path: string, maxBytes: number, makeSink: () => BodySink<T>, file: { maxAgeS?: number; refuseStale?: boolean } = {}): Promise<T> {
+    await this.ordered();
+    const ctx: RequestContext<T> = { path, maxBytes, ...file, host: '', proxy: DIRECT, noCache: false, retries: 0, attempts: [], makeSink };
     const r = await this.step(ctx as RequestContext<unknown>) as T;
     this.counters.fetched++;
     return r;

@@ -19,6 +19,10 @@ export interface RequestContext<T> {
   readonly path: string;
   /** Cap on raw body bytes of each attempt. */
   readonly maxBytes: number;
+  /** Oldest copy a proxy may answer with, in seconds (non-content-addressed files only). */
+  readonly maxAgeS?: number;
+  /** A mutable file: a proxy's copy it failed to revalidate counts as a host failure (transfer.ts). */
+  readonly refuseStale?: boolean;
   host: string;
   proxy: string;
   noCache: boolean;
@@ -108,7 +112,7 @@ export function withProxyFailover<T>(next: Step<T>, proxies: ProxyChain, counter
   return async (ctx) => {
     let used = 0;
     for (;;) {
-      ctx.proxy = proxies.current();
+      ctx.proxy = proxies.current(ctx.path);
       try {
         return await next(ctx);
       } catch (e) {

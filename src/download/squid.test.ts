@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -71,5 +71,36 @@ test('through real squid each object reaches the origin once, and a corrupt cach
     for (const d of clients) await d.close();
     await squid.stop();
     await o.close();
+  }
+}));
+
+test('a manifest squid cannot revalidate (its host is down) is a host failure: the client fails over instead of keeping the stale copy', { skip: skipReason, timeout: 60_000 }, () => withTempDir(async (dir) => {
+  await chmod(dir, 0o755);
+  const srvA = join(dir, 'a'), srvB = join(dir, 'b');
+  await mkdir(join(srvA, FQRN), { recursive: true });
+  await mkdir(join(srvB, FQRN), { recursive: true });
+  await writeFile(join(srvA, FQRN, '.cvmfspublished'), 'revision 2 on the host that goes down\n');
+  await writeFile(join(srvB, FQRN, '.cvmfspublished'), 'revision 3 on the other host\n');
+  const a = await origin(srvA);
+  const b = await origin(srvB);
+  const squid = await startSquid(join(dir, 'squid'));
+  const make = (): Downloader => new Downloader({ serverUrls: [a.url, b.url], proxyGroups: [[squid.url]], fileMaxAgeS: 1, maxRetries: 0, timeoutMs: 5000 });
+  const first = make();
+  const second = make();
+  try {
+    assert.match((await first.fetchFile('.cvmfspublished')).toString(), /revision 2/);
+    await a.close();
+    await new Promise((r) => setTimeout(r, 1500)); // older than the 1 s the client accepts: squid must revalidate, and cannot
+    assert.match((await second.fetchFile('.cvmfspublished')).toString(), /revision 3/, 'the stale copy was refused');
+    const st = second.status();
+    assert.equal(st.counters.hostFailovers, 1);
+    assert.equal(st.host, b.url);
+    assert.ok((await squid.accessLog()).some((l) => l.includes('TCP_REFRESH_FAIL_OLD')), 'squid did offer its stale copy');
+  } finally {
+    await first.close();
+    await second.close();
+    await squid.stop();
+    await b.close();
+    await a.close();
   }
 }));

@@ -25,6 +25,13 @@ export interface AttemptRequest<T> {
   /** A proxy URL, or DIRECT. */
   proxy: string;
   noCache: boolean;
+  /** Ask caches on the way for a copy no older than this (Cache-Control: max-age); ignored with noCache. */
+  maxAgeS?: number;
+  /**
+   * A proxy's stale copy it could not revalidate (Warning 111/112) is a host failure: for a mutable file
+   * (the manifest) it means the host is down and the copy may hide a newer revision on another host.
+   */
+  refuseStale?: boolean;
   timeoutMs: number;
   /** Cap on raw body bytes. */
   maxBytes: number;
@@ -57,6 +64,7 @@ export async function transfer<T>(agents: HttpAgents, req: AttemptRequest<T>): P
   const viaProxy = req.proxy !== DIRECT;
   const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive' };
   if (req.noCache) { headers['cache-control'] = 'no-cache'; headers.pragma = 'no-cache'; }
+  else if (req.maxAgeS !== undefined) headers['cache-control'] = `max-age=${Math.floor(req.maxAgeS)}`;
   const base: DownloadErrorFields = { url: req.url, proxy: req.proxy, failure: viaProxy ? 'proxy' : 'host', transfer: true };
   let res: HttpResponse;
   try {
@@ -67,6 +75,11 @@ export async function transfer<T>(agents: HttpAgents, req: AttemptRequest<T>): P
   }
   try {
     if (res.status < 200 || res.status > 299) throw statusError(res.status, res.headers, base, viaProxy);
+    const warning = String(res.headers.warning ?? '');
+    if (req.refuseStale && viaProxy && /(^|,)\s*11[12]\s/.test(warning)) {
+      throw downloadError('DOWNLOAD_HOST', `Cannot download ${q(req.url)} via proxy ${q(req.proxy)}: the proxy could not reach the host and answered with a stale copy (Warning: ${warning})`,
+        { ...base, failure: 'host', transfer: false, status: res.status });
+    }
     const declared = Number(res.headers['content-length']);
     if (Number.isFinite(declared) && declared > req.maxBytes) {
       throw downloadError('DOWNLOAD_TOO_LARGE', `Cannot download ${q(req.url)}: declared ${declared} bytes, more than the cap of ${req.maxBytes}`,

@@ -19,7 +19,7 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-test('sync metrics count images by outcome, layers, bytes, failures and cycles', async () => {
+test('sync metrics count images by outcome, layers, bytes, failures and cycles, in total and for the last cycle', async () => {
   const registry = newRegistry();
   const m = createSyncMetrics(registry);
   m.image('new'); m.image('new'); m.image('failed');
@@ -34,6 +34,17 @@ test('sync metrics count images by outcome, layers, bytes, failures and cycles',
   assert.equal(sample(text, 'gridbox_sync_failures_total{stage="registry"}'), 1);
   assert.equal(sample(text, 'gridbox_sync_cycles_total{result="failed"}'), 1);
   assert.equal(sample(text, 'gridbox_sync_last_cycle_timestamp_seconds'), 1_700_000_000);
+  assert.equal(sample(text, 'gridbox_sync_last_cycle_images{status="new"}'), 2);
+  assert.equal(sample(text, 'gridbox_sync_last_cycle_layer_bytes'), 1024);
+  // A second cycle: the totals grow, the last-cycle gauges describe it alone.
+  m.image('unchanged');
+  m.cycle(false, new Date(1_700_000_100_000));
+  const again = await registry.metrics();
+  assert.equal(sample(again, 'gridbox_sync_images_total{status="new"}'), 2);
+  assert.equal(sample(again, 'gridbox_sync_last_cycle_images{status="new"}'), undefined);
+  assert.equal(sample(again, 'gridbox_sync_last_cycle_images{status="unchanged"}'), 1);
+  assert.equal(sample(again, 'gridbox_sync_last_cycle_layers'), 0);
+  assert.equal(sample(again, 'gridbox_sync_last_cycle_failures'), 0);
 });
 
 test('gridbox sync --metrics-file writes the cycle\'s counters, a failed image included', { timeout: 60_000 }, () => withTempDir(async (dir) => {

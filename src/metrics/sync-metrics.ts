@@ -21,10 +21,25 @@ export function createSyncMetrics(registry: Registry): SyncMetrics {
   const failures = new Counter({ name: 'gridbox_sync_failures_total', help: 'Sync failures, by stage', labelNames: ['stage'] as const, registers: [registry] });
   const cycles = new Counter({ name: 'gridbox_sync_cycles_total', help: 'Sync cycles ended, by result', labelNames: ['result'] as const, registers: [registry] });
   const last = new Gauge({ name: 'gridbox_sync_last_cycle_timestamp_seconds', help: 'When the last sync cycle ended (Unix time)', registers: [registry] });
+  // The same counts for the last cycle alone (a --loop run's totals grow; these say what one cycle did).
+  const lastImages = new Gauge({ name: 'gridbox_sync_last_cycle_images', help: 'Images handled by the last cycle, by outcome', labelNames: ['status'] as const, registers: [registry] });
+  const lastLayers = new Gauge({ name: 'gridbox_sync_last_cycle_layers', help: 'Layer blobs the last cycle downloaded', registers: [registry] });
+  const lastBytes = new Gauge({ name: 'gridbox_sync_last_cycle_layer_bytes', help: 'Compressed layer bytes the last cycle downloaded', registers: [registry] });
+  const lastFailures = new Gauge({ name: 'gridbox_sync_last_cycle_failures', help: 'Failures in the last cycle', registers: [registry] });
+  let cur = { images: new Map<string, number>(), layers: 0, bytes: 0, failures: 0 };
   return {
-    image: (status) => images.inc({ status }),
-    layer: (n) => { layers.inc(); bytes.inc(n); },
-    failure: (stage) => failures.inc({ stage }),
-    cycle: (failed, at = new Date()) => { cycles.inc({ result: failed ? 'failed' : 'ok' }); last.set(at.getTime() / 1000); },
+    image: (status) => { images.inc({ status }); cur.images.set(status, (cur.images.get(status) ?? 0) + 1); },
+    layer: (n) => { layers.inc(); bytes.inc(n); cur.layers++; cur.bytes += n; },
+    failure: (stage) => { failures.inc({ stage }); cur.failures++; },
+    cycle: (failed, at = new Date()) => {
+      cycles.inc({ result: failed ? 'failed' : 'ok' });
+      last.set(at.getTime() / 1000);
+      lastImages.reset();
+      for (const [status, n] of cur.images) lastImages.set({ status }, n);
+      lastLayers.set(cur.layers);
+      lastBytes.set(cur.bytes);
+      lastFailures.set(cur.failures);
+      cur = { images: new Map(), layers: 0, bytes: 0, failures: 0 };
+    },
   };
 }

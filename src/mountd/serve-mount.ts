@@ -7,6 +7,7 @@ import { q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountRepository, type MountedRepository } from '../vfs/mount-repository.js';
 import { serveControl, type MountStatus } from './control.js';
+import { createMountMetrics, listenMountMetrics } from './mount-metrics.js';
 import { recordPaths, removeMountRecord, writeMountRecord } from './run-dir.js';
 import type { DaemonReady } from './start-daemon.js';
 
@@ -23,6 +24,8 @@ export interface ServeOptions {
   readyFd?: number;
   log: (line: string) => void;
   announce?: (line: string) => void;
+  /** Also serve Prometheus metrics on GET /metrics at this HOST:PORT (they are on the control socket anyway). */
+  metricsListen?: string;
   /** Mounts with this instead of mountRepository (tests, other views). */
   mount?: typeof mountRepository;
 }
@@ -63,8 +66,11 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let server;
+  const metrics = createMountMetrics(status);
+  let metricsServer;
   try {
-    server = await serveControl(paths.socket, { status, unmount: stop });
+    server = await serveControl(paths.socket, { status, unmount: stop, client, metrics: () => metrics.metrics() });
+    if (o.metricsListen !== undefined) { metricsServer = await listenMountMetrics(o.metricsListen, metrics); log(`metrics on ${metricsServer.url}`); }
     await writeMountRecord(o.runDir, { fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, socket: paths.socket, log: paths.log });
   } catch (e) {
     // Without a control socket nobody could find this mount again: take it down.
@@ -87,6 +93,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   server.close();
+  metricsServer?.server.close();
   await removeMountRecord(o.runDir, mnt);
   await client.close();
   log(`unmounted ${mnt}`);

@@ -24,6 +24,7 @@ import type { FileContent } from '../publish/tree.js';
 import { FsStore } from '../store/fs-store.js';
 import { expandImageList, type ImageList, type WantedImage } from './image-list.js';
 import { imageItems, imageTreePath, relativeTarget } from './layout.js';
+import { cycleRecordOf, removeTreeStats, treeStatsOf, writeCycleRecord, writeTreeStats, type TreeStats } from './sync-records.js';
 
 export const DEFAULT_GRACE_MS = 2 * 24 * 3600 * 1000;
 
@@ -72,6 +73,7 @@ export interface CycleReport {
 export type SyncEvent =
   | { action: 'start_cycle'; images: number }
   | { action: 'image'; name: string; step: 'head' | 'fetch' | 'flatten' | 'done'; status?: ImageStatus; error?: string }
+  | { action: 'layer'; name: string; digest: string; bytes: number }
   | { action: 'publish'; changes: number; report?: PublishReport; error?: string }
   | { action: 'end_cycle'; failed: boolean };
 
@@ -156,6 +158,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   removeDeadOwnedDirs(spoolRoot, 'spool');
   const spool = makeOwnedDir(spoolRoot, 'spool');
   const prepared: Prepared[] = [];
+  const treeStats = new Map<string, TreeStats>();
   const next: SyncState = { version: 1, images: {}, trees: { ...state.trees } };
   const keptNames = new Set<string>();
   const announce = async (outcome: ImageOutcome, t0: number): Promise<void> => {
@@ -235,7 +238,8 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
             event({ action: 'image', name: p.want.name, step: 'flatten' });
             const dir = join(spool, `img-${i}`);
             await mkdir(dir);
-            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, lenient: opts.lenient, devices: opts.devices, permissions: opts.permissions, sink }, memory);
+            p.flat = await flattenImage(opts.client, p.resolved, { ...opts.flatten, spoolDir: dir, lenient: opts.lenient, devices: opts.devices, permissions: opts.permissions, sink }, memory,
+              (digest, bytes) => event({ action: 'layer', name: p.want.name, digest, bytes }));
             ctx.mark(`flatten ${p.want.name}`);
           } catch (e) {
             p.outcome.status = 'failed';
@@ -250,8 +254,9 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
           }
           if (p.flat.warnings.length > 0) p.outcome.warnings = p.flat.warnings.map((w) => w.message);
           const created = Date.parse(String((p.resolved.config as { created?: unknown }).created ?? ''));
-          const { items } = imageItems(p.flat, p.resolved.settings, p.resolved.manifest.layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
+          const { items, keys } = imageItems(p.flat, p.resolved.settings, p.resolved.manifest.layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
           for (const it of items) if (it.content !== undefined && fresh.has(it.content)) it.fresh = true;
+          treeStats.set(p.tree, treeStatsOf(items, keys));
           all.push({ kind: 'tree', at: p.tree, items });
         }
         all.push({ kind: 'symlink', path: p.want.name, target: relativeTarget(p.want.name, p.tree) });
@@ -295,6 +300,8 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
         for (const p of prepared) await announce(p.outcome, p.t0);
         if (report.published !== undefined) {
           await memory.save();
+          for (const [tree, stats] of treeStats) if (next.trees[tree] !== undefined) await writeTreeStats(opts.layout, tree, stats);
+          for (const tree of report.treesRemoved) await removeTreeStats(opts.layout, tree);
           await notify({ action: 'publish', changes: pending, revision: report.published.revision, files: report.published.files, objects_written: report.published.objectsWritten, bytes_written: report.published.bytesWritten });
           event({ action: 'publish', changes: pending, report: report.published });
         }
@@ -316,6 +323,8 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
   } finally {
     for (const p of prepared) if (p.flat) await disposeFlatTree(p.flat);
     await rm(spool, { recursive: true, force: true });
+    // For people to look at (the dashboard); a failure to write it must not fail the cycle.
+    if (!opts.dryRun) await writeCycleRecord(opts.layout, cycleRecordOf(report, started, now())).catch(() => undefined);
     event({ action: 'end_cycle', failed: report.failed });
     await notify({ action: 'end_cycle', status: report.failed ? 'error' : 'ok', time_elapsed_s: (now() - started) / 1000 });
   }

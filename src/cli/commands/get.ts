@@ -70,12 +70,17 @@ export async function run(argv: string[]): Promise<number> {
   cmd.parse(argv, { from: 'user' });
   const [fqrn, path, destArg] = cmd.processedArgs as [string, string, string | undefined];
   const opts = cmd.opts<ClientFlags & { quiet?: boolean }>();
-  const client = await openClientFromFlags(fqrn, opts);
+  // A tree copy reads one revision: a TTL running out half-way must not mix two revisions in `dest`.
+  const client = await openClientFromFlags(fqrn, opts, undefined, { pinRevision: true });
   try {
     const dest = destArg ?? (basename(path.replace(/\/+$/, '')) || fqrn);
     const r = await getTree(client, path, dest);
     for (const s of r.skipped) process.stderr.write(`gridbox get: skipped special file ${s}\n`);
-    if (!opts.quiet) process.stderr.write(`gridbox get: ${r.files} files, ${r.hardlinks} hardlinks, ${r.symlinks} symlinks, ${r.dirs} directories, ${r.bytes} bytes to ${dest}\n`);
+    if (!opts.quiet) {
+      const st = client.stats();
+      const from = st.host === undefined ? '' : ` from ${st.host}${st.proxy === undefined || st.proxy === 'DIRECT' ? '' : ` via ${st.proxy}`}`;
+      process.stderr.write(`gridbox get: ${r.files} files, ${r.hardlinks} hardlinks, ${r.symlinks} symlinks, ${r.dirs} directories, ${r.bytes} bytes to ${dest} (revision ${client.revision()}${from})\n`);
+    }
     return 0;
   } finally {
     await client.close();

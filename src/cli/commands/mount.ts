@@ -30,6 +30,7 @@ interface MountFlags extends ClientFlags {
   runDir?: string;
   inUserns?: boolean;
   passthrough?: boolean;
+  metricsListen?: string;
 }
 
 function mainScript(): string {
@@ -42,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     .argument('<fqrn>').argument('<mountpoint>')
     .option('--foreground', 'serve in this process until unmounted (SIGTERM/SIGINT unmount)')
     .option('--userns', 'mount inside a new user+mount namespace even as root (the default for non-root users)')
+    .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on http://HOST:PORT/metrics (the control socket answers "metrics" anyway)')
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
     .option('--no-passthrough', 'serve every read from the daemon (no FUSE passthrough to cached files)')
     .option('--ready-fd <n>', 'internal: write "ready" to this fd once mounted')
@@ -77,6 +79,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.cache !== undefined) args.push('--cache', resolve(o.cache));
   if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
   if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
+  if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === false) args.push('--no-passthrough');
   if (userns) args.push('--in-userns');
@@ -125,7 +128,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
     throw e;
   }
   await serveMount({
-    fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log,
+    fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log, metricsListen: o.metricsListen,
     readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
     mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false, profileDir: join(dir, 'start-profiles') }),
   });

@@ -10,9 +10,10 @@ import { GridboxError, q } from '../../errors.js';
 import { answerWorkersWithClusterMetrics, newRegistry, processOrClusterMetrics, shareWithPrimary } from '../../metrics/registry.js';
 import { openAccountingDb } from '../../accounting/accounting-db.js';
 import { createAccountingHandler } from '../../accounting/http-handler.js';
+import { createDashboardRoute } from '../../dashboard/dashboard-route.js';
 import { openAccessLog, type AccessLog } from '../../server/access-log.js';
 import { createServerMetrics, isMetricsRequest, metricsRoute } from '../../server/server-metrics.js';
-import { listenSrv, type SrvHandlerOptions } from '../../server/srv-handler.js';
+import { listenSrv as listenSrvHandler, type SrvHandlerOptions } from '../../server/srv-handler.js';
 import { intArg, newCommand, parseCommand } from '../options.js';
 
 export const summary = 'serve a repository root over HTTP';
@@ -27,8 +28,11 @@ interface ServeFlags {
   accessLog?: string;
   memoryCacheMb: number;
   metrics: boolean;
+  fastPath: boolean;
   quiet?: boolean;
   accountingDb?: string;
+  dashboard: boolean;
+  stratum1: string[];
 }
 
 function parseListen(text: string): { host: string; port: number } {
@@ -55,19 +59,23 @@ export async function run(argv: string[]): Promise<number> {
     .option('--access-log <file>', 'append a buffered Common Log Format line per request to FILE ("-" for stderr); default none')
     .option('--memory-cache-mb <n>', 'MiB of small files each worker keeps in memory (0 = none)', intArg('--memory-cache-mb'), 256)
     .option('--no-metrics', 'no Prometheus text on GET /metrics')
+    .option('--no-fast-path', 'parse every request with node:http (the fast path answers plain GET/HEAD of /cvmfs/ itself)')
     .option('--quiet', 'no request log (the default; kept for older scripts)')
     .option('--accounting-db <file>', 'also aggregate container-start records posted by nodes (gridbox report --post)')
+    .option('--no-dashboard', 'no dashboard on GET /dashboard')
+    .option('--stratum1 <url>', 'a stratum 1 whose replication lag the dashboard shows (repeatable; a URL ending in /cvmfs gets /<fqrn> appended)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action((o: ServeFlags) => { parsed.push(o); });
   if (!(await parseCommand(cmd, argv)) || parsed.length === 0) return 0;
   const o = parsed[0];
   const srvDir = join(o.root, 'srv');
   if (!existsSync(srvDir) || !statSync(srvDir).isDirectory()) throw new GridboxError('NOT_FOUND', `No srv/ directory under ${q(o.root)}`, { path: srvDir });
   const { host, port } = parseListen(o.listen);
+  dashboardRoute = o.dashboard ? createDashboardRoute({ root: o.root, accountingDb: o.accountingDb, stratum1: o.stratum1 }) : undefined;
   const workers = o.workers === undefined || o.workers === 0 ? availableParallelism() : o.workers;
   const accessLog = o.quiet ? undefined : o.accessLog;
-  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
+  if (cluster.isWorker) return runWorker(srvDir, host, port, o.memoryCacheMb, accessLog, o.metrics, o.fastPath, o.accountingDb);
   if (workers <= 1) {
-    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.accountingDb);
+    const { options, log } = handlerOptions(srvDir, o.memoryCacheMb, accessLog, o.metrics, o.fastPath, o.accountingDb);
     const running = await listenSrv(options, host, port);
     process.stdout.write(`serving ${running.url}\n`);
     await untilSignal();
@@ -80,18 +88,18 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** The handler of one serving process: its access log, its metrics and the /metrics route. */
-function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
+function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, fastPath: boolean, accountingDb?: string): { options: SrvHandlerOptions; log?: AccessLog } {
   const log = accessLogPath === undefined ? undefined : openAccessLog(accessLogPath);
   // Every worker opens the accounting database itself (WAL, busy timeout): posts land in whichever worker.
   const accounting = accountingDb === undefined ? undefined : createAccountingHandler(openAccountingDb(accountingDb));
-  if (!metrics) return { options: { srvDir, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
+  if (!metrics) return { options: { srvDir, fastPath, memoryCacheBytes: cacheMb << 20, onRequest: log?.record, extraRoute: accounting }, log };
   const registry = newRegistry();
   if (cluster.isWorker) shareWithPrimary([registry]);
   const counted = createServerMetrics(registry);
   return {
     log,
     options: {
-      srvDir, memoryCacheBytes: cacheMb << 20,
+      srvDir, fastPath, memoryCacheBytes: cacheMb << 20,
       // Scrapes are logged but not counted: the counters describe the repository's traffic.
       onRequest: (i) => { if (!isMetricsRequest(i.url)) counted.record(i); log?.record(i); },
       extraRoute: withAccounting(accounting, metricsRoute(() => processOrClusterMetrics([registry]))),
@@ -100,10 +108,10 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
 }
 
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
-async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, accountingDb?: string): Promise<number> {
+async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, fastPath: boolean, accountingDb?: string): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, accountingDb);
+  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, fastPath, accountingDb);
   let running;
   try {
     running = await listenSrv(options, host, port);
@@ -169,4 +177,14 @@ type Route = NonNullable<SrvHandlerOptions['extraRoute']>;
 /** The accounting route (when served) is asked first, then the metrics route. */
 function withAccounting(accounting: Route | undefined, next: Route): Route {
   return accounting === undefined ? next : (req, res) => accounting(req, res) || next(req, res);
+}
+
+/** GET /dashboard and its data (dashboard/); set once by run() before any server listens. */
+let dashboardRoute: Route | undefined;
+
+/** The server's listenSrv with the dashboard route asked before every other extra route (a wrapper, so the handler's options stay the server's). */
+function listenSrv(options: SrvHandlerOptions, host: string, port: number): ReturnType<typeof listenSrvHandler> {
+  const extra = options.extraRoute;
+  const route = dashboardRoute;
+  return listenSrvHandler(route === undefined ? options : { ...options, extraRoute: extra === undefined ? route : withAccounting(route, extra) }, host, port);
 }

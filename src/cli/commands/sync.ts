@@ -96,6 +96,7 @@ function syncMetricsWiring(): { registry: Registry; on(e: SyncEvent): void } {
     registry,
     on(e) {
       if (e.action === 'image' && e.step === 'done' && e.status !== undefined) { m.image(e.status); if (e.status === 'failed') m.failure('image'); }
+      else if (e.action === 'layer') m.layer(e.bytes);
       else if (e.action === 'publish' && e.error !== undefined) m.failure('publish');
       else if (e.action === 'end_cycle') m.cycle(e.failed);
     },
