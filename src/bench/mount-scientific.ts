@@ -41,7 +41,7 @@ async function must(p: Promise<Run>, what: string): Promise<string> {
 }
 
 /** The corpus's scientific rootfs tar, if testing/corpus.ts has built it on this machine. */
-function scientificRootfs(): string | undefined {
+export function scientificRootfs(): string | undefined {
   const base = process.env.GRIDBOX_TEST_CACHE ?? '/var/tmp/gridbox-test-cache';
   if (!existsSync(base)) return undefined;
   for (const d of readdirSync(base).sort()) {
@@ -53,7 +53,7 @@ function scientificRootfs(): string | undefined {
 }
 
 /** The repository holding the image at /scientific, ingested once per rootfs (kept between runs). */
-async function scientificRepo(tar: string, dir: string): Promise<string> {
+export async function scientificRepo(tar: string, dir: string): Promise<string> {
   const stamp = join(dir, 'built.json');
   const repo = join(dir, 'repo');
   const have = await readFile(stamp, 'utf8').then((t) => JSON.parse(t) as { tar: string }, () => undefined);
