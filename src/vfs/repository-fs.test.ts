@@ -191,3 +191,15 @@ test('openless: OPEN answers ENOSYS and READs with fh 0 go through the node\'s s
   assert.equal(opened, 2, 'one client handle per node');
   assert.deepEqual(reads, [41, 41, 42]);
 });
+
+test('openless: a node replaced by a new revision still reads the content it names (a descriptor opened before)', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' } });
+  const opened: string[] = [];
+  const client = { ...f.client, open: async (p: string) => { opened.push(p); return 9; } } as unknown as Client;
+  const fs = createRepositoryFs(client, { openless: true });
+  const a = await fs.lookup!(ctx, 1, 'a');
+  f.next({ '/a': { ino: 401, hash: 'cc' } });
+  assert.deepEqual(await fs.read!(ctx, a.nodeid, 0, 0, 3), Buffer.from('abc'), 'no ESTALE for a read');
+  const a2 = await fs.lookup!(ctx, 1, 'a');
+  assert.notEqual(a2.nodeid, a.nodeid, 'a new lookup finds the new content under a new nodeid');
+});

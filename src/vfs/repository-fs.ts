@@ -436,13 +436,16 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
   };
 
-  /** A READ of a file the kernel opened without asking (openless): the node's shared handle, held for the read. */
+  /**
+   * A READ of a file the kernel opened without asking (openless): the node's shared handle, held for the read.
+   * No revision check: the kernel may have opened the file before an update, and such a descriptor keeps
+   * reading the content it opened, which is what the node's entry names (new opens get new nodeids).
+   */
   const readOpenless = async (nodeid: number, offset: number, size: number): Promise<Uint8Array> => {
     const n = nodeOf(nodeid);
     return guard('read', n.path, async () => {
-      if (n.shared === undefined) {
-        await current(n);
-        if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined && offset === 0) opts.profiler?.onOpen(n.path, n.attr.size);
+      if (n.shared === undefined && n.file?.entry.id !== undefined && n.file.entry.chunks === undefined && offset === 0) {
+        opts.profiler?.onOpen(n.path, n.attr.size);
       }
       const fh = await acquire(n);
       try {
