@@ -97,7 +97,7 @@ export async function scientificRows(o: ScientificInput): Promise<string[]> {
   };
   const job = async (): Promise<number> => {
     const s = process.hrtime.bigint();
-    await must(runChild('chroot', [join(mnt, IMAGE_AT), ...JOB], { PATH: '/usr/bin:/bin', HOME: '/tmp' }), 'python3 job');
+    await must(runChild('chroot', [join(mnt, IMAGE_AT), ...JOB], { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/tmp' }), 'python3 job');
     return Number(process.hrtime.bigint() - s) / 1e9;
   };
   const timedStart = async (cache: string): Promise<number> => {
