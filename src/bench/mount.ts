@@ -3,6 +3,10 @@
 // our local cache and the page cache dropped, with and without FUSE passthrough; `find -printf %s` warm; the
 // first read with an empty cache from a loopback server; `gridbox mount` on an empty cache and `gridbox
 // umount` until the daemon is gone.
+// Start steps (issue 11) beside the stock cvmfs2 when /var/tmp/cvmfs-ref holds one (bench/stock-cvmfs.ts): mount on
+// an empty cache, a job on it (cat of 40 files and a stat of 400), remount on the full cache + the job, unmount.
+// The scientific image's python start cold with and without the start profile: mount-scientific.ts
+// (GRIDBOX_BENCH_MOUNT_SCIENTIFIC=0 skips it).
 // Knobs: GRIDBOX_BENCH_MOUNT_MB (256), _FILES (20000), _ROUNDS (3), _COLD_ROUNDS (1), _DIR (tree kept between runs). Root only.
 import { execSync, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -15,6 +19,8 @@ import { publishDirectory } from '../publish/publisher.js';
 import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 import { listenSrv } from '../server/srv-handler.js';
 import { copyCapped } from './copy-tree.js';
+import { findStockCvmfs, mountStock } from './stock-cvmfs.js';
+import { scientificRows } from './mount-scientific.js';
 
 const FQRN = 'bench.mount.org';
 
@@ -132,23 +138,24 @@ export async function run(): Promise<string[]> {
       await rm(join(tmp, `mc${r}`), { recursive: true, force: true });
     }
 
-    // Cached tree read without passthrough (every READ answered by the daemon).
-    const readNoPt: number[] = [];
-    await mountOurs(join(tmp, 'cache'), ['--no-passthrough']);
-    await timed(ours, 'tar cf - . | wc -c');
-    for (let r = 0; r < rounds; r++) readNoPt.push((await readTree(ours)).s);
-    await umountOurs();
-
-    // Local cache filled, page cache dropped; then find warm. Interleaved with squashfuse_ll.
+    // Cached tree reads, the local cache filled: page cache dropped before each cold read ("read-cached"), kept
+    // for the warm one; then find warm. The default mount (openless, no passthrough) interleaved with
+    // squashfuse_ll and ext4; then the same mount with --passthrough.
+    const tar = 'tar cf - . | wc -c';
     await mountOurs(join(tmp, 'cache'));
-    await timed(ours, 'tar cf - . | wc -c');
+    await timed(ours, tar);
     await must(runChild('squashfuse_ll', [tree.sqfs, theirs]), 'squashfuse_ll');
     sqMounted = true;
-    const readOurs: number[] = [], readTheirs: number[] = [], readExt4: number[] = [], findOurs: number[] = [], findTheirs: number[] = [];
+    const readNoPt: number[] = [], readTheirs: number[] = [], readExt4: number[] = [], findOurs: number[] = [], findTheirs: number[] = [];
+    const warmNoPt: number[] = [], warmTheirs: number[] = [], warmPt: number[] = [], readOurs: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      readOurs.push((await readTree(ours)).s);
+      readNoPt.push((await readTree(ours)).s);
       readTheirs.push((await readTree(theirs)).s);
       readExt4.push((await readTree(tree.src)).s);
+    }
+    for (let r = 0; r < rounds; r++) {
+      warmNoPt.push((await timed(ours, tar)).s);
+      warmTheirs.push((await timed(theirs, tar)).s);
     }
     // Warm: one untimed find each first, so both kernels hold every entry and attribute.
     const find = "find . -printf '%s\\n' | wc -l";
@@ -158,10 +165,28 @@ export async function run(): Promise<string[]> {
       findOurs.push((await timed(ours, find)).s);
       findTheirs.push((await timed(theirs, find)).s);
     }
+    await umountOurs();
+    await mountOurs(join(tmp, 'cache'), ['--passthrough']);
+    for (let r = 0; r < rounds; r++) readOurs.push((await readTree(ours)).s);
+    for (let r = 0; r < rounds; r++) warmPt.push((await timed(ours, tar)).s);
+    await umountOurs();
+
+    rows.push(...await startSteps({ tree, origin: origin!, tmp, rounds, mountOurs, umountOurs, ours }));
+
+    if (process.env.GRIDBOX_BENCH_MOUNT_SCIENTIFIC !== '0') {
+      try {
+        rows.push(...await scientificRows({ main, tmp, dropCaches }));
+      } catch (e) {
+        rows.push(`scientific start: failed: ${(e as Error).message}`);
+      }
+    }
+
     const ro = median(readOurs), rt = median(readTheirs), fo = median(findOurs), ft = median(findTheirs), fr = median(firsts);
     const rn = median(readNoPt), re = median(readExt4);
-    rows.push(`mount read-cached  gridbox passthrough ${cell(ro, bytes)} | squashfuse_ll ${cell(rt, bytes)} | ${(rt / ro).toFixed(2)}x squashfuse_ll (target >= 2x) | ext4 ${cell(re, bytes)}: ${(ro / re).toFixed(2)}x ext4's time (target <= 1.3x)`);
-    rows.push(`mount read-cached  gridbox no passthrough ${cell(rn, bytes)} | ${(rt / rn).toFixed(2)}x squashfuse_ll | ${(rn / re).toFixed(2)}x ext4's time`);
+    const wn = median(warmNoPt), wt = median(warmTheirs), wp = median(warmPt);
+    rows.push(`mount read-cached  gridbox openless (default) ${cell(rn, bytes)} | squashfuse_ll ${cell(rt, bytes)} | ${(rt / rn).toFixed(2)}x squashfuse_ll (target >= 2x) | ext4 ${cell(re, bytes)}: ${(rn / re).toFixed(2)}x ext4's time (target <= 1.3x)`);
+    rows.push(`mount read-cached  gridbox --passthrough ${cell(ro, bytes)} | ${(rt / ro).toFixed(2)}x squashfuse_ll | ${(ro / re).toFixed(2)}x ext4's time`);
+    rows.push(`mount read-warm    gridbox openless ${(wn * 1000).toFixed(0)} ms | squashfuse_ll ${(wt * 1000).toFixed(0)} ms | ${(wt / wn).toFixed(2)}x squashfuse_ll | --passthrough ${(wp * 1000).toFixed(0)} ms (page cache kept: tar of the tree again)`);
     rows.push(`mount cold         gridbox mount, empty cache: median ${(median(mountCold) * 1000).toFixed(0)} ms (n=${mountCold.length}; stock cvmfs2 0.43 s in issue 11)`);
     rows.push(`umount             gridbox umount until the daemon is gone: median ${(median(unmounts) * 1000).toFixed(0)} ms (n=${unmounts.length})`);
     rows.push(`mount find-warm    gridbox ${(fo * 1000).toFixed(1)} ms | squashfuse_ll ${(ft * 1000).toFixed(1)} ms | ${(ft / fo).toFixed(2)}x (target >= 3x)`);
@@ -171,6 +196,79 @@ export async function run(): Promise<string[]> {
     if (mounted) await runChild(process.execPath, [main, 'umount', ours], env);
     await origin?.close();
     await rm(tmp, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+/** The small job of the start rows: 400 entries stat'ed, 40 files read, in a fixed order. */
+const JOB = "find . -maxdepth 4 | sort | head -400 | xargs -d '\\n' stat -c %s | wc -l >/dev/null && find . -type f -size -64k | sort | head -40 | xargs -d '\\n' cat | wc -c";
+
+interface StartStepsInput {
+  tree: { repo: string };
+  origin: { url: string };
+  tmp: string;
+  rounds: number;
+  mountOurs: (cache: string, extra?: string[]) => Promise<number>;
+  umountOurs: () => Promise<number>;
+  ours: string;
+}
+
+/**
+ * Issue 11's start steps, ours and the stock client's interleaved, medians: mount on an empty cache; the job on
+ * that fresh mount; unmount until the client is gone; remount on the full cache + the job. Page cache dropped
+ * before each step's mount so both read their caches from disk.
+ */
+async function startSteps(o: StartStepsInput): Promise<string[]> {
+  const stock = findStockCvmfs();
+  const stockMnt = join(o.tmp, 'stockmnt');
+  await mkdir(stockMnt, { recursive: true });
+  const secs = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+  const steps = { mount: [[], []], job: [[], []], remount: [[], []], unmount: [[], []] } as Record<string, [number[], number[]]>;
+  let jobOut: [string, string] = ['', ''];
+  for (let r = 0; r < o.rounds; r++) {
+    // Ours.
+    const cache = join(o.tmp, `start${r}`);
+    execSync('sync'); dropCaches();
+    steps.mount[0].push(await o.mountOurs(cache));
+    let t = await timed(o.ours, JOB);
+    steps.job[0].push(t.s); jobOut[0] = t.out;
+    steps.unmount[0].push(await o.umountOurs());
+    execSync('sync'); dropCaches();
+    const t0 = process.hrtime.bigint();
+    await o.mountOurs(cache);
+    await timed(o.ours, JOB);
+    steps.remount[0].push(secs(t0));
+    await o.umountOurs();
+    await rm(cache, { recursive: true, force: true });
+    if (!stock) continue;
+    // Stock cvmfs2 on the same server and repository.
+    const work = join(o.tmp, `stock${r}`), cacheBase = join(work, 'cache');
+    const mo = { fqrn: FQRN, mountpoint: stockMnt, serverBase: o.origin.url, publicKey: join(o.tree.repo, 'keys', `${FQRN}.pub`), workDir: work, cacheBase };
+    execSync('sync'); dropCaches();
+    let t1 = process.hrtime.bigint();
+    let m = await mountStock(stock, mo);
+    steps.mount[1].push(secs(t1));
+    t = await timed(stockMnt, JOB);
+    steps.job[1].push(t.s); jobOut[1] = t.out;
+    t1 = process.hrtime.bigint();
+    await m.unmount();
+    steps.unmount[1].push(secs(t1));
+    execSync('sync'); dropCaches();
+    t1 = process.hrtime.bigint();
+    m = await mountStock(stock, mo);
+    await timed(stockMnt, JOB);
+    steps.remount[1].push(secs(t1));
+    await m.unmount();
+    await rm(work, { recursive: true, force: true });
+  }
+  const label: Record<string, string> = {
+    mount: 'mount, empty cache', job: 'job on the fresh mount', remount: 'remount on a full cache + job', unmount: 'unmount until the client is gone',
+  };
+  const rows = [`start steps (job: stat 400 entries, cat 40 small files = ${jobOut[0]} bytes${stock && jobOut[1] !== jobOut[0] ? `; STOCK READ ${jobOut[1]} BYTES` : ''}); medians of ${o.rounds}, ${stock ? `stock = ${stock.version} from ${stock.prefix}` : 'stock not built (no /var/tmp/cvmfs-ref)'}`];
+  for (const k of ['mount', 'job', 'remount', 'unmount']) {
+    const a = median(steps[k][0]);
+    const b = steps[k][1].length > 0 ? median(steps[k][1]) : undefined;
+    rows.push(`start ${label[k].padEnd(34)} gridbox ${(a * 1000).toFixed(0)} ms | stock ${b === undefined ? '-' : `${(b * 1000).toFixed(0)} ms`} | ${b === undefined ? '-' : `${(a / b).toFixed(2)}x stock's time (target <= 1x)`}`);
   }
   return rows;
 }

@@ -34,6 +34,28 @@ export function downloaderSource(d: Downloader): RepositorySource {
   };
 }
 
+/**
+ * `source` with downloads of `files` started now: the first fetchFile of each gets that download (a later
+ * one fetches again, so a revision check never sees a stale copy). A failure surfaces at that first fetch.
+ */
+export function earlyFetched(source: RepositorySource, files: readonly string[]): RepositorySource {
+  const started = new Map<string, Promise<Buffer>>();
+  for (const f of files) {
+    const p = source.fetchFile(f);
+    p.catch(() => undefined);
+    started.set(f, p);
+  }
+  return {
+    ...source,
+    fetchFile: (rel) => {
+      const p = started.get(rel);
+      if (p === undefined) return source.fetchFile(rel);
+      started.delete(rel);
+      return p;
+    },
+  };
+}
+
 export interface DefaultDeps {
   source: RepositorySource;
   cache: ObjectCache;
@@ -53,9 +75,17 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
     // A capped TTL also caps how old a manifest a proxy may hand out, or the cap would not hold behind squid.
     fileMaxAgeS: settings.maxTtlMs === undefined || settings.maxTtlMs <= 0 ? undefined : Math.max(1, Math.floor(settings.maxTtlMs / 1000)),
   });
-  const cache = await ObjectCache.openDir(dirname(o.cacheDir), basename(o.cacheDir), settings.quotaLimitBytes);
+  // The session's first requests go out before the cache (and its SQLite ledger) is opened, so the two overlap.
+  const source = earlyFetched(downloaderSource(downloader), ['.cvmfspublished', '.cvmfswhitelist']);
+  let cache: ObjectCache;
+  try {
+    cache = await ObjectCache.openDir(dirname(o.cacheDir), basename(o.cacheDir), settings.quotaLimitBytes);
+  } catch (e) {
+    await downloader.close();
+    throw e;
+  }
   return {
-    source: downloaderSource(downloader), cache, openCatalog, trust: defaultTrust, log: o.log,
+    source, cache, openCatalog, trust: defaultTrust, log: o.log,
     onClose: async () => { cache.close(); await downloader.close(); },
   };
 }

@@ -61,6 +61,10 @@ export interface UpdateResult {
   error?: unknown;
 }
 
+function sameId(a: ObjectId, b: ObjectId): boolean {
+  return a.hex === b.hex && a.algorithm === b.algorithm;
+}
+
 /** Download failures that mean "no server answered", as opposed to a server answering wrongly. */
 function isUnreachable(e: unknown): boolean {
   return e instanceof GridboxError && e.code.startsWith('DOWNLOAD_');
@@ -73,6 +77,8 @@ export class RepositorySession {
   private checkDueAt = 0;
   private readonly retiring = new Map<RepositorySession['current'], NodeJS.Timeout>();
   private checking: Promise<UpdateResult> | undefined;
+  /** A root catalog download started before its manifest was verified (fetchVerifiedManifest), for loadCatalog. */
+  private earlyRoot: { id: ObjectId; path: Promise<string> } | undefined;
   /** True while the last contact with the servers failed; the session serves what it has. */
   offline = false;
   lastError: unknown;
@@ -189,6 +195,9 @@ export class RepositorySession {
   /** §3.4: download, parse, refuse older than `seen`, fetch the certificate, verify signatures and whitelist. */
   private async fetchVerifiedManifest(seen: Breadcrumb | undefined): Promise<ManifestInfo> {
     const { fqrn, source, trust } = this.o;
+    // The whitelist does not depend on the manifest: both downloads run at once (one round trip, not two).
+    const whitelist = source.fetchFile('.cvmfswhitelist');
+    whitelist.catch(() => undefined);
     const manifestBytes = await source.fetchFile('.cvmfspublished');
     const m = trust.parseManifest(manifestBytes);
     if (seen !== undefined && (m.timestamp < seen.timestamp || m.revision < seen.revision)) {
@@ -196,8 +205,14 @@ export class RepositorySession {
         `Refusing manifest of ${q(fqrn)}: revision ${m.revision} published at ${m.timestamp} is older than revision ${seen.revision} published at ${seen.timestamp}, already seen`);
     }
     if (m.certId === undefined) throw new GridboxError('MANIFEST_INVALID', `Manifest of ${q(fqrn)} names no certificate (X)`);
-    const certPem = (await this.o.fetcher.objectBytes(m.certId, 'X', 'zlib')).toString('utf8');
-    const whitelistBytes = await source.fetchFile('.cvmfswhitelist');
+    // A new root catalog is downloaded while the signatures are checked: objects are content-addressed and
+    // verified against their own hash, so fetching one early trusts nothing; it is opened only after verify().
+    if (this.current === undefined || !sameId(this.current.rootId, m.rootId)) {
+      this.earlyRoot = { id: m.rootId, path: this.o.fetcher.objectPath(m.rootId, 'C', 'zlib') };
+      this.earlyRoot.path.catch(() => undefined);
+    }
+    const [cert, whitelistBytes] = await Promise.all([this.o.fetcher.objectBytes(m.certId, 'X', 'zlib'), whitelist]);
+    const certPem = cert.toString('utf8');
     trust.verify({ fqrn, manifestBytes, whitelistBytes, certPem, masterPublicKeysPem: this.o.masterPublicKeysPem, now: new Date(this.now()) });
     return m;
   }
@@ -214,7 +229,9 @@ export class RepositorySession {
     const key = objectKey(id, 'C');
     // Catalogs are fetched with no size check (§7.5); the hash over the compressed bytes is checked.
     pinned.set(key, id);
-    const path = await this.o.fetcher.objectPath(id, 'C', 'zlib');
+    const early = this.earlyRoot !== undefined && sameId(this.earlyRoot.id, id) ? this.earlyRoot.path : undefined;
+    this.earlyRoot = undefined;
+    const path = await (early ?? this.o.fetcher.objectPath(id, 'C', 'zlib'));
     try {
       return this.o.openCatalog(path);
     } catch (e) {

@@ -90,6 +90,11 @@ export interface SessionOptions {
    * PassthroughPort of fuse/passthrough.ts and names them in OPEN replies). Granted only when offered.
    */
   passthrough?: boolean;
+  /**
+   * Offer FUSE_NO_OPEN_SUPPORT even though `open` exists: the filesystem may then answer an OPEN with ENOSYS
+   * and the kernel opens every later file without asking (READs come with fh 0).
+   */
+  noOpen?: boolean;
   /** Handler failures that become EIO, and protocol problems; the errno still goes to the kernel. */
   onError?: (err: unknown, where: { opcode: string; nodeid: number }) => void;
 }
@@ -159,7 +164,8 @@ class Session implements FuseSession {
   readonly loop: 'epoll' | 'threadpool';
   readonly closed: Promise<void>;
   init: InitOut | undefined;
-  readonly counts = new Map<string, number>();
+  /** Requests per opcode number; named only when someone asks (a Map update by name per request showed in profiles). */
+  private readonly byOpcode: number[] = [];
   private readonly pending = new Map<bigint, Pending>();
   private resolveClosed!: () => void;
   private isClosed = false;
@@ -187,6 +193,12 @@ class Session implements FuseSession {
       const readers = Math.max(1, options.threadpoolReaders ?? 2);
       for (let i = 0; i < readers; i++) this.readLoop(Buffer.allocUnsafe(THREADPOOL_BUFFER));
     }
+  }
+
+  get counts(): ReadonlyMap<string, number> {
+    const m = new Map<string, number>();
+    this.byOpcode.forEach((n, op) => { if (n !== undefined) m.set(opcodeName(op), n); });
+    return m;
   }
 
   get inFlight(): number {
@@ -238,8 +250,7 @@ class Session implements FuseSession {
   }
 
   private count(op: number): void {
-    const name = opcodeName(op);
-    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    this.byOpcode[op] = (this.byOpcode[op] ?? 0) + 1;
   }
 
   /** Writes one reply; false if the kernel no longer wants it (interrupted → ENOENT) or is gone. */
@@ -376,7 +387,7 @@ class Session implements FuseSession {
       InitFlag.CACHE_SYMLINKS | InitFlag.ASYNC_DIO;
     if (rdp) flags |= InitFlag.DO_READDIRPLUS | (rdp === 'auto' ? InitFlag.READDIRPLUS_AUTO : 0);
     // With these, an ENOSYS answer to OPEN/OPENDIR means "no state needed" and the kernel stops asking.
-    if (!this.ops.open) flags |= InitFlag.NO_OPEN_SUPPORT;
+    if (!this.ops.open || o.noOpen) flags |= InitFlag.NO_OPEN_SUPPORT;
     if (!this.ops.opendir) flags |= InitFlag.NO_OPENDIR_SUPPORT;
     const info = negotiateInit(offered, {
       flags, flags2: o.passthrough ? InitFlag2.PASSTHROUGH : 0, maxStackDepth: 1, maxReadahead: o.maxReadahead ?? 1024 * 1024, maxPages: o.maxPages ?? 256,

@@ -27,7 +27,7 @@ test('cached whole files are read through FUSE passthrough with identical conten
   const env = cliEnv(tmp);
   const p = await publishTree(join(tmp, 'repo'), src, env);
   const origin = await startOrigin(p.srvDir);
-  const mount = ['mount', FQRN, mnt, '--server', origin.url, '--key', p.keyFile, '--cache', join(tmp, 'cache')];
+  const mount = ['mount', FQRN, mnt, '--server', origin.url, '--key', p.keyFile, '--cache', join(tmp, 'cache'), '--passthrough'];
   try {
     for (const round of ['cold cache', 'warm cache after remount']) {
       await mustRun(gridbox(mount, env), `mount (${round})`);

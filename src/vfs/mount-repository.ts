@@ -10,6 +10,7 @@ import { InitFlag2, type InitOut } from '../fuse/protocol.js';
 import { startSession, type FuseSession } from '../fuse/session.js';
 import { createRepositoryFs, type RepositoryFsStats } from './repository-fs.js';
 import { createStartProfiler } from './start-profile.js';
+import { repositoryMountOptions } from './mount-options.js';
 
 export interface MountRepositoryOptions {
   client: Client;
@@ -22,6 +23,8 @@ export interface MountRepositoryOptions {
   profileDir?: string;
   /** FUSE passthrough for whole files cached locally (default true; off without the addon or privilege). */
   passthrough?: boolean;
+  /** Where passthrough is off, let the kernel open files without asking (RepositoryFsOptions.openless; default true). */
+  openless?: boolean;
   /**
    * Readahead of the mount's bdi in KiB (default 1024: with max_pages 256 the kernel then sends 1 MiB
    * READs instead of 128 KiB). Needs real root; in a user namespace the kernel default stays. 0 = leave it.
@@ -34,10 +37,7 @@ export interface MountRepositoryOptions {
   fuse?: FuseMount;
 }
 
-/** The mount options of a repository mount, for callers that mount early (see `fuse`). */
-export function repositoryMountOptions(fqrn: string): Parameters<typeof mountFuse>[1] {
-  return { fsname: fqrn, subtype: 'gridbox', allowOther: true, readOnly: true };
-}
+export { repositoryMountOptions } from './mount-options.js';
 
 /** The mount's device ("0:NN") from /proc/self/mountinfo, read without sending the mount a request. */
 function mountDevice(mountpoint: string): string | undefined {
@@ -78,7 +78,9 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   const m: FuseMount = o.fuse ?? await mountFuse(o.mountpoint, repositoryMountOptions(o.client.fqrn));
   const passthrough = o.passthrough === false ? undefined : createPassthrough(m.fd, o.log);
   const profiler = o.profileDir === undefined ? undefined : createStartProfiler({ dir: o.profileDir, client: o.client, log: o.log });
-  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough, profiler });
+  // Openless without passthrough: a warm open of a cached file then costs no request at all.
+  const openless = o.openless ?? true;
+  const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough, profiler, openless });
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
   const ops = {
@@ -91,6 +93,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   const session = startSession(m.fd, ops, {
     loop: o.loop ?? 'auto',
     passthrough: passthrough !== undefined,
+    noOpen: openless,
     onError: (e, where) => {
       // Handler failures were already logged with their path by the filesystem view.
       if (!isGridboxError(e)) o.log?.(`FUSE ${where.opcode} nodeid ${where.nodeid}: ${e instanceof Error ? e.message : String(e)}`);

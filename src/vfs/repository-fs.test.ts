@@ -148,3 +148,58 @@ test('a READ of a chunked file starts fetching the next chunks ahead, each once 
   assert.deepEqual(reads.slice(4), [[4 * MiB, MiB], [12 * MiB, 1]], 'entering chunk 1 fetches chunk 3 ahead');
   await fs.release!(ctx, e.nodeid, o.fh);
 });
+
+test('opens of one node share one client handle, kept idle after the last release and closed at forget', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' } });
+  let opened = 0, released = 0;
+  const client = { ...f.client, open: async () => { opened++; return 7 + opened; }, release: async () => { released++; } } as unknown as Client;
+  const fs = createRepositoryFs(client);
+  const a = await fs.lookup!(ctx, 1, 'a');
+  const o1 = await fs.open!(ctx, a.nodeid, 0);
+  const o2 = await fs.open!(ctx, a.nodeid, 0);
+  assert.equal(opened, 1, 'the second open reuses the handle');
+  assert.equal(o1.fh, o2.fh);
+  assert.equal(o1.keepCache, true);
+  assert.deepEqual(await fs.read!(ctx, a.nodeid, o1.fh, 0, 3), Buffer.from('abc'));
+  await fs.release!(ctx, a.nodeid, o1.fh);
+  await fs.release!(ctx, a.nodeid, o2.fh);
+  assert.equal(released, 0, 'an idle handle stays open for the next open');
+  await fs.open!(ctx, a.nodeid, 0);
+  assert.equal(opened, 1, 'a re-open after the last release costs no client open');
+  await fs.release!(ctx, a.nodeid, o1.fh);
+  fs.forget!(a.nodeid, 1);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(released, 1, 'forget closes the idle handle');
+});
+
+test('openless: OPEN answers ENOSYS and READs with fh 0 go through the node\'s shared handle', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' }, '/b': { ino: 301, hash: 'bb' } });
+  let opened = 0;
+  const reads: number[] = [];
+  const client = {
+    ...f.client,
+    open: async () => { opened++; return 40 + opened; },
+    read: async (h: number) => { reads.push(h); return Buffer.from('abc'); },
+  } as unknown as Client;
+  const fs = createRepositoryFs(client, { openless: true });
+  const a = await fs.lookup!(ctx, 1, 'a');
+  const b = await fs.lookup!(ctx, 1, 'b');
+  await assert.rejects(async () => fs.open!(ctx, a.nodeid, 0), (e) => e === constants.errno.ENOSYS);
+  assert.deepEqual(await fs.read!(ctx, a.nodeid, 0, 0, 3), Buffer.from('abc'));
+  assert.deepEqual(await fs.read!(ctx, a.nodeid, 0, 3, 3), Buffer.from('abc'));
+  assert.deepEqual(await fs.read!(ctx, b.nodeid, 0, 0, 3), Buffer.from('abc'));
+  assert.equal(opened, 2, 'one client handle per node');
+  assert.deepEqual(reads, [41, 41, 42]);
+});
+
+test('openless: a node replaced by a new revision still reads the content it names (a descriptor opened before)', async () => {
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' } });
+  const opened: string[] = [];
+  const client = { ...f.client, open: async (p: string) => { opened.push(p); return 9; } } as unknown as Client;
+  const fs = createRepositoryFs(client, { openless: true });
+  const a = await fs.lookup!(ctx, 1, 'a');
+  f.next({ '/a': { ino: 401, hash: 'cc' } });
+  assert.deepEqual(await fs.read!(ctx, a.nodeid, 0, 0, 3), Buffer.from('abc'), 'no ESTALE for a read');
+  const a2 = await fs.lookup!(ctx, 1, 'a');
+  assert.notEqual(a2.nodeid, a.nodeid, 'a new lookup finds the new content under a new nodeid');
+});

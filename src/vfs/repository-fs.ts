@@ -12,7 +12,7 @@ import type { PassthroughPort } from '../fuse/passthrough.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
 import type { StartProfiler } from './start-profile.js';
 
-const { ENODATA, ESTALE, ENOTDIR, EINVAL } = osConstants.errno;
+const { ENODATA, ESTALE, ENOTDIR, EINVAL, ENOSYS } = osConstants.errno;
 
 /** Attributes of a nodeid never change (a changed entry gets a new nodeid), so the kernel may keep them a day. */
 export const IMMUTABLE_ATTR_TTL_S = 86_400;
@@ -37,6 +37,13 @@ export interface RepositoryFsOptions {
   passthrough?: PassthroughPort;
   /** Told about every whole file opened: records start-ups per image and replays them (start-profile.ts). */
   profiler?: StartProfiler;
+  /**
+   * Without passthrough, answer OPEN with ENOSYS (the session must offer FUSE_NO_OPEN_SUPPORT): the kernel
+   * then opens files without asking, keeps their page cache (FOPEN_KEEP_CACHE is the no-open default) and
+   * sends READs with fh 0, so a warm open costs no round trip at all. Opens answered with a backing file
+   * are unaffected until the passthrough port turns itself off.
+   */
+  openless?: boolean;
 }
 
 /** Counters for status and tests. */
@@ -73,7 +80,15 @@ interface Node {
   backingId?: number;
   /** Opens served the normal way: the kernel refuses passthrough on an inode with such opens (ETXTBSY). */
   cachedOpens?: number;
+  /**
+   * One client handle shared by every open of the node (content never changes under a nodeid), kept a while
+   * after the last release: a warm open then costs no file open, no cache lookup and no I/O at all.
+   */
+  shared?: { fh: number; users: number };
 }
+
+/** Client handles kept open for nodes nobody has open (bounded: each may hold a file descriptor). */
+export const IDLE_HANDLES_MAX = 512;
 
 function signature(n: ClientNode, revision: number): string {
   const a = n.attr;
@@ -103,8 +118,51 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   let passthroughOpens = 0;
   /** Per open handle of a chunked file: the end of what was already asked for ahead of the reader. */
   const aheadUntil = new Map<number, number>();
-  /** Handles opened the normal way, by the node they belong to (release balances cachedOpens). */
-  const cachedHandles = new Map<number, Node>();
+  /** Open handles (shared client handles) by the node they belong to; `cached` marks normal-path opens. */
+  const handleNodes = new Map<number, Node>();
+  /** Nodes whose shared handle nobody uses, oldest first (closed beyond IDLE_HANDLES_MAX or at forget). */
+  const idle = new Map<number, Node>();
+  const dropShared = (n: Node): void => {
+    const sh = n.shared;
+    if (sh === undefined || sh.users > 0) return;
+    n.shared = undefined;
+    idle.delete(n.nodeid);
+    handleNodes.delete(sh.fh);
+    aheadUntil.delete(sh.fh);
+    client.release(sh.fh).catch((e: unknown) => opts.log?.(`release of ${q(n.path || '/')} failed: ${describe(e)}`));
+  };
+  /** A handle on the node's content: the shared one, or a new client handle (which then becomes shared). */
+  const acquire = async (n: Node): Promise<number> => {
+    if (n.shared !== undefined) {
+      n.shared.users++;
+      idle.delete(n.nodeid);
+      return n.shared.fh;
+    }
+    // The node's entry has the content its signature names (a changed entry would be another node).
+    const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
+    const raced = n.shared as Node['shared']; // set meanwhile by a concurrent open of the node
+    if (raced !== undefined) {
+      void client.release(fh).catch(() => undefined);
+      raced.users++;
+      idle.delete(n.nodeid);
+      return raced.fh;
+    }
+    n.shared = { fh, users: 1 };
+    handleNodes.set(fh, n);
+    return fh;
+  };
+  const letGo = (n: Node): void => {
+    const sh = n.shared;
+    if (sh === undefined) return;
+    sh.users--;
+    if (sh.users > 0) return;
+    if (!nodes.has(n.nodeid)) return dropShared(n);
+    idle.set(n.nodeid, n);
+    for (const old of idle.values()) {
+      if (idle.size <= IDLE_HANDLES_MAX) break;
+      dropShared(old);
+    }
+  };
   const pt = opts.passthrough;
   let revisionSwitches = 0;
   let seenRevision = client.revision();
@@ -274,6 +332,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       nodes.delete(nodeid);
       // The kernel forgets an inode only after its last file is released: nobody uses the backing file now.
       if (n.backingId !== undefined) pt?.close(n.backingId);
+      dropShared(n);
       for (const ino of n.inos) if (byIno.get(ino) === nodeid) byIno.delete(ino);
       for (const p of n.paths) if (byPath.get(p) === nodeid) byPath.delete(p);
     },
@@ -295,10 +354,11 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
 
     async open(_ctx, nodeid): Promise<OpenOut> {
       const n = nodeOf(nodeid);
+      // Once the kernel saw ENOSYS it never sends OPEN again: every later open of any file is openless.
+      if (opts.openless && !pt?.enabled) throw ENOSYS;
       return guard('open', n.path, async () => {
         await current(n);
-        // The node's entry has the content its signature names (a changed entry would be another node).
-        const fh = n.file !== undefined && client.openNode !== undefined ? await client.openNode(n.file) : await client.open(n.path);
+        const fh = await acquire(n);
         openFiles++;
         if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined) opts.profiler?.onOpen(n.path, n.attr.size);
         if (pt?.enabled && n.backingId === undefined && !n.cachedOpens) {
@@ -306,20 +366,23 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
           const fd = client.backingFd?.(fh);
           if (fd !== undefined) n.backingId = pt.open(fd);
         }
+        // The kernel's handle is the shared client handle times two, plus one for an open served the normal
+        // way, so RELEASE knows which kind it closes.
         if (n.backingId !== undefined) {
           passthroughOpens++;
           // Only PASSTHROUGH|DIRECT_IO|NOFLUSH may go with a backing file (the kernel answers EIO to the open
           // otherwise); the page cache is the backing file's, which is kept anyway.
-          return { fh, backingId: n.backingId };
+          return { fh: fh * 2, backingId: n.backingId };
         }
         n.cachedOpens = (n.cachedOpens ?? 0) + 1;
-        cachedHandles.set(fh, n);
         // Content of a nodeid never changes, so the page cache stays valid across opens.
-        return { fh, keepCache: true };
+        return { fh: fh * 2 + 1, keepCache: true };
       });
     },
 
-    async read(_ctx, nodeid, fh, offset, size): Promise<Uint8Array> {
+    async read(_ctx, nodeid, kfh, offset, size): Promise<Uint8Array> {
+      if (kfh === 0) return readOpenless(nodeid, offset, size);
+      const fh = Math.floor(kfh / 2);
       const n = nodes.get(nodeid);
       const data = guard('read', n?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
       const chunks = n?.file?.entry.chunks;
@@ -327,15 +390,12 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return data;
     },
 
-    async release(_ctx, _nodeid, fh): Promise<void> {
+    release(_ctx, _nodeid, kfh): void {
       openFiles--;
-      aheadUntil.delete(fh);
-      const n = cachedHandles.get(fh);
-      if (n !== undefined) {
-        cachedHandles.delete(fh);
-        n.cachedOpens = (n.cachedOpens ?? 1) - 1;
-      }
-      await client.release(fh);
+      const n = handleNodes.get(Math.floor(kfh / 2));
+      if (n === undefined) return;
+      if (kfh % 2 === 1) n.cachedOpens = (n.cachedOpens ?? 1) - 1;
+      letGo(n);
     },
 
     // No opendir/releasedir: the kernel then keeps listings cached (FOPEN_KEEP_CACHE|FOPEN_CACHE_DIR by
@@ -374,6 +434,29 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     },
 
     stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
+  };
+
+  /**
+   * A READ of a file the kernel opened without asking (openless): the node's shared handle, held for the read.
+   * No revision check: the kernel may have opened the file before an update, and such a descriptor keeps
+   * reading the content it opened, which is what the node's entry names (new opens get new nodeids).
+   */
+  const readOpenless = async (nodeid: number, offset: number, size: number): Promise<Uint8Array> => {
+    const n = nodeOf(nodeid);
+    return guard('read', n.path, async () => {
+      if (n.shared === undefined && n.file?.entry.id !== undefined && n.file.entry.chunks === undefined && offset === 0) {
+        opts.profiler?.onOpen(n.path, n.attr.size);
+      }
+      const fh = await acquire(n);
+      try {
+        const data = await client.read(fh, offset, size);
+        const chunks = n.file?.entry.chunks;
+        if (chunks !== undefined) readAhead(fh, chunks, offset + size);
+        return data;
+      } finally {
+        letGo(n);
+      }
+    });
   };
 
   /**

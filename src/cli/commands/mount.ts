@@ -8,9 +8,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
 import { addClientFlags, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
-import { clearStaleMount, fuseMountState, userNamespaceCommand } from '../../fuse/mount.js';
+import { abandonFuseMount, clearStaleMount, fuseMountState, mountFuse, userNamespaceCommand } from '../../fuse/mount.js';
 import { daemonStatus, type MountStatus } from '../../mountd/control.js';
 import { startDaemon } from '../../mountd/start-daemon.js';
+import { repositoryMountOptions } from '../../vfs/mount-options.js';
 import { assertNotMountPoint } from '../../mountd/mount-holder.js';
 import { processAlive, readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
@@ -45,7 +46,8 @@ export async function run(argv: string[]): Promise<number> {
     .option('--userns', 'mount inside a new user+mount namespace even as root (the default for non-root users)')
     .option('--metrics-listen <host:port>', 'also serve Prometheus metrics on http://HOST:PORT/metrics (the control socket answers "metrics" anyway)')
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
-    .option('--no-passthrough', 'serve every read from the daemon (no FUSE passthrough to cached files)')
+    .option('--passthrough', 'open cached whole files with FUSE passthrough (every open then asks the daemon; reads do not)')
+    .option('--no-passthrough', 'no FUSE passthrough: the kernel opens files without asking the daemon (the default)')
     .option('--ready-fd <n>', 'internal: write "ready" to this fd once mounted')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
@@ -67,9 +69,10 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   const userns = Boolean(o.userns) || process.geteuid?.() !== 0;
   if (!userns && (await fuseMountState(mnt)) === 'stale') await clearStaleMount(mnt);
   await assertNotMountPoint(mnt);
-  // Configuration and key errors are reported here, not in a daemon log.
-  const settings = await loadClientSettings(fqrn, o);
-  await loadMasterKeys(settings);
+  // Configuration and key errors are reported here, not in a daemon log. The daemon starts meanwhile (a node
+  // start is most of a mount): it reads the same files and fails the same way, and then this error wins.
+  const checks = loadClientSettings(fqrn, o).then((settings) => loadMasterKeys(settings));
+  checks.catch(() => undefined);
 
   const args = ['mount', fqrn, mnt, '--foreground', '--ready-fd', '3', '--run-dir', dir];
   // The daemon runs from "/", so every path option is made absolute.
@@ -81,15 +84,28 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
   if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (o.loop !== undefined) args.push('--loop', o.loop);
-  if (o.passthrough === false) args.push('--no-passthrough');
+  if (o.passthrough === true) args.push('--passthrough');
   if (userns) args.push('--in-userns');
   const script = mainScript();
   const { command, args: full } = userns
     ? userNamespaceCommand(script, args)
-    : { command: process.execPath, args: [script, ...args] };
+    : { command: process.execPath, args: [...process.execArgv, script, ...args] };
   const { log } = recordPaths(dir, mnt);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const info = await startDaemon({ command, args: full, mountpoint: mnt, log });
+  let info;
+  try {
+    info = await startDaemon({ command, args: full, mountpoint: mnt, log });
+  } catch (e) {
+    await checks;
+    throw e;
+  }
+  try {
+    await checks;
+  } catch (e) {
+    // The daemon accepted what this process refuses (cannot happen with the same files): take it down.
+    process.kill(info.pid, 'SIGTERM');
+    throw e;
+  }
   say(`mounted ${fqrn} revision ${info.revision} at ${mnt} (daemon pid ${info.pid}, log ${log})`);
   if (userns) {
     say(`the mount lives in a user+mount namespace; run commands there with:`);
@@ -105,17 +121,17 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   const dir = o.runDir ? resolve(o.runDir) : runDir();
   // The daemon's parent checked already; a foreground mount checks here (in the namespace it mounts in).
   if (o.readyFd === undefined) await assertNotMountPoint(mnt);
-  // The daemon's own modules are loaded only here: the parent that starts it needs none of them.
-  const [{ serveMount }, { mountRepository, repositoryMountOptions }, { mountFuse, abandonFuseMount }] = await Promise.all([
-    import('../../mountd/serve-mount.js'), import('../../vfs/mount-repository.js'), import('../../fuse/mount.js'),
-  ]);
-  // mount(8) runs while the client fetches and verifies the manifest and root catalog: the kernel queues
-  // its INIT until the session starts, so nothing waits on an unopened client.
+  // mount(8) runs while the client loads its modules, fetches and verifies the manifest and root catalog:
+  // the kernel queues its INIT until the session starts, so nothing waits on an unopened client.
   const early = mountFuse(mnt, repositoryMountOptions(fqrn));
   early.catch(() => undefined);
+  const opening = openClientFromFlags(fqrn, o, log);
+  opening.catch(() => undefined);
+  // The daemon's own modules are loaded only here: the parent that starts it needs none of them.
+  const [{ serveMount }, { mountRepository }] = await Promise.all([import('../../mountd/serve-mount.js'), import('../../vfs/mount-repository.js')]);
   let client;
   try {
-    client = await openClientFromFlags(fqrn, o, log);
+    client = await opening;
   } catch (e) {
     await early.then((m) => abandonFuseMount(m), () => undefined);
     throw e;
@@ -130,7 +146,7 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log, metricsListen: o.metricsListen,
     readyFd: o.readyFd === undefined ? undefined : Number(o.readyFd), announce: say,
-    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough !== false, profileDir: join(dir, 'start-profiles') }),
+    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough === true, profileDir: join(dir, 'start-profiles') }),
   });
   return 0;
 }
