@@ -154,9 +154,18 @@ test('a snapshot serves the repository byte-identical through the client, and a 
     // A new revision: only what changed is copied, and the replica serves it.
     await writeFile(join(f.src, 'sw', 'v1', 'new.txt'), 'added later\n');
     await gridbox(['publish', FQRN, f.src, '--root', f.source, ...CHUNK_FLAGS]);
+    const had = new Set((await objects(replicaSrv(f))).keys());
+    f.requests.length = 0;
     const third = (await gridbox(['snapshot', FQRN, '--from', f.server.url, '--root', f.replica, '--keys', f.keys])).stdout.toString();
     const n = /from revision (\d+)\), copied (\d+) objects/.exec(third);
     assert.ok(n && Number(n[2]) > 0 && Number(n[2]) < rep.size, third);
+    // Incremental: each object fetched once, and only objects the replica lacked (the diff against the
+    // replica's older catalogs); the new file's object is one of them.
+    const fetched = f.requests.filter((u) => u.includes('/data/')).map((u) => u.replace(/^.*\/data\/(..)\//, '$1'));
+    assert.equal(fetched.length, Number(n[2]), `one request per copied object: ${fetched.join(' ')}`);
+    for (const k of fetched) assert.ok(!had.has(k), `${k} was already in the replica but fetched again`);
+    const now = await objects(replicaSrv(f));
+    assert.deepEqual([...now.keys()].filter((k) => !had.has(k)).sort(), [...fetched].sort());
     assert.equal((await gridbox(['cat', FQRN, '/sw/v1/new.txt', ...common])).stdout.toString(), 'added later\n');
   } finally {
     await replicaServer.close();
