@@ -3,7 +3,7 @@
 // failure cases), and the replica served again and read back through the verifying client CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -268,5 +268,34 @@ test('a snapshot through a squid proxy (--proxy) fetches via the proxy and reads
     }
   } finally {
     await squid.stop();
+  }
+}));
+
+test('a snapshot killed mid-way leaves the previous revision served, and the next run completes the new one', { timeout: 240_000 }, async () => withSource(async (f) => {
+  await snapshotInProcess(f);
+  const before = await readFile(join(replicaSrv(f), '.cvmfspublished'));
+  for (let i = 0; i < 200; i++) await writeFile(join(f.src, 'docs', `k${i}.txt`), `killed run ${i}\n`);
+  await gridbox(['publish', FQRN, f.src, '--root', f.source, ...CHUNK_FLAGS]);
+  f.requests.length = 0;
+  const child = spawn(process.execPath, [MAIN, 'snapshot', FQRN, '--from', f.server.url, '--root', f.replica, '--keys', f.keys, '--connections', '1', '--pipeline', '1'],
+    { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Killed once it has started on the data objects (or, on a fast machine, wherever it got to).
+  for (let i = 0; i < 2000 && f.requests.filter((u) => u.includes('/data/')).length < 20 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGKILL');
+  await exited;
+  const after = await readFile(join(replicaSrv(f), '.cvmfspublished'));
+  assert.ok(after.equals(before) || after.equals(await readFile(join(sourceSrv(f), '.cvmfspublished'))), 'old or new manifest, never anything else');
+
+  const r = await snapshotInProcess(f);
+  assert.ok(r.previousRevision !== undefined);
+  assert.deepEqual(await readFile(join(replicaSrv(f), '.cvmfspublished')), await readFile(join(sourceSrv(f), '.cvmfspublished')));
+  const replicaServer = await listenSrv({ srvDir: join(f.replica, 'srv') });
+  try {
+    const dest = join(f.dir, 'copy');
+    await gridbox(['get', FQRN, '/', dest, '--quiet', '--server', replicaServer.url, '--keys', f.keys, '--cache', join(f.dir, 'cache')]);
+    assert.deepEqual(await describe(dest), await describe(f.src));
+  } finally {
+    await replicaServer.close();
   }
 }));
