@@ -3,6 +3,7 @@
 // then install the whitelist and the manifest last. Not a publisher, not a server. Invariant: a catalog (or history
 // object) is stored only after all it references, so one found in the replica stands for its whole subtree.
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { openCatalog } from '../catalog/catalog-reader.js';
@@ -15,7 +16,7 @@ import { FsStore } from '../store/fs-store.js';
 import { decodeObjectBytes, verifyObjectBytes } from '../store/object-io.js';
 import { catalogObjectRefs, type CatalogObjectRef } from './catalog-refs.js';
 import { Limiter, ObjectCopier, PresentKeys, StatPresence, isMissingAtSource, objectFetchError, type SnapshotSource } from './object-copier.js';
-import { ReplicaObjectWriter } from './replica-object-writer.js';
+import { ReplicaWritePool, SYNC_FIRST } from './replica-write-pool.js';
 import { formatSnapshotTime, lockReplica, readIfPresent, replicaLayout, writeFileAtomic } from './replica-layout.js';
 
 export type { SnapshotSource } from './object-copier.js';
@@ -72,6 +73,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
   const label = o.sourceLabel ?? o.fqrn;
   const release = await lockReplica(layout);
   let tmpDir: string | undefined;
+  let writer: ReplicaWritePool | undefined;
   try {
     await requireMasterReplica(o.source, o.fqrn, label);
     const manifestBytes = await o.source.fetchFile('.cvmfspublished', { maxBytes: MAX_MANIFEST_BYTES });
@@ -88,7 +90,10 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
     const currentBytes = await readIfPresent(layout.manifest);
     const current = currentBytes === undefined ? undefined : parseSignedManifest(currentBytes).fields;
     const presence = current !== undefined ? new StatPresence(store.dataDir) : await PresentKeys.of(store);
-    const copier = new ObjectCopier(o.source, store, limiter, presence, new ReplicaObjectWriter(store.dataDir));
+    // A writer thread only pays where cores are spare: on two cores, hashing, the network and the writes
+    // (and a co-located origin) compete anyway, and the hand-over costs more than it frees.
+    writer = new ReplicaWritePool(store.dataDir, availableParallelism() >= 4 ? SYNC_FIRST : Infinity);
+    const copier = new ObjectCopier(o.source, store, limiter, presence, writer);
 
     // Trust first (spec §3.4): nothing is copied for a manifest that does not verify.
     const certId = parseSignedManifest(manifestBytes).fields.X;
@@ -124,6 +129,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
       catalogs: walk.catalogsCopied, tags: walk.tagsWalked,
     };
   } finally {
+    await writer?.close();
     if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
     await release();
   }
