@@ -16,9 +16,13 @@ export interface AtomicWriteOptions {
   tmpDir?: string;
 }
 
-/** A unique temp path for `path`: `<dir>/.<base>.tmp.<pid>.<random>`. */
+/** Random per process (and per worker thread), then counted: randomBytes per file cost a snapshot seconds. */
+const tempTag = { prefix: '', n: 0 };
+
+/** A unique temp path for `path`: `<dir>/.<base>.tmp.<pid>.<random hex>`. */
 export function tempPathFor(path: string, tmpDir?: string): string {
-  return join(tmpDir ?? dirname(path), `.${basename(path)}.tmp.${process.pid}.${randomBytes(6).toString('hex')}`);
+  if (tempTag.prefix === '') tempTag.prefix = randomBytes(6).toString('hex');
+  return join(tmpDir ?? dirname(path), `.${basename(path)}.tmp.${process.pid}.${tempTag.prefix}${(++tempTag.n).toString(16)}`);
 }
 
 /** The writer's pid from a tempPathFor() name (a base name or a whole path), or undefined. */

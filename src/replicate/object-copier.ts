@@ -2,6 +2,8 @@
 // as served: the raw bytes must hash to the object's name before the store sees them (spec §1.3), a
 // bounded number of fetches run at once, and an object already present or being copied is not fetched again.
 // Decides nothing about *which* objects to copy: that is the catalog walk in snapshot.ts.
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { objectKey, type ObjectId, type ObjectSuffix } from '../hash/object-id.js';
 import type { ObjectStore } from '../store/object-store.js';
@@ -66,10 +68,12 @@ export function objectFetchError(e: unknown, key: string): GridboxError {
 /** Runs at most `max` tasks at once, in call order; `stop()` makes tasks not yet started fail fast. */
 export class Limiter {
   private running = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** A FIFO with a moving head: Array.shift() on tens of thousands of waiters is quadratic. */
+  private waiting: (() => void)[] = [];
+  private head = 0;
   private stopped: unknown;
 
-  constructor(private readonly max: number) {
+  constructor(readonly max: number) {
     if (!Number.isInteger(max) || max < 1) throw new GridboxError('USAGE', `Concurrency must be a positive integer, got ${q(max)}`);
   }
 
@@ -80,8 +84,7 @@ export class Limiter {
       if (this.stopped !== undefined) throw this.stopped;
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next(); else this.running--;
+      this.next();
     }
   }
 
@@ -89,15 +92,35 @@ export class Limiter {
   stop(reason: unknown): void {
     this.stopped ??= reason;
   }
+
+  private next(): void {
+    if (this.head >= this.waiting.length) {
+      this.running--;
+      return;
+    }
+    const wake = this.waiting[this.head];
+    this.waiting[this.head++] = undefined as unknown as () => void;
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.head);
+      this.head = 0;
+    }
+    wake();
+  }
+}
+
+/** Whether the replica holds an object; the snapshot adds what it stores. Synchronous: asked per object. */
+export interface Presence {
+  has(key: string): boolean;
+  add(key: string): void;
 }
 
 /**
  * The keys a replica store holds, listed once when a snapshot starts (one readdir per data/XX directory)
  * and kept up to date by the snapshot's own writes; the snapshot holds the replica lock, so nobody else
- * adds or removes objects meanwhile. Replaces a stat per referenced object, which dominated both a first
- * copy (every stat a failing ENOENT) and an incremental one (every object of a changed catalog checked).
+ * adds or removes objects meanwhile. For a replica that serves no revision yet (usually empty, or what a
+ * killed first snapshot left): there every object is checked, and a stat each mostly failing cost more.
  */
-export class PresentKeys {
+export class PresentKeys implements Presence {
   private constructor(private readonly keys: Set<string>) {}
 
   static async of(store: ObjectStore): Promise<PresentKeys> {
@@ -119,6 +142,30 @@ export class PresentKeys {
   }
 }
 
+/**
+ * Presence by one stat of the object file, for a replica that serves a revision: an incremental snapshot
+ * asks only about catalogs and the objects a changed catalog added (catalog-refs.ts), so listing the
+ * whole store (50k names for a mid-size repository) would cost far more than the few stats.
+ */
+export class StatPresence implements Presence {
+  private readonly added = new Set<string>();
+
+  constructor(private readonly dataDir: string) {}
+
+  has(key: string): boolean {
+    if (this.added.has(key)) return true;
+    try {
+      return statSync(join(this.dataDir, key.slice(0, 2), key.slice(2)), { throwIfNoEntry: false })?.isFile() ?? false;
+    } catch (e) {
+      throw new GridboxError('STORE_IO', `Cannot look up object ${q(key)} in ${q(this.dataDir)}: ${(e as Error).message}`, { objectId: key, path: this.dataDir, cause: e });
+    }
+  }
+
+  add(key: string): void {
+    this.added.add(key);
+  }
+}
+
 export class ObjectCopier {
   readonly stats: CopyStats = { objects: 0, bytes: 0, present: 0 };
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -128,9 +175,9 @@ export class ObjectCopier {
    * verified bytes.
    */
   constructor(private readonly source: SnapshotSource, private readonly store: ObjectStore, readonly limiter: Limiter,
-    readonly present?: PresentKeys, private readonly sink: ObjectSink = store) {}
+    readonly present?: Presence, private readonly sink: ObjectSink = store) {}
 
-  /** Whether the replica holds the object (from the listing when there is one). */
+  /** Whether the replica holds the object (from `present` when given, else the store). */
   async has(key: string): Promise<boolean> {
     return this.present !== undefined ? this.present.has(key) : this.store.has(key);
   }

@@ -3,7 +3,7 @@
 // failure cases), and the replica served again and read back through the verifying client CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -154,9 +154,18 @@ test('a snapshot serves the repository byte-identical through the client, and a 
     // A new revision: only what changed is copied, and the replica serves it.
     await writeFile(join(f.src, 'sw', 'v1', 'new.txt'), 'added later\n');
     await gridbox(['publish', FQRN, f.src, '--root', f.source, ...CHUNK_FLAGS]);
+    const had = new Set((await objects(replicaSrv(f))).keys());
+    f.requests.length = 0;
     const third = (await gridbox(['snapshot', FQRN, '--from', f.server.url, '--root', f.replica, '--keys', f.keys])).stdout.toString();
     const n = /from revision (\d+)\), copied (\d+) objects/.exec(third);
     assert.ok(n && Number(n[2]) > 0 && Number(n[2]) < rep.size, third);
+    // Incremental: each object fetched once, and only objects the replica lacked (the diff against the
+    // replica's older catalogs); the new file's object is one of them.
+    const fetched = f.requests.filter((u) => u.includes('/data/')).map((u) => u.replace(/^.*\/data\/(..)\//, '$1'));
+    assert.equal(fetched.length, Number(n[2]), `one request per copied object: ${fetched.join(' ')}`);
+    for (const k of fetched) assert.ok(!had.has(k), `${k} was already in the replica but fetched again`);
+    const now = await objects(replicaSrv(f));
+    assert.deepEqual([...now.keys()].filter((k) => !had.has(k)).sort(), [...fetched].sort());
     assert.equal((await gridbox(['cat', FQRN, '/sw/v1/new.txt', ...common])).stdout.toString(), 'added later\n');
   } finally {
     await replicaServer.close();
@@ -259,5 +268,34 @@ test('a snapshot through a squid proxy (--proxy) fetches via the proxy and reads
     }
   } finally {
     await squid.stop();
+  }
+}));
+
+test('a snapshot killed mid-way leaves the previous revision served, and the next run completes the new one', { timeout: 240_000 }, async () => withSource(async (f) => {
+  await snapshotInProcess(f);
+  const before = await readFile(join(replicaSrv(f), '.cvmfspublished'));
+  for (let i = 0; i < 200; i++) await writeFile(join(f.src, 'docs', `k${i}.txt`), `killed run ${i}\n`);
+  await gridbox(['publish', FQRN, f.src, '--root', f.source, ...CHUNK_FLAGS]);
+  f.requests.length = 0;
+  const child = spawn(process.execPath, [MAIN, 'snapshot', FQRN, '--from', f.server.url, '--root', f.replica, '--keys', f.keys, '--connections', '1', '--pipeline', '1'],
+    { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Killed once it has started on the data objects (or, on a fast machine, wherever it got to).
+  for (let i = 0; i < 2000 && f.requests.filter((u) => u.includes('/data/')).length < 20 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGKILL');
+  await exited;
+  const after = await readFile(join(replicaSrv(f), '.cvmfspublished'));
+  assert.ok(after.equals(before) || after.equals(await readFile(join(sourceSrv(f), '.cvmfspublished'))), 'old or new manifest, never anything else');
+
+  const r = await snapshotInProcess(f);
+  assert.ok(r.previousRevision !== undefined);
+  assert.deepEqual(await readFile(join(replicaSrv(f), '.cvmfspublished')), await readFile(join(sourceSrv(f), '.cvmfspublished')));
+  const replicaServer = await listenSrv({ srvDir: join(f.replica, 'srv') });
+  try {
+    const dest = join(f.dir, 'copy');
+    await gridbox(['get', FQRN, '/', dest, '--quiet', '--server', replicaServer.url, '--keys', f.keys, '--cache', join(f.dir, 'cache')]);
+    assert.deepEqual(await describe(dest), await describe(f.src));
+  } finally {
+    await replicaServer.close();
   }
 }));

@@ -3,6 +3,7 @@
 // then install the whitelist and the manifest last. Not a publisher, not a server. Invariant: a catalog (or history
 // object) is stored only after all it references, so one found in the replica stands for its whole subtree.
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import { openCatalog } from '../catalog/catalog-reader.js';
@@ -13,14 +14,20 @@ import { verifyRepositoryTrust } from '../manifest/trust.js';
 import { MAX_WHITELIST_BYTES } from '../manifest/whitelist.js';
 import { FsStore } from '../store/fs-store.js';
 import { decodeObjectBytes, verifyObjectBytes } from '../store/object-io.js';
-import { Limiter, ObjectCopier, PresentKeys, isMissingAtSource, objectFetchError, type SnapshotSource } from './object-copier.js';
-import { ReplicaObjectWriter } from './replica-object-writer.js';
+import { catalogObjectRefs, type CatalogObjectRef } from './catalog-refs.js';
+import { Limiter, ObjectCopier, PresentKeys, StatPresence, isMissingAtSource, objectFetchError, type SnapshotSource } from './object-copier.js';
+import { ReplicaWritePool, SYNC_FIRST } from './replica-write-pool.js';
 import { formatSnapshotTime, lockReplica, readIfPresent, replicaLayout, writeFileAtomic } from './replica-layout.js';
 
 export type { SnapshotSource } from './object-copier.js';
 
 /** Objects in flight at once by default: enough to hide a loopback or LAN round trip behind the writes. */
 export const DEFAULT_SNAPSHOT_CONCURRENCY = 16;
+/** Bulk path defaults (http-pipeline.ts): connections to the source, requests written ahead on each. */
+export const DEFAULT_CONNECTIONS = 4;
+export const DEFAULT_PIPELINE_DEPTH = 16;
+/** Bodies above this go through the full downloader instead of being held whole by the bulk path. */
+export const MAX_PIPELINED_BODY = 64 << 20;
 /** Inflate caps for the meta-objects a snapshot must read. */
 export const MAX_CATALOG_BYTES = 1 << 30;
 export const MAX_HISTORY_BYTES = 256 << 20;
@@ -66,6 +73,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
   const label = o.sourceLabel ?? o.fqrn;
   const release = await lockReplica(layout);
   let tmpDir: string | undefined;
+  let writer: ReplicaWritePool | undefined;
   try {
     await requireMasterReplica(o.source, o.fqrn, label);
     const manifestBytes = await o.source.fetchFile('.cvmfspublished', { maxBytes: MAX_MANIFEST_BYTES });
@@ -77,15 +85,21 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
     for (const name of await readdir(layout.state)) if (name.startsWith('snapshot-')) await rm(join(layout.state, name), { recursive: true, force: true });
     tmpDir = await mkdtemp(join(layout.state, 'snapshot-'));
     const limiter = new Limiter(o.concurrency ?? DEFAULT_SNAPSHOT_CONCURRENCY);
-    const copier = new ObjectCopier(o.source, store, limiter, await PresentKeys.of(store), new ReplicaObjectWriter(store.dataDir));
+    // A replica serving a revision is looked up object by object, and only where catalogs changed; one
+    // that serves nothing yet is listed once (it is empty, or holds what a killed first snapshot stored).
+    const currentBytes = await readIfPresent(layout.manifest);
+    const current = currentBytes === undefined ? undefined : parseSignedManifest(currentBytes).fields;
+    const presence = current !== undefined ? new StatPresence(store.dataDir) : await PresentKeys.of(store);
+    // A writer thread only pays where cores are spare: on two cores, hashing, the network and the writes
+    // (and a co-located origin) compete anyway, and the hand-over costs more than it frees.
+    writer = new ReplicaWritePool(store.dataDir, availableParallelism() >= 4 ? SYNC_FIRST : Infinity);
+    const copier = new ObjectCopier(o.source, store, limiter, presence, writer);
 
     // Trust first (spec §3.4): nothing is copied for a manifest that does not verify.
     const certId = parseSignedManifest(manifestBytes).fields.X;
     if (certId === undefined) throw new GridboxError('MANIFEST_INVALID', `Cannot snapshot ${q(o.fqrn)}: the source's manifest names no certificate (X)`);
     const cert = await localOrFetched(store, copier, certId, 'X');
     const certPem = decodeObjectBytes(cert.bytes, objectKey(certId, 'X'), { compression: 'zlib', maxBytes: MAX_CERT_BYTES });
-    const currentBytes = await readIfPresent(layout.manifest);
-    const current = currentBytes === undefined ? undefined : parseSignedManifest(currentBytes).fields;
     const fields = verifyRepositoryTrust({
       fqrn: o.fqrn, manifestBytes, whitelistBytes, certPem, masterPublicKeysPem: o.masterPublicKeysPem,
       now: now(), minTimestamp: current?.T,
@@ -100,7 +114,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
       cert.local ? Promise.resolve() : copier.put(objectKey(certId, 'X'), cert.bytes),
       fields.M !== undefined ? copier.copy(fields.M, 'M') : Promise.resolve(),
       walk.historyAndTags(fields),
-      walk.catalogTree(fields.C),
+      walk.catalogTree(fields.C, current?.C),
     ]);
 
     // Top-level files last, manifest very last (spec §8.5): until this rename, clients see the old revision.
@@ -115,6 +129,7 @@ export async function snapshotRepository(o: SnapshotOptions): Promise<SnapshotRe
       catalogs: walk.catalogsCopied, tags: walk.tagsWalked,
     };
   } finally {
+    await writer?.close();
     if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
     await release();
   }
@@ -126,6 +141,16 @@ async function requireMasterReplica(source: SnapshotSource, fqrn: string, label:
   if (marker === undefined) {
     throw new GridboxError('REPLICA_NOT_ALLOWED',
       `Cannot snapshot ${q(fqrn)} from ${q(label)}: the source has no .cvmfs_master_replica marker, so it does not allow stratum-1 replication`);
+  }
+}
+
+/** Nested catalogs of an inflated catalog file; bind mountpoints name other repositories and are not copied. */
+function nestedOf(file: string): { path: string; id: ObjectId }[] {
+  const reader = openCatalog(file);
+  try {
+    return reader.nested().filter((n) => !n.bind).map((n) => ({ path: n.path, id: n.id }));
+  } finally {
+    reader.close();
   }
 }
 
@@ -175,18 +200,23 @@ class RevisionWalk {
     if (this.firstError !== undefined) throw this.firstError;
   }
 
-  /** One catalog and everything below it; concurrent calls for one catalog share the work. */
-  catalogTree(id: ObjectId): Promise<void> {
+  /**
+   * One catalog and everything below it; concurrent calls for one catalog share the work. `older` is the
+   * catalog the replica's current revision has at the same place, if any: only what the new catalog adds
+   * to it is looked up (catalog-refs.ts), and nested catalogs pair up with its nested catalogs by path.
+   */
+  catalogTree(id: ObjectId, older?: ObjectId): Promise<void> {
     const key = objectKey(id, 'C');
     let p = this.catalogs.get(key);
     if (p === undefined) {
-      p = this.catalogTreeOnce(id, key);
+      p = this.catalogTreeOnce(id, key, older);
       this.catalogs.set(key, p);
     }
     return p;
   }
 
-  private async catalogTreeOnce(id: ObjectId, key: string): Promise<void> {
+  private async catalogTreeOnce(id: ObjectId, key: string, older: ObjectId | undefined): Promise<void> {
+    // Present means its whole subtree is present (stored last): an unchanged nested catalog is never opened.
     if (await this.copier.has(key)) {
       this.copier.stats.present++;
       return;
@@ -195,10 +225,10 @@ class RevisionWalk {
     // Keep the compressed bytes on disk while the subtree copies, so a deep tree does not pile up in memory.
     const rawFile = join(this.tmpDir, `${key}.raw`);
     await writeFile(rawFile, raw);
-    const { objects, nested } = await this.readCatalog(raw, key);
+    const { objects, nested } = await this.readCatalog(raw, key, older);
     await this.all([
-      ...objects.map(([oid, suffix]) => this.copier.copy(oid, suffix)),
-      ...nested.map((n) => this.catalogTree(n)),
+      ...objects.map((r) => this.copier.copy(r.id, r.suffix)),
+      ...nested.map((n) => this.catalogTree(n.id, n.older)),
     ]);
     await this.copier.put(key, await readFile(rawFile));
     await rm(rawFile, { force: true });
@@ -206,20 +236,32 @@ class RevisionWalk {
   }
 
   /** Data objects (whole files without a suffix, chunks `P`) and nested catalogs one catalog references. */
-  private async readCatalog(raw: Buffer, key: string): Promise<{ objects: [ObjectId, ObjectSuffix][]; nested: ObjectId[] }> {
+  private async readCatalog(raw: Buffer, key: string, older: ObjectId | undefined): Promise<{ objects: CatalogObjectRef[]; nested: { id: ObjectId; older?: ObjectId }[] }> {
     const file = join(this.tmpDir, `catalog-${this.seq++}.sqlite`);
     await writeFile(file, decodeObjectBytes(raw, key, { compression: 'zlib', maxBytes: MAX_CATALOG_BYTES }));
+    const olderFile = older !== undefined ? await this.inflateLocal(older) : undefined;
     try {
-      const reader = openCatalog(file);
-      try {
-        const objects: [ObjectId, ObjectSuffix][] = reader.objectRefs().map((r) => [r.id, r.suffix]);
-        return { objects, nested: reader.nested().filter((n) => !n.bind).map((n) => n.id) };
-      } finally {
-        reader.close();
-      }
+      const olderNested = new Map<string, ObjectId>();
+      if (olderFile !== undefined) for (const n of nestedOf(olderFile)) olderNested.set(n.path, n.id);
+      const nested = nestedOf(file).map((n) => ({ id: n.id, older: olderNested.get(n.path) }));
+      return { objects: catalogObjectRefs(file, olderFile), nested };
     } finally {
       await rm(file, { force: true });
+      if (olderFile !== undefined) await rm(olderFile, { force: true });
     }
+  }
+
+  /**
+   * The replica's own copy of a catalog, verified and inflated into a temp file; undefined when the
+   * replica does not have it (then every reference of the new catalog is looked up, which is only slower).
+   */
+  private async inflateLocal(id: ObjectId): Promise<string | undefined> {
+    const key = objectKey(id, 'C');
+    if (!(await this.copier.has(key))) return undefined;
+    const stored = await this.store.get(key);
+    const file = join(this.tmpDir, `older-${this.seq++}.sqlite`);
+    await writeFile(file, decodeObjectBytes(stored, key, { compression: 'zlib', maxBytes: MAX_CATALOG_BYTES }));
+    return file;
   }
 
   /** The history object chain (as far back as the source has it), then the catalogs of every tagged revision. */

@@ -4,8 +4,10 @@
 import { Command } from 'commander';
 import { describeError, GridboxError } from '../../errors.js';
 import { Downloader } from '../../download/downloader.js';
-import { parseProxyList, parseServerUrls } from '../../download/chains.js';
-import { snapshotRepository, DEFAULT_SNAPSHOT_CONCURRENCY } from '../../replicate/snapshot.js';
+import { DIRECT, parseProxyList, parseServerUrls } from '../../download/chains.js';
+import { HttpPipeline } from '../../replicate/http-pipeline.js';
+import { PipelinedSource } from '../../replicate/fast-source.js';
+import { snapshotRepository, DEFAULT_CONNECTIONS, DEFAULT_PIPELINE_DEPTH, MAX_PIPELINED_BODY } from '../../replicate/snapshot.js';
 import { expandServerFlag, loadMasterKeys } from '../client-options.js';
 import { intArg, newCommand, parseCommand, say } from '../options.js';
 
@@ -18,6 +20,8 @@ interface SnapshotFlags {
   key?: string;
   proxy?: string;
   concurrency?: number;
+  connections?: number;
+  pipeline?: number;
   loop?: number;
   quiet?: boolean;
 }
@@ -32,7 +36,9 @@ export async function run(argv: string[]): Promise<number> {
     .option('--keys <dir>', 'directory of master public keys (*.pub)')
     .option('--key <file>', 'master public key file(s), ":"-separated')
     .option('--proxy <url>', 'HTTP proxy list (CVMFS_HTTP_PROXY syntax), default DIRECT')
-    .option('--concurrency <n>', `objects in flight (default ${DEFAULT_SNAPSHOT_CONCURRENCY})`, intArg('--concurrency'))
+    .option('--connections <n>', `keep-alive connections to the source (default ${DEFAULT_CONNECTIONS})`, intArg('--connections'))
+    .option('--pipeline <n>', `requests pipelined on one connection (default ${DEFAULT_PIPELINE_DEPTH}; 0: no bulk path, every object through the full downloader)`, intArg('--pipeline'))
+    .option('--concurrency <n>', 'objects in flight (default 2 x connections x pipeline)', intArg('--concurrency'))
     .option('--loop <seconds>', 'keep the replica in step: snapshot again this many seconds after each run ends, until SIGTERM/SIGINT; a failed run is reported and retried', intArg('--loop'))
     .option('--quiet', 'print nothing but errors')
     .action((fqrn: string, o: SnapshotFlags) => { parsed.push({ fqrn, o }); });
@@ -49,10 +55,26 @@ export async function run(argv: string[]): Promise<number> {
   try {
     for (;;) {
       try {
-        const r = await snapshotRepository({
-          fqrn, source: downloader, sourceLabel: serverUrls.join(';'), root: o.root, masterPublicKeysPem: keys,
-          concurrency: o.concurrency === undefined || o.concurrency === 0 ? undefined : o.concurrency,
-        });
+        // The bulk path talks to the host and proxy the downloader would use now; whatever it cannot do
+        // goes through the downloader, which fails over (fast-source.ts).
+        const connections = o.connections || DEFAULT_CONNECTIONS;
+        const depth = o.pipeline ?? DEFAULT_PIPELINE_DEPTH;
+        const proxy = downloader.proxies.current();
+        const pipeline = depth > 0 && /^http:/.test(downloader.hosts.current())
+          ? new HttpPipeline({ baseUrl: downloader.hosts.current(), proxy: proxy === DIRECT ? undefined : proxy, connections, depth,
+            timeoutMs: 10_000, maxBodyBytes: MAX_PIPELINED_BODY, userAgent: 'cvmfs gridbox 0.1' })
+          : undefined;
+        let r;
+        try {
+          r = await snapshotRepository({
+            fqrn, source: pipeline !== undefined ? new PipelinedSource(downloader, pipeline) : downloader, sourceLabel: serverUrls.join(';'),
+            root: o.root, masterPublicKeysPem: keys,
+            // Twice what the connections carry, so a queue is waiting whenever responses free room.
+            concurrency: o.concurrency || 2 * connections * Math.max(depth, 1),
+          });
+        } finally {
+          pipeline?.close();
+        }
         if (!o.quiet) {
           const from = r.previousRevision === undefined ? 'new replica' : `from revision ${r.previousRevision}`;
           say(`snapshot ${fqrn}: revision ${r.revision} (${from}), copied ${r.objects} objects (${r.catalogs} catalogs), ${r.bytes} bytes; ${r.present} already present`);
