@@ -56,6 +56,11 @@ console.log(JSON.stringify({ data, here, entry: import.meta.url }));
     assert.deepEqual(JSON.parse(r.stdout), {
       data: 'found', here: [join(dir, 'lib/deep'), join(dir, 'lib/deep/where.js')], entry: pathToFileURL(join(dir, 'entry.js')).href,
     });
+    // A native addon named by a relative path is required from its absolute place, wherever the bundle lives.
+    writeFileSync(join(dir, 'lib/addon.cjs'), "exports.load = () => require('../build/addon.node');\n");
+    writeFileSync(join(dir, 'native.js'), "import { load } from './lib/addon.cjs';\nconsole.log(typeof load);\n");
+    const native = (await bundleText(join(dir, 'native.js'), join(dir, 'main.js'))).text;
+    assert.ok(native.includes(`require(${JSON.stringify(join(dir, 'build/addon.node'))})`), native);
     writeFileSync(join(dir, 'resolve.js'), "console.log(import.meta.resolve('./x.js'));\n");
     await assert.rejects(bundleText(join(dir, 'resolve.js'), join(dir, 'main.js')), /import\.meta/);
   });

@@ -61,6 +61,8 @@ const externalsByPath: Plugin = {
       path: createRequire(args.importer).resolve(args.path),
       external: true,
     }));
+    // An addon file named literally by a bundled package, likewise by its absolute path.
+    b.onResolve({ filter: /^\.{0,2}\/.*\.node$/ }, (args) => ({ path: resolve(args.resolveDir, args.path), external: true }));
   },
 };
 
@@ -88,31 +90,39 @@ const importMetaOfEachModule: Plugin = {
  */
 export async function bundleText(entry: string, mainJs: string): Promise<{ text: string; files: string[] }> {
   const { build } = await import('esbuild');
-  // A compiled file rewritten while esbuild read it would carry a fresh mtime in a manifest made after the
-  // build: such a bundle is refused (slack for the kernel's coarse file clock).
-  const startedAt = Date.now() - 50;
-  const out = await build({
-    entryPoints: [resolve(entry)],
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    external: ['*.node'],
-    plugins: [externalsByPath, importMetaOfEachModule],
-    logOverride: { 'empty-import-meta': 'error' },
-    logLevel: 'silent',
-    metafile: true,
-    write: false,
-    outfile: join(dirname(resolve(entry)), BUNDLE_NAME),
-  });
-  const files = Object.keys(out.metafile.inputs).map((f) => resolve(f));
-  const manifest = manifestOf(files);
-  const moved = manifest.find(([, , mtime]) => mtime >= startedAt);
-  if (moved !== undefined) throw new Error(`${moved[0]} changed while it was bundled`);
-  const code = out.outputFiles.find((f) => f.path.endsWith('.cjs'))?.text;
+  // The manifest is made after the build, so a compiled file rewritten while esbuild read it would pass as
+  // fresh: a file whose mtime is not older than the build's start (less a few ms, the kernel's file clock
+  // is coarse) makes us build again, and a tree still being rewritten gets no bundle.
+  for (let attempt = 1; ; attempt++) {
+    const startedAt = Date.now() - 20;
+    const out = await build({
+      entryPoints: [resolve(entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      plugins: [externalsByPath, importMetaOfEachModule],
+      logOverride: { 'empty-import-meta': 'error' },
+      logLevel: 'silent',
+      metafile: true,
+      write: false,
+      outfile: join(dirname(resolve(entry)), BUNDLE_NAME),
+    });
+    const files = Object.keys(out.metafile.inputs).map((f) => resolve(f));
+    const manifest = manifestOf(files);
+    const moved = manifest.find(([, , mtime]) => mtime >= startedAt);
+    if (moved === undefined) return { text: wrap(out.outputFiles, manifest, mainJs), files };
+    if (attempt === 3) throw new Error(`${moved[0]} keeps changing while it is bundled`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** esbuild's output inside a function that runs only while the manifest's files are unchanged, else main.js. */
+function wrap(outputs: Array<{ path: string; text: string }>, manifest: Manifest, mainJs: string): string {
+  const code = outputs.find((f) => f.path.endsWith('.cjs'))?.text;
   if (code === undefined) throw new Error('esbuild wrote no bundle');
-  const text = `'use strict';
-${MARK}${JSON.stringify(manifest)}
+  // No 'use strict' of our own: esbuild's output states it at its top when its modules want it.
+  return `${MARK}${JSON.stringify(manifest)}
 // Written by \`gridbox install-shims\` (src/cli/commands/install-shims-bundle.ts, esbuild); do not edit.
 if (__gridboxSourcesUnchanged()) __gridboxRuntime();
 // The compiled sources changed since this bundle was made: their own entry point runs, never stale code.
@@ -130,7 +140,6 @@ function __gridboxSourcesUnchanged() {
 function __gridboxRuntime() {
 ${code}}
 `;
-  return { text, files };
 }
 
 /**
