@@ -1,5 +1,5 @@
 // The composition root of the `apptainer`/`singularity` shims: the runtime CLI alone, no command table.
-// install-shims bundles this file and what it imports into one CommonJS file (install-shims-bundle.ts),
+// install-shims bundles this file and what it imports into one CommonJS file with esbuild (install-shims-bundle.ts),
 // because Node 20's ES module loader alone costs a fifth of a bare `node` start; main.ts reaches the same
 // runtime through its command table when the bundle is missing or stale.
 import { run } from './commands/apptainer.js';

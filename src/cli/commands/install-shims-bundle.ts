@@ -1,18 +1,17 @@
-// The runtime bundle the shims run: runtime-main.js and every module it reaches, compiled ES modules turned
-// into CommonJS (TypeScript's own transpiler, which is a dependency already) and concatenated into one
-// file, dist/cli/runtime-bundle.cjs. Why: HTCondor and GlideinWMS start the runtime several times per job,
-// and under Node 20 an ES module entry costs ~20% of a bare `node -e 0` before any of our code runs, each
-// module more; a CommonJS file costs ~3% (measured in issue 11's runtime start overhead). Modules reached
-// only by dynamic import() (the accounting database, the mount's control socket) are in the bundle too
-// but evaluated only when imported, as before.
-// Correctness never depends on the bundle: it lists the files it was made from with their sizes and
-// mtimes, checks them at each start (a few stat calls), and runs main.js instead when any differs.
+// The runtime bundle the shims run: runtime-main.js and every module it reaches, bundled by esbuild into one
+// CommonJS file, dist/cli/runtime-bundle.cjs. Why: HTCondor and GlideinWMS start the runtime several times per
+// job, and under Node 20 an ES module entry costs ~20% of a bare `node -e 0` before any of our code runs, each
+// module more; a CommonJS file costs ~3% (measured in issue 11's runtime start overhead). esbuild keeps the
+// modules reached only by dynamic import() (the accounting database, the mount's control socket) lazy: their
+// code, and the packages they require (better-sqlite3), is evaluated only when imported, as before.
+// Correctness never depends on the bundle: it lists the files it was made from with their sizes and mtimes,
+// checks them at each start (a few stat calls), and runs main.js instead when any differs.
 import { readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { createRequire, isBuiltin } from 'node:module';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Plugin } from 'esbuild';
 import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -21,8 +20,14 @@ const MAIN = join(HERE, '..', 'main.js');
 export const BUNDLE_NAME = 'runtime-bundle.cjs';
 const MARK = '// gridbox runtime bundle, sources: ';
 
-// The generated text's own dynamic import, spelled so that the layer check (architecture.test.ts), which reads
-// this file's source, does not take the generated code for an import of this module.
+/**
+ * Packages required at run time from their installed place rather than bundled: native addons (a .node file
+ * is found relative to the package's own files) and anything else that must be the package itself.
+ */
+export const EXTERNAL_PACKAGES = ['better-sqlite3', 'gridbox-fuse-ioctl'];
+
+// The generated prologue's own dynamic import, spelled so that the layer check (architecture.test.ts), which
+// reads this file's source, does not take the generated code for an import of this module.
 const DYNAMIC_IMPORT = ['imp', 'ort'].join('');
 
 type Manifest = Array<[file: string, size: number, mtimeMs: number]>;
@@ -44,78 +49,97 @@ function readManifest(bundle: string): Manifest | undefined {
   } catch { return undefined; }
 }
 
-interface Transpiler { transpile(source: string, file: string): string }
+/**
+ * Externals by absolute path: the bundle may live outside dist/ (the shim dir's fallback copy), where a bare
+ * `require('better-sqlite3')` would find no node_modules. Resolved from the importing module, as Node would.
+ */
+const externalsByPath: Plugin = {
+  name: 'gridbox-externals-by-path',
+  setup(b) {
+    const names = EXTERNAL_PACKAGES.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+    b.onResolve({ filter: new RegExp(`^(${names})(/.*)?$`) }, (args) => ({
+      path: createRequire(args.importer).resolve(args.path),
+      external: true,
+    }));
+    // An addon file named literally by a bundled package, likewise by its absolute path.
+    b.onResolve({ filter: /^\.{0,2}\/.*\.node$/ }, (args) => ({ path: resolve(args.resolveDir, args.path), external: true }));
+  },
+};
 
-async function loadTranspiler(): Promise<Transpiler> {
-  const ts = (await import('typescript')).default;
-  return {
-    transpile: (source, file) => ts.transpileModule(source, {
-      fileName: file,
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-    }).outputText,
-  };
+/**
+ * Each module's own import.meta.url/dirname/filename as literals. esbuild leaves import.meta empty in CommonJS
+ * output, and one variable set from the bundle's __filename would be wrong for every module outside dist/cli
+ * (and for all of them in the shim dir's copy): paths computed from import.meta must still name dist/ files.
+ * Any other use of import.meta fails the build (logOverride below), so no bundle is made rather than a wrong one.
+ */
+const importMetaOfEachModule: Plugin = {
+  name: 'gridbox-import-meta',
+  setup(b) {
+    b.onLoad({ filter: /\.[cm]?js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta')) return undefined; // esbuild reads it itself
+      const values: Record<string, string> = { url: pathToFileURL(args.path).href, dirname: dirname(args.path), filename: args.path };
+      return { contents: text.replace(/\bimport\.meta\.(url|dirname|filename)\b/g, (_, k: string) => JSON.stringify(values[k])), loader: 'js' };
+    });
+  },
+};
+
+/**
+ * The bundle's text for `entry`: esbuild's CommonJS output wrapped in a function that runs only while every
+ * input (manifest) is unchanged; otherwise `mainJs` runs. Also returns the inputs, for tests.
+ */
+export async function bundleText(entry: string, mainJs: string): Promise<{ text: string; files: string[] }> {
+  const { build } = await import('esbuild');
+  // The manifest is made after the build, so a compiled file rewritten while esbuild read it would pass as
+  // fresh: a file whose mtime is not older than the build's start (less a few ms, the kernel's file clock
+  // is coarse) makes us build again, and a tree still being rewritten gets no bundle.
+  for (let attempt = 1; ; attempt++) {
+    const startedAt = Date.now() - 20;
+    const out = await build({
+      entryPoints: [resolve(entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      plugins: [externalsByPath, importMetaOfEachModule],
+      logOverride: { 'empty-import-meta': 'error' },
+      logLevel: 'silent',
+      metafile: true,
+      write: false,
+      outfile: join(dirname(resolve(entry)), BUNDLE_NAME),
+    });
+    const files = Object.keys(out.metafile.inputs).map((f) => resolve(f));
+    const manifest = manifestOf(files);
+    const moved = manifest.find(([, , mtime]) => mtime >= startedAt);
+    if (moved === undefined) return { text: wrap(out.outputFiles, manifest, mainJs), files };
+    if (attempt === 3) throw new Error(`${moved[0]} keeps changing while it is bundled`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
-/** The bundle's text for `entry`: every relative import followed (static and dynamic), packages required by absolute path. */
-export function bundleText(entry: string, mainJs: string, tx: Transpiler): { text: string; files: string[] } {
-  const defs = new Map<string, { js: string; table: Record<string, string> }>();
-  const queue = [resolve(entry)];
-  while (queue.length > 0) {
-    const file = queue.shift()!;
-    if (defs.has(file)) continue;
-    const js = tx.transpile(readFileSync(file, 'utf8'), file);
-    if (/\bimport\.meta\b/.test(js)) throw new Error(`${file} uses import.meta, which CommonJS has not`);
-    const literal = [...js.matchAll(/\brequire\((["'])([^"']+)\1\)/g)].map((m) => m[2]);
-    if (literal.length !== (js.match(/\brequire\(/g) ?? []).length) throw new Error(`${file} has a computed import`);
-    const table: Record<string, string> = {};
-    for (const spec of literal) {
-      if (isBuiltin(spec)) continue;
-      if (spec.startsWith('.')) { table[spec] = resolve(dirname(file), spec); queue.push(table[spec]); continue; }
-      // A package: required from where the compiled module would have found it (CommonJS packages only).
-      const target = createRequire(file).resolve(spec);
-      if (!target.endsWith('.js') && !target.endsWith('.cjs') && !target.endsWith('.node')) throw new Error(`${spec} resolves to ${target}`);
-      table[spec] = `!${target}`;
-    }
-    defs.set(file, { js, table });
-  }
-  const files = [...defs.keys()];
-  const parts = [
-    `'use strict';\n${MARK}${JSON.stringify(manifestOf(files))}\n`,
-    `// Written by \`gridbox install-shims\` (src/cli/commands/install-shims-bundle.ts); do not edit.\n`,
-    'const __defs = {\n',
-  ];
-  for (const [file, d] of defs) {
-    parts.push(`${JSON.stringify(file)}: [${JSON.stringify(d.table)}, function (exports, require, module) {\n${d.js}\n}],\n`);
-  }
-  parts.push(`};
-const __cache = new Map();
-function __load(file) {
-  let m = __cache.get(file);
-  if (m !== undefined) return m.exports;
-  m = { exports: {} };
-  __cache.set(file, m);
-  const [table, body] = __defs[file];
-  const req = (spec) => {
-    const to = table[spec];
-    if (to === undefined) return require(spec);
-    return to.startsWith('!') ? require(to.slice(1)) : __load(to);
-  };
-  body.call(m.exports, m.exports, req, m);
-  return m.exports;
-}
-(function () {
+/** esbuild's output inside a function that runs only while the manifest's files are unchanged, else main.js. */
+function wrap(outputs: Array<{ path: string; text: string }>, manifest: Manifest, mainJs: string): string {
+  const code = outputs.find((f) => f.path.endsWith('.cjs'))?.text;
+  if (code === undefined) throw new Error('esbuild wrote no bundle');
+  // No 'use strict' of our own: esbuild's output states it at its top when its modules want it.
+  return `${MARK}${JSON.stringify(manifest)}
+// Written by \`gridbox install-shims\` (src/cli/commands/install-shims-bundle.ts, esbuild); do not edit.
+if (__gridboxSourcesUnchanged()) __gridboxRuntime();
+// The compiled sources changed since this bundle was made: their own entry point runs, never stale code.
+else ${DYNAMIC_IMPORT}(${JSON.stringify(pathToFileURL(mainJs).href)});
+function __gridboxSourcesUnchanged() {
   const { statSync } = require('node:fs');
-  const manifest = ${JSON.stringify(manifestOf(files))};
+  const manifest = ${JSON.stringify(manifest)};
   for (const [f, size, mtime] of manifest) {
     let s;
-    try { s = statSync(f); } catch { s = undefined; }
-    // The compiled sources changed since this bundle was made: their own entry point, never stale code.
-    if (s === undefined || s.size !== size || s.mtimeMs !== mtime) { ${DYNAMIC_IMPORT}(require('node:url').pathToFileURL(${JSON.stringify(mainJs)}).href); return; }
+    try { s = statSync(f); } catch { return false; }
+    if (s.size !== size || s.mtimeMs !== mtime) return false;
   }
-  __load(${JSON.stringify(resolve(entry))});
-})();
-`);
-  return { text: parts.join(''), files };
+  return true;
+}
+function __gridboxRuntime() {
+${code}}
+`;
 }
 
 /**
@@ -131,9 +155,8 @@ export async function ensureRuntimeBundle(fallbackDir?: string): Promise<string 
   }
   let built: { text: string; files: string[] };
   try {
-    built = bundleText(ENTRY, MAIN, await loadTranspiler());
-    new Script(built.text, { filename: 'runtime-bundle.cjs' }); // a syntax error here means: no bundle
-  } catch { return undefined; }
+    built = await bundleText(ENTRY, MAIN);
+  } catch { return undefined; } // esbuild missing, a module it cannot bundle, a file changed meanwhile: main.js
   for (const c of candidates) {
     try { writeFileAtomicSync(c, built.text, { mode: 0o644 }); } catch { continue; }
     // The smoke test: the bundle answers `apptainer version` like main.js does.
