@@ -6,7 +6,19 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry } from '../fstree/entry.js';
+import type { CatalogCounters } from '../catalog/types.js';
 import { writeFileAtomic, type RepoLayout, type RepoSettings } from './repo-layout.js';
+
+/** One catalog as the streaming publisher wrote (or kept) it. */
+export interface MountRecord {
+  /** catalogShapes() fingerprint of what it was built from. */
+  fingerprint: string;
+  /** Catalog hash (formatObjectId), uncompressed size, revision and counters: what a parent's nested ref needs. */
+  id: string;
+  size: number;
+  revision: number;
+  counters: CatalogCounters;
+}
 
 export interface LastWalk {
   /** walkFingerprint() of the source as published. */
@@ -15,6 +27,9 @@ export interface LastWalk {
   rootId: string;
   /** Catalogs in that revision (for the report). */
   catalogs: number;
+  /** Streaming publishes: settingsKey() and every catalog by mountpoint ("" root), valid while rootId is served. */
+  settings?: string;
+  mounts?: Record<string, MountRecord>;
 }
 
 /**
