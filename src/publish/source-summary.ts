@@ -21,6 +21,8 @@ export interface DirNode {
   walkHash: string;
   /** Children that are not directories (each weighs 1 in the catalog plan). */
   leaves: number;
+  /** Regular files among them. */
+  files: number;
   /** Subdirectories, in catalog (name) order. */
   dirs: DirNode[];
   /** Holds a `.cvmfscatalog` file. */
@@ -76,6 +78,7 @@ export function summarizeSource(sourceDir: string, fqrn: string): SourceSummary 
       if (e.type === 'dir') { sub.push(k); continue; }
       node.leaves++;
       if (e.type !== 'file') continue;
+      node.files++;
       s.files++;
       s.bytes += e.size;
       const name = e.path.slice(e.path.lastIndexOf('/') + 1);
@@ -87,7 +90,7 @@ export function summarizeSource(sourceDir: string, fqrn: string): SourceSummary 
     return sub;
   };
   const visit = (self: Entry, abs: string): DirNode => {
-    const node: DirNode = { path: toRepoPath(self.path), hash: '', walkHash: '', leaves: 0, dirs: [], marker: false };
+    const node: DirNode = { path: toRepoPath(self.path), hash: '', walkHash: '', leaves: 0, files: 0, dirs: [], marker: false };
     byPath.set(node.path, node);
     for (const k of describe(node, self, abs, self.path)) node.dirs.push(visit(k.entry, k.sourcePath));
     return node;

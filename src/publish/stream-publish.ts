@@ -159,9 +159,8 @@ class StreamBuilder {
   private async catalog(node: DirNode, self: Entry, abs: string, listed: WalkedEntry[] | undefined): Promise<Built> {
     const m = node.path;
     if (this.kept.has(m)) {
+      this.keepSubtree(node);
       const r = this.known[m];
-      this.records[m] = r;
-      this.report.catalogsReused++;
       return { id: parseObjectId(r.id), size: r.size, counters: r.counters };
     }
     const { settings, tmpDir, store, hooks } = this.ctx;
@@ -198,6 +197,20 @@ class StreamBuilder {
     } finally {
       await rm(file, { force: true });
       await rm(`${file}-journal`, { force: true });
+    }
+  }
+
+  /** A kept catalog and every catalog below it (all kept: see keep()): recorded again, their files counted as reused. */
+  private keepSubtree(node: DirNode): void {
+    const stack = [node];
+    while (stack.length > 0) {
+      const d = stack.pop()!;
+      if (this.mounts.has(d.path)) {
+        this.records[d.path] = this.known[d.path];
+        this.report.catalogsReused++;
+      }
+      this.report.filesReused += d.files;
+      for (const c of d.dirs) stack.push(c);
     }
   }
 
