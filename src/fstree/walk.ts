@@ -187,8 +187,10 @@ export function listDirectory(abs: string, rel: string): WalkedEntry[] {
   names.sort(compareNames);
   const out: WalkedEntry[] = new Array(names.length);
   let inodes: Map<string, Entry[]> | undefined;
+  // Plain concatenation: path.join's normalisation cost ~10% of a walk (names never hold '/').
+  const prefix = abs.endsWith('/') ? abs : `${abs}/`;
   for (let i = 0; i < names.length; i++) {
-    const childAbs = join(abs, names[i]);
+    const childAbs = prefix + names[i];
     const d = describeEntry(joinPath(rel, names[i]), childAbs);
     out[i] = { entry: d.entry, sourcePath: childAbs };
     if (d.inode !== undefined) {
