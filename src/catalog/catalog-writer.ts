@@ -7,7 +7,7 @@ import { objectIdToDigest, formatObjectId } from '../hash/object-id.js';
 import { GridboxError, q } from '../errors.js';
 import { encodeFlags } from './flags.js';
 import { catalogParentPath, md5path, NULL_MD5PATH } from './md5path.js';
-import { createSqlite, type SqliteDb } from './sqlite.js';
+import { createSqlite, type SqliteDb, type SqliteStatement } from './sqlite.js';
 import { serializeXattrs } from './xattr-blob.js';
 import { COUNTER_NAMES, type CatalogCounters, type CatalogEntry, type Counters, type NestedCatalogRef } from './types.js';
 
@@ -108,85 +108,127 @@ function invalid(file: string, message: string, path?: string): GridboxError {
  * is the catalog root, and every later entry's parent directory must already have been written.
  */
 export function writeCatalog(file: string, input: CatalogWriteInput): CatalogWriteResult {
-  const props = input.properties;
-  const rootPath = props.rootPrefix ?? '';
-  const nested = input.nested ?? [];
-  const self = zeroCounters();
-  const subtree = zeroCounters();
-  let rows = 0;
-
-  const db: SqliteDb = createSqlite(file);
+  const w = new CatalogStreamWriter(file, input.properties);
   try {
-    for (const sql of SCHEMA_SQL) db.exec(sql);
-    const insEntry = db.prepare(
-      'INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, hardlinks, hash, size, mode, mtime, mtimens,' +
-        ' flags, name, symlink, uid, gid, xattr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    );
-    const insChunk = db.prepare('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
-    const insNested = db.prepare('INSERT INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)');
-    const insProp = db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)');
-    const insStat = db.prepare('INSERT INTO statistics (counter, value) VALUES (?, ?)');
+    for (const ce of input.entries) w.add(ce);
+  } catch (e) {
+    w.abort();
+    throw e;
+  }
+  return w.finish(input.nested ?? []);
+}
 
-    db.transaction(() => {
-      // Directories written so far, to enforce parent-before-child (and so rowid 1 is the root).
-      const dirs = new Set<string>();
-      const mountpoints = new Set<string>();
-      // Siblings arrive together, so the parent's hash is usually the one just computed.
-      let lastParent = '\0';
-      let lastParentMd5 = NULL_MD5PATH;
-      for (const ce of input.entries) {
-        const path = ce.path;
-        const e = ce.entry;
-        if (rows === 0) {
-          if (path !== rootPath) throw invalid(file, `first entry is ${q(path)}, expected the catalog root ${q(rootPath)}`, path);
-          if (e.type !== 'dir') throw invalid(file, `catalog root ${q(path)} is a ${e.type}, not a directory`, path);
-        } else {
-          const parent = catalogParentPath(path);
-          if (!path.startsWith('/') || !dirs.has(parent)) {
-            throw invalid(file, `entry ${q(path)} comes before its parent directory ${q(parent)} or lies outside ${q(rootPath)}`, path);
-          }
-        }
-        if (e.type === 'dir') dirs.add(path);
+/**
+ * A catalog written row by row (the streaming publisher keeps one open per catalog on the current path
+ * of its walk): rows go straight into SQLite inside one transaction with prepared statements, so memory
+ * holds only the set of directories written (for the parent-before-child check) and the counters.
+ * `finish` adds the nested refs, properties and statistics, commits and closes; `abort` drops it.
+ */
+export class CatalogStreamWriter {
+  private readonly db: SqliteDb;
+  private readonly rootPath: string;
+  private readonly self = zeroCounters();
+  private rows = 0;
+  private readonly dirs = new Set<string>();
+  private readonly mountpoints = new Set<string>();
+  private lastParent = '\0';
+  private lastParentMd5 = NULL_MD5PATH;
+  private readonly insEntry: SqliteStatement;
+  private readonly insChunk: SqliteStatement;
+  private closed = false;
 
-        const chunked = ce.chunks !== undefined && ce.chunks.length > 0;
-        const algorithm = ce.id?.algorithm ?? (chunked ? ce.chunks![0].id.algorithm : undefined);
-        const flags = encodeFlags({
-          type: e.type, algorithm, compression: ce.compression, chunked, external: ce.external,
-          directIo: ce.directIo, hidden: ce.hidden,
-          nestedRoot: rows === 0 && rootPath !== '' ? true : ce.nestedRoot,
-          nestedMountpoint: ce.nestedMountpoint,
-        });
-        const [m1, m2] = md5path(path);
-        let p1: bigint, p2: bigint;
-        if (rows === 0 && rootPath === '') [p1, p2] = NULL_MD5PATH;
-        else {
-          const parent = catalogParentPath(path);
-          if (parent !== lastParent) { lastParent = parent; lastParentMd5 = md5path(parent); }
-          [p1, p2] = lastParentMd5;
-        }
-        if (ce.nestedMountpoint && rows > 0) mountpoints.add(path);
-        const hardlinks = (BigInt(ce.hardlinkGroup) << 32n) | BigInt(ce.linkcount >>> 0);
-        const name = rows === 0 && rootPath === '' ? '' : path.slice(path.lastIndexOf('/') + 1);
-        insEntry.run(
-          m1, m2, p1, p2, hardlinks,
-          ce.id ? objectIdToDigest(ce.id) : null,
-          sizeColumn(ce), fullMode(e), e.mtime, e.mtimeNs ?? 0, flags, name,
-          e.type === 'symlink' ? (e.target ?? '') : '',
-          e.uid, e.gid, serializeXattrs(e.xattrs, path),
-        );
-        if (chunked) {
-          for (const c of ce.chunks!) insChunk.run(m1, m2, c.offset, c.size, objectIdToDigest(c.id));
-        }
-        countEntry(self, ce);
-        rows++;
+  constructor(readonly file: string, private readonly props: CatalogWriteProperties, opts: { cacheKiB?: number } = {}) {
+    this.rootPath = props.rootPrefix ?? '';
+    this.db = createSqlite(file);
+    try {
+      if (opts.cacheKiB !== undefined) this.db.pragma(`cache_size = -${opts.cacheKiB}`);
+      for (const sql of SCHEMA_SQL) this.db.exec(sql);
+      this.insEntry = this.db.prepare(
+        'INSERT INTO catalog (md5path_1, md5path_2, parent_1, parent_2, hardlinks, hash, size, mode, mtime, mtimens,' +
+          ' flags, name, symlink, uid, gid, xattr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      this.insChunk = this.db.prepare('INSERT INTO chunks (md5path_1, md5path_2, offset, size, hash) VALUES (?, ?, ?, ?, ?)');
+      this.db.exec('BEGIN');
+    } catch (e) {
+      this.db.close();
+      throw wrap(file, e);
+    }
+  }
+
+  /** Rows written so far. */
+  get count(): number {
+    return this.rows;
+  }
+
+  add(ce: CatalogEntry): void {
+    const file = this.file;
+    const path = ce.path;
+    const e = ce.entry;
+    const rows = this.rows;
+    const rootPath = this.rootPath;
+    if (rows === 0) {
+      if (path !== rootPath) throw invalid(file, `first entry is ${q(path)}, expected the catalog root ${q(rootPath)}`, path);
+      if (e.type !== 'dir') throw invalid(file, `catalog root ${q(path)} is a ${e.type}, not a directory`, path);
+    } else {
+      const parent = catalogParentPath(path);
+      if (!path.startsWith('/') || !this.dirs.has(parent)) {
+        throw invalid(file, `entry ${q(path)} comes before its parent directory ${q(parent)} or lies outside ${q(rootPath)}`, path);
       }
-      if (rows === 0) throw invalid(file, `no entries (the catalog root ${q(rootPath)} is required)`);
+    }
+    if (e.type === 'dir') this.dirs.add(path);
 
+    const chunked = ce.chunks !== undefined && ce.chunks.length > 0;
+    const algorithm = ce.id?.algorithm ?? (chunked ? ce.chunks![0].id.algorithm : undefined);
+    const flags = encodeFlags({
+      type: e.type, algorithm, compression: ce.compression, chunked, external: ce.external,
+      directIo: ce.directIo, hidden: ce.hidden,
+      nestedRoot: rows === 0 && rootPath !== '' ? true : ce.nestedRoot,
+      nestedMountpoint: ce.nestedMountpoint,
+    });
+    const [m1, m2] = md5path(path);
+    let p1: bigint, p2: bigint;
+    if (rows === 0 && rootPath === '') [p1, p2] = NULL_MD5PATH;
+    else {
+      // Siblings arrive together, so the parent's hash is usually the one just computed.
+      const parent = catalogParentPath(path);
+      if (parent !== this.lastParent) { this.lastParent = parent; this.lastParentMd5 = md5path(parent); }
+      [p1, p2] = this.lastParentMd5;
+    }
+    if (ce.nestedMountpoint && rows > 0) this.mountpoints.add(path);
+    const hardlinks = (BigInt(ce.hardlinkGroup) << 32n) | BigInt(ce.linkcount >>> 0);
+    const name = rows === 0 && rootPath === '' ? '' : path.slice(path.lastIndexOf('/') + 1);
+    try {
+      this.insEntry.run(
+        m1, m2, p1, p2, hardlinks,
+        ce.id ? objectIdToDigest(ce.id) : null,
+        sizeColumn(ce), fullMode(e), e.mtime, e.mtimeNs ?? 0, flags, name,
+        e.type === 'symlink' ? (e.target ?? '') : '',
+        e.uid, e.gid, serializeXattrs(e.xattrs, path),
+      );
+      if (chunked) {
+        for (const c of ce.chunks!) this.insChunk.run(m1, m2, c.offset, c.size, objectIdToDigest(c.id));
+      }
+    } catch (err) {
+      throw wrap(file, err);
+    }
+    countEntry(this.self, ce);
+    this.rows++;
+  }
+
+  /** Writes nested refs, properties and statistics, commits and closes the file. */
+  finish(nested: readonly NestedCatalogRef[]): CatalogWriteResult {
+    const { db, file, props, self } = this;
+    const subtree = zeroCounters();
+    try {
+      if (this.rows === 0) throw invalid(file, `no entries (the catalog root ${q(this.rootPath)} is required)`);
       // A mountpoint without its nested row (or the reverse) would make the client lose the subtree.
       for (const n of nested) {
-        if (!mountpoints.delete(n.path)) throw invalid(file, `nested catalog ${q(n.path)} has no mountpoint entry flagged nestedMountpoint`, n.path);
+        if (!this.mountpoints.delete(n.path)) throw invalid(file, `nested catalog ${q(n.path)} has no mountpoint entry flagged nestedMountpoint`, n.path);
       }
-      for (const m of mountpoints) throw invalid(file, `mountpoint ${q(m)} has no nested catalog reference`, m);
+      for (const m of this.mountpoints) throw invalid(file, `mountpoint ${q(m)} has no nested catalog reference`, m);
+      const insNested = db.prepare('INSERT INTO nested_catalogs (path, sha1, size) VALUES (?, ?, ?)');
+      const insProp = db.prepare('INSERT OR REPLACE INTO properties (key, value) VALUES (?, ?)');
+      const insStat = db.prepare('INSERT INTO statistics (counter, value) VALUES (?, ?)');
       for (const n of nested) {
         insNested.run(n.path, formatObjectId(n.id), n.size);
         self.nested++;
@@ -210,12 +252,25 @@ export function writeCatalog(file: string, input: CatalogWriteInput): CatalogWri
         insStat.run(`self_${n}`, self[n]);
         insStat.run(`subtree_${n}`, subtree[n]);
       }
-    })();
-  } catch (e) {
+      db.exec('COMMIT');
+    } catch (e) {
+      this.abort();
+      throw wrap(file, e);
+    }
+    this.closed = true;
     db.close();
-    if (e instanceof GridboxError) throw e;
-    throw new GridboxError('INTERNAL', `Cannot write catalog ${q(file)}: ${(e as Error).message}`, { cause: e, path: file });
+    return { counters: { self, subtree }, size: statSync(file).size, rows: this.rows };
   }
-  db.close();
-  return { counters: { self, subtree }, size: statSync(file).size, rows };
+
+  /** Closes without committing (the caller removes the file). */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try { this.db.close(); } catch { /* already failing */ }
+  }
+}
+
+function wrap(file: string, e: unknown): GridboxError {
+  if (e instanceof GridboxError) return e;
+  return new GridboxError('INTERNAL', `Cannot write catalog ${q(file)}: ${(e as Error).message}`, { cause: e, path: file });
 }

@@ -9,6 +9,11 @@ export interface PlanTree {
   isDir(path: string): boolean;
   /** Child paths of a directory, in catalog order. */
   children(path: string): readonly string[];
+  /**
+   * When present, `children` lists only subdirectories and this gives the count of a directory's other
+   * children (files, links, …; each weighs 1): the streaming publisher plans from a summary of directories.
+   */
+  leafCount?(path: string): number;
 }
 
 export interface PlanOptions {
@@ -54,7 +59,10 @@ export function catalogWeight(tree: PlanTree, mount: string, mounts: ReadonlySet
     const p = stack.pop()!;
     n++;
     if (p !== mount && mounts.has(p)) continue;
-    if (tree.isDir(p)) for (const c of tree.children(p)) stack.push(c);
+    if (tree.isDir(p)) {
+      for (const c of tree.children(p)) stack.push(c);
+      if (tree.leafCount !== undefined) n += tree.leafCount(p);
+    }
   }
   return n;
 }
@@ -80,7 +88,7 @@ function partition(tree: PlanTree, mount: string, mounts: Set<string>, balance: 
       continue;
     }
     stack.pop();
-    let w = 1;
+    let w = 1 + (tree.leafCount?.(top.path) ?? 0);
     for (const c of kids) w += weight.get(c) ?? 1; // files, and mountpoints, weigh 1
     while (w > balance) {
       let heaviest: string | undefined;

@@ -127,10 +127,19 @@ export class ContentIngest {
       stored.catch(() => undefined); // the caller awaits it
       return { stored };
     }
+    return { stored: this.putFile(source, size) };
+  }
+
+  /**
+   * `put` for a file (whole, or a range): what it becomes, without waiting for anything first (the
+   * streaming publisher hands over a million files, one promise each and no other hop).
+   */
+  putFile(source: { path: string; offset?: number }, size: number): Promise<StoredContent> {
+    const streamed = size >= STREAM_MIN_BYTES || size > this.chunk.max;
     const ranged = source.offset !== undefined;
     if (!streamed) {
       const task: IngestTask = { sourcePath: source.path, ...(ranged ? { offset: source.offset, length: size } : {}), ...this.taskSettings() };
-      return { stored: this.enqueue(task, size) };
+      return this.enqueue(task, size);
     }
     // Opened and read one at a time per stream slot; the caller goes on at once (no bytes are held yet).
     const stored = (async (): Promise<StoredContent> => {
@@ -156,7 +165,7 @@ export class ContentIngest {
       }
     })();
     stored.catch(() => undefined);
-    return { stored };
+    return stored;
   }
 
   /** In-memory bytes (of their exact length): `put` for callers that hold small contents. */

@@ -6,6 +6,7 @@
 // open stores and a per-thread memory of contents it stored.
 import { parentPort } from 'node:worker_threads';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
@@ -17,8 +18,13 @@ import type { IngestResult, IngestTask, TaskOutcome, WorkerReply, WorkerRequest 
 const stores = new Map<string, FsStore>();
 /** Objects this thread is storing: a duplicate met meanwhile waits for that write, not a second one. */
 const writing = new Map<string, Promise<void>>();
-/** Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece. */
+/**
+ * Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece; the
+ * most recent SEEN_MAX only (oldest dropped first), so that memory does not grow with the number of files:
+ * an older duplicate is compressed again and found in the store by existsSync.
+ */
 const seen = new Map<string, { hex: string; key: string }>();
+export const SEEN_MAX = 32_768;
 
 function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
   // Same bytes, same settings → same object: skip compressing a duplicate (the pool sends files of one
@@ -33,6 +39,7 @@ function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix:
   const stored = task.compression === 'zlib' ? compressZlib(piece) : piece;
   const id = hashBytes(task.algorithm, stored);
   const key = objectKey(id, suffix);
+  if (seen.size >= SEEN_MAX) seen.delete(seen.keys().next().value!);
   seen.set(contentKey, { hex: id.hex, key });
   const pendingWrite = writing.get(key);
   if (pendingWrite !== undefined) writes.push(pendingWrite);
@@ -55,7 +62,8 @@ function sourceError(task: IngestTask, e: unknown): Error {
 }
 
 /** The task's bytes: in the message, a whole (small) file, or `length` bytes at `offset` of a spool file. */
-function readTask(task: IngestTask): Uint8Array {
+function readTask(task: IngestTask, prefetched?: Uint8Array): Uint8Array {
+  if (prefetched !== undefined) return prefetched;
   if (task.bytes !== undefined) return task.bytes;
   try {
     if (task.offset === undefined) return readFileSync(task.sourcePath!);
@@ -77,10 +85,10 @@ function readTask(task: IngestTask): Uint8Array {
 }
 
 /** Reads, cuts, compresses and hashes synchronously; the returned writes finish the stores. */
-function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[]): IngestResult {
+function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[], prefetched?: Uint8Array): IngestResult {
   let store = stores.get(srvDir);
   if (store === undefined) stores.set(srvDir, (store = new FsStore(srvDir)));
-  const data = readTask(task);
+  const data = readTask(task, prefetched);
   const acc: IngestResult = { size: data.length, objectsWritten: 0, bytesWritten: 0 };
   if (task.piece !== undefined) {
     acc.hex = storePiece(store, task, data, task.piece, acc, writes);
@@ -112,11 +120,22 @@ function failure(e: unknown): TaskOutcome {
 parentPort!.on('message', (req: WorkerRequest) => {
   // Compute now, in order; reply when this batch's objects are all in place. Meanwhile the next
   // batch's message can already be handled.
-  const done = req.tasks.map(async (task): Promise<TaskOutcome> => {
+  // Whole small files are read on the libuv pool, all of the batch at once: on a cold page cache the
+  // reads wait for the disk side by side instead of one after another in this thread (measured at 10^5
+  // files: open+read took 34 s of a worker's 56 s when read synchronously).
+  const reads = req.tasks.map((t) => (t.bytes === undefined && t.sourcePath !== undefined && t.offset === undefined ? readFile(t.sourcePath) : undefined));
+  for (const r of reads) r?.catch(() => undefined); // awaited below
+  const done = req.tasks.map(async (task, i): Promise<TaskOutcome> => {
     const writes: Promise<void>[] = [];
     let result: IngestResult;
+    let prefetched: Uint8Array | undefined;
     try {
-      result = ingest(task, req.srvDir, writes);
+      prefetched = await reads[i];
+    } catch (e) {
+      return failure(sourceError(task, e));
+    }
+    try {
+      result = ingest(task, req.srvDir, writes, prefetched);
     } catch (e) {
       await Promise.allSettled(writes);
       return failure(e);

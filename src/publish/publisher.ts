@@ -9,7 +9,8 @@ import { formatObjectId } from '../hash/object-id.js';
 import { matchDirtab } from './catalog-plan.js';
 import type { Head } from './head.js';
 import type { RepoLayout, RepoSettings } from './repo-layout.js';
-import { readLastWalk, walkFingerprint, writeLastWalk } from './walk-fingerprint.js';
+import { produceStreaming } from './stream-publish.js';
+import { readLastWalk, writeLastWalk, type LastWalk } from './walk-fingerprint.js';
 import { RevisionTree, toRepoPath, type ContentSource, type FileContent, type TreeItem } from './tree.js';
 import type { StoredContent } from './content-ingest.js';
 import { newReport, runTransaction, type PublishHooks, type PublishReport, type TransactionContext, type TransactionPlan } from './transaction.js';
@@ -46,29 +47,33 @@ export async function publishDirectory(sourceDir: string, opts: PublishOptions):
     const walked = await walkTree(sourceDir, { xattrs: opts.xattrs ?? 'auto' });
     return walked.map((w) => ({ entry: w.entry, source: w.entry.type === 'file' ? { kind: 'file', path: w.sourcePath } as const : undefined }));
   };
-  let fingerprint: string | undefined;
+  if (at === '') return publishWholeTree(sourceDir, opts);
+  const result = await runTransaction(opts, async (ctx) => mergeItems(ctx, opts, at, await walk()));
+  logReport(opts, result!.report);
+  return result!.report;
+}
+
+/**
+ * The whole repository from a directory, streamed (stream-publish.ts): memory bounded by the number of
+ * directories, not entries; catalogs whose source is unchanged since the served revision are kept
+ * unread, and a wholly unchanged source restamps the served root catalog.
+ */
+async function publishWholeTree(sourceDir: string, opts: PublishOptions): Promise<PublishReport> {
+  const last = await readLastWalk(opts.layout);
+  let record: Omit<LastWalk, 'rootId'> | undefined;
   let restamped = false;
-  const result = await runTransaction(opts, async (ctx) => {
-    // A whole-repository publish walks first: if the walk is the one the served revision was published
-    // from (same fingerprint, same root catalog), the new revision is that root restamped.
-    if (at !== '') return mergeItems(ctx, opts, at, await walk());
-    const items = await walk();
-    fingerprint = walkFingerprint(items.map((i) => i.entry), opts.settings);
-    const last = await readLastWalk(opts.layout);
-    ctx.timer.mark('lock+walk');
-    if (last !== undefined && last.fingerprint === fingerprint && last.rootId === formatObjectId(ctx.head.rootId)) {
-      ctx.hooks.point?.('loaded');
-      ctx.hooks.point?.('walked');
-      const report: PublishReport = { ...newReport(ctx.head), catalogsWritten: 1, catalogsReused: last.catalogs - 1 };
-      for (const it of items) if (it.entry.type === 'file') { report.files++; report.bytes += it.entry.size; }
-      report.filesReused = report.files;
-      restamped = true;
-      return { kind: 'restamp', report, tag: opts.tag, tagDescription: opts.tagDescription };
-    }
-    return mergeItems(ctx, opts, at, items);
+  const result = await runTransaction({ ...opts, timing: ['GRIDBOX_PUBLISH_TIMING', 'publish'] }, async (ctx) => {
+    const out = await produceStreaming(ctx, sourceDir, last, { xattrs: opts.xattrs, tag: opts.tag, tagDescription: opts.tagDescription });
+    record = out.record;
+    restamped = out.plan.kind === 'restamp';
+    return out.plan;
   });
   const { report, catalogs } = result!;
-  if (fingerprint !== undefined) await writeLastWalk(opts.layout, { fingerprint, rootId: report.rootHash, catalogs }).catch(() => undefined);
+  if (record !== undefined) {
+    const mounts = record.mounts ?? {};
+    if (mounts[''] !== undefined) mounts[''] = { ...mounts[''], id: report.rootHash, revision: report.revision };
+    await writeLastWalk(opts.layout, { ...record, mounts, catalogs, rootId: report.rootHash }).catch(() => undefined);
+  }
   logReport(opts, report, restamped);
   return report;
 }

@@ -7,7 +7,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { restampCatalog } from '../catalog/catalog-restamp.js';
-import { formatObjectId } from '../hash/object-id.js';
+import { formatObjectId, type ObjectId } from '../hash/object-id.js';
 import { isAlive } from '../plumbing/process-identity.js';
 import { makeOwnedDir, removeDeadOwnedDirs } from '../plumbing/transaction-dirs.js';
 import { FsStore } from '../store/fs-store.js';
@@ -81,7 +81,9 @@ export interface TransactionContext {
 /** What to commit: a new tree, or the served root catalog restamped as the next revision (nothing changed). */
 export type TransactionPlan =
   | { kind: 'tree'; tree: RevisionTree; old: ReadonlyMap<string, OldCatalog>; explicitMounts: string[]; now: number; report: PublishReport; tag?: string; tagDescription?: string }
-  | { kind: 'restamp'; report: PublishReport; tag?: string; tagDescription?: string };
+  | { kind: 'restamp'; report: PublishReport; tag?: string; tagDescription?: string }
+  /** Catalogs already written by the front end while it walked (stream-publish.ts): only the head is left. */
+  | { kind: 'built'; root: { id: ObjectId; size: number }; report: PublishReport; tag?: string; tagDescription?: string };
 
 export interface TransactionResult {
   report: PublishReport;
@@ -124,6 +126,14 @@ export async function runTransaction(opts: TransactionOptions, produce: (ctx: Tr
     report.bytesWritten = ingest.stats.bytesWritten;
     if (plan.kind === 'restamp') {
       await commitRestamped(ctx, plan.report, plan.tag, plan.tagDescription);
+      return { report, catalogs: report.catalogsWritten + report.catalogsReused };
+    }
+    if (plan.kind === 'built') {
+      await commitHead(layout, store, {
+        previous: head, rootId: plan.root.id, rootSize: plan.root.size, revision: report.revision, algorithm: settings.hashAlgorithm, ttl: settings.ttl,
+        tag: plan.tag, tagDescription: plan.tagDescription, tmpDir, point: hooks.point,
+      });
+      timer.mark('commit');
       return { report, catalogs: report.catalogsWritten + report.catalogsReused };
     }
     hooks.point?.('objects-done');
