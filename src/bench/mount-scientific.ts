@@ -5,7 +5,6 @@
 // cold on an empty cache without a start profile, cold again with the profile the first run recorded
 // (vfs/start-profile.ts replays it in parallel), and warm. Rows: mount + job each way; target with the
 // profile <= 2x warm. Skipped (one row saying why) when the corpus rootfs is not built.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,30 +14,12 @@ import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 import { listenSrv } from '../server/srv-handler.js';
 import { createReadStream } from 'node:fs';
 import { startLatencyProxy } from './latency-proxy.js';
+import { runChild, must } from './run-child.js';
 
 const FQRN = 'scientific.bench.org';
 const IMAGE_AT = '/scientific';
 const JOB = ['python3', '-c', 'import numpy, scipy.linalg, scipy.optimize, scipy.stats'];
 const DELAY_MS = 10;
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function runChild(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function must(p: Promise<Run>, what: string): Promise<string> {
-  const r = await p;
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.slice(-500)}`);
-  return r.stdout;
-}
 
 /** The corpus's scientific rootfs tar, if testing/corpus.ts has built it on this machine. */
 export function scientificRootfs(): string | undefined {

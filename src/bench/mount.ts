@@ -8,7 +8,7 @@
 // The scientific image's python start cold with and without the start profile: mount-scientific.ts
 // (GRIDBOX_BENCH_MOUNT_SCIENTIFIC=0 skips it).
 // Knobs: GRIDBOX_BENCH_MOUNT_MB (256), _FILES (20000), _ROUNDS (3), _COLD_ROUNDS (1), _DIR (tree kept between runs). Root only.
-import { execSync, spawn } from 'node:child_process';
+import { execSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,27 +21,9 @@ import { listenSrv } from '../server/srv-handler.js';
 import { copyCapped } from './copy-tree.js';
 import { findStockCvmfs, mountStock } from './stock-cvmfs.js';
 import { scientificRows } from './mount-scientific.js';
+import { runChild, must } from './run-child.js';
 
 const FQRN = 'bench.mount.org';
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function runChild(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function must(p: Promise<Run>, what: string): Promise<string> {
-  const r = await p;
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.slice(-500)}`);
-  return r.stdout;
-}
 
 /** Seconds a shell command takes, measured inside the shell (no spawn cost), and its stdout's first line. */
 async function timed(dir: string, command: string): Promise<{ s: number; out: string }> {

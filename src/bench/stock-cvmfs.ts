@@ -6,10 +6,10 @@
 // The invocation is mount.cvmfs's (mount/mount.cvmfs.cc): `cvmfs2 -o <options> <fqrn> <mountpoint>`, with
 // one config file (config=FILE replaces the /etc/cvmfs cascade) that sets what /etc/cvmfs/default.conf
 // would, paths pointed into a temp dir, and the server on loopback with no proxy.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { runChild as run } from './run-child.js';
 
 export const DEFAULT_STOCK_PREFIX = '/var/tmp/cvmfs-ref';
 
@@ -63,19 +63,6 @@ export interface StockMount {
   readonly pids: number[];
   /** umount(8), then waits until every one of `pids` has exited. */
   unmount(): Promise<void>;
-}
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 /** Processes whose command line mentions `needle` (our per-mount config path). */

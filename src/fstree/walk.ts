@@ -39,21 +39,8 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
   // Synchronous system calls: on a cached tree an lstat costs ~2 µs, a promise round trip through the
   // libuv pool ~20 µs (measured: 12k entries in 57 ms vs 220-400 ms with concurrent async lstat).
   const describe = (rel: string, abs: string): Entry => {
-    // bigint stats: exact nanoseconds and inode numbers beyond 2^53.
-    let st;
-    try { st = lstatSync(abs, { bigint: true }); } catch (e) { throw sourceError('stat', abs, e); }
-    const type = typeFromMode(Number(st.mode));
-    const entry: Entry = {
-      path: rel, type, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid),
-      size: type === 'file' ? Number(st.size) : type === 'dir' ? 4096 : 0,
-      mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
-    };
-    if (type === 'symlink') {
-      try { entry.target = readlinkSync(abs); } catch (e) { throw sourceError('read link', abs, e); }
-      entry.size = Buffer.byteLength(entry.target);
-    }
-    if (type === 'chardev' || type === 'blockdev') entry.rdev = Number(st.rdev);
-    if (type === 'file' && st.nlink > 1n) inodes.set(rel, `${st.dev}:${st.ino}`);
+    const { entry, inode } = describeEntry(rel, abs);
+    if (inode !== undefined) inodes.set(rel, inode);
     return entry;
   };
   const visit = (entry: Entry, abs: string): void => {

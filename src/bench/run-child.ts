@@ -1,0 +1,22 @@
+// One child process run to completion with its output collected: what every bench step that shells out needs.
+import { spawn } from 'node:child_process';
+
+export interface Run { code: number | null; stdout: string; stderr: string }
+
+export function runChild(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The run's stdout, or an error naming the step and the tail of its stderr. */
+export async function must(p: Promise<Run>, what: string): Promise<string> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.slice(-500)}`);
+  return r.stdout;
+}
