@@ -3,7 +3,7 @@
 // concrete downloader, cache, catalog reader and trust check. The only client code reading files and env.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { GridboxError, q } from '../errors.js';
 import { configFileOrder, parseShellConfig, resolveClientSettings, type ClientSettings, type ConfigMap } from '../client/client-config.js';
@@ -29,7 +29,8 @@ export function addClientFlags(cmd: Command): Command {
     .option('--config <file>', 'extra CernVM-FS config file (shell syntax), read after the system ones');
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
+/** A config file's text, or undefined when it does not exist; CONFIG_INVALID when it cannot be read. */
+export async function readConfigIfExists(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (e) {
@@ -40,6 +41,18 @@ async function readIfExists(path: string): Promise<string | undefined> {
 }
 
 /** Expands a --server value: templates, and "/cvmfs" alone gets the repository name appended. */
+/** The client flags as a daemon's argv, every path made absolute (daemons run from "/"). */
+export function clientFlagArgs(o: ClientFlags): string[] {
+  const args: string[] = [];
+  if (o.server !== undefined) args.push('--server', o.server);
+  if (o.proxy !== undefined) args.push('--proxy', o.proxy);
+  if (o.config !== undefined) args.push('--config', resolve(o.config));
+  if (o.cache !== undefined) args.push('--cache', resolve(o.cache));
+  if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
+  if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
+  return args;
+}
+
 export function expandServerFlag(value: string, fqrn: string): string {
   return value.split(';').map((s) => s.trim()).filter((s) => s !== '').map((s) => {
     const t = s.replace(/\/+$/, '');
@@ -61,11 +74,11 @@ export async function loadClientSettings(fqrn: string, flags: ClientFlags, env: 
     CVMFS_CACHE_BASE: join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'gridbox', 'cvmfs'),
   };
   for (const rel of configFileOrder(fqrn, defaultD)) {
-    const text = await readIfExists(join(configDir, rel));
+    const text = await readConfigIfExists(join(configDir, rel));
     if (text !== undefined) values = parseShellConfig(text, values, envMap).values;
   }
   if (flags.config !== undefined) {
-    const text = await readIfExists(flags.config);
+    const text = await readConfigIfExists(flags.config);
     if (text === undefined) throw new GridboxError('CONFIG_INVALID', `Config file ${q(flags.config)} does not exist`, { path: flags.config });
     values = parseShellConfig(text, values, envMap).values;
   }

@@ -6,22 +6,13 @@ import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
+import { readConfigIfExists } from '../client-options.js';
 import { CLIENT_DEFAULTS, configFileOrder, parseShellConfig, type ConfigMap } from '../../client/client-config.js';
 
 export interface Param { value: string; from: string }
 
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.GRIDBOX_CVMFS_CONFIG_DIR ?? '/etc/cvmfs';
-}
-
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new GridboxError('CONFIG_INVALID', `Cannot read config file ${q(path)}`, { path, cause: e });
-  }
 }
 
 /** Effective parameters for `fqrn` (or only the default files when undefined), each with its source. */
@@ -41,7 +32,7 @@ export async function effectiveParams(fqrn: string | undefined, opts: { config?:
   if (opts.config !== undefined) files.push(opts.config);
   let values: ConfigMap = Object.fromEntries([...out].map(([k, p]) => [k, p.value]));
   for (const file of files) {
-    const text = await readIfExists(file);
+    const text = await readConfigIfExists(file);
     if (text === undefined) {
       if (file === opts.config) throw new GridboxError('CONFIG_INVALID', `Config file ${q(file)} does not exist`, { path: file });
       continue;

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
-import { addClientFlags, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
+import { addClientFlags, clientFlagArgs, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
 import { abandonFuseMount, clearStaleMount, fuseMountState, mountFuse, userNamespaceCommand } from '../../fuse/mount.js';
 import { daemonStatus, type MountStatus } from '../../mountd/control.js';
 import { startDaemon } from '../../mountd/start-daemon.js';
@@ -76,12 +76,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
 
   const args = ['mount', fqrn, mnt, '--foreground', '--ready-fd', '3', '--run-dir', dir];
   // The daemon runs from "/", so every path option is made absolute.
-  if (o.server !== undefined) args.push('--server', o.server);
-  if (o.proxy !== undefined) args.push('--proxy', o.proxy);
-  if (o.config !== undefined) args.push('--config', resolve(o.config));
-  if (o.cache !== undefined) args.push('--cache', resolve(o.cache));
-  if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
-  if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
+  args.push(...clientFlagArgs(o));
   if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === true) args.push('--passthrough');
