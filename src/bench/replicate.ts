@@ -97,7 +97,7 @@ const STOCK_ENV = '/var/tmp/cvmfs-ref/env.sh';
 
 /**
  * Stock `cvmfs_swissknife pull` with the flags `cvmfs_server snapshot` passes (cvmfs_server_snapshot.sh:
- * -n $CVMFS_NUM_WORKERS (16, add-replica's default), -t 10, -a 3; -i on the first snapshot, -p after),
+ * -n $CVMFS_NUM_WORKERS (16, add-replica's default), -t 10, -a 3, -R <reflog checksum>; -i on the first snapshot, -p after),
  * into a local upstream laid out as `cvmfs_server add-replica` makes it (data/00..ff, data/txn).
  */
 async function stockPull(url: string, dest: string, pubKey: string, initial: boolean): Promise<{ s: number; objects: number }> {
@@ -109,7 +109,9 @@ async function stockPull(url: string, dest: string, pubKey: string, initial: boo
   const tmp = join(dest, '..', 'stock-tmp');
   await mkdir(tmp, { recursive: true });
   const args = ['pull', '-m', FQRN, '-u', url, '-w', url, '-r', `local,${join(data, 'txn')},${dest}`, '-x', tmp, '-k', pubKey,
-    '-n', '16', '-t', '10', '-a', '3', initial ? '-i' : '-p'];
+    '-n', '16', '-t', '10', '-a', '3', initial ? '-i' : '-p',
+    // cvmfs_server snapshot always names the reflog checksum file (its spool dir's reflog.chksum); pull asserts on it.
+    '-R', join(dest, '..', 'stock-reflog.chksum')];
   const t = timed(() => {
     const r = spawnSync('bash', ['-c', `source ${STOCK_ENV} && exec cvmfs_swissknife "$@"`, 'pull', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.status !== 0) throw new Error(`cvmfs_swissknife pull failed (${r.status}): ${r.stderr.slice(-2000)}`);

@@ -6,6 +6,7 @@
 // The invocation is mount.cvmfs's (mount/mount.cvmfs.cc): `cvmfs2 -o <options> <fqrn> <mountpoint>`, with
 // one config file (config=FILE replaces the /etc/cvmfs cascade) that sets what /etc/cvmfs/default.conf
 // would, paths pointed into a temp dir, and the server on loopback with no proxy.
+import { execSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -99,7 +100,7 @@ export function stockConfig(o: StockMountOptions): string {
     'CVMFS_QUOTA_LIMIT=4000',
     `CVMFS_RELOAD_SOCKETS=${join(o.workDir, 'run')}`,
     `CVMFS_USYSLOG=${join(o.workDir, 'usyslog')}`,
-    'CVMFS_TIMEOUT=5', 'CVMFS_TIMEOUT_DIRECT=10', 'CVMFS_MAX_RETRIES=1', 'CVMFS_NFILES=131072',
+    'CVMFS_TIMEOUT=5', 'CVMFS_TIMEOUT_DIRECT=10', 'CVMFS_MAX_RETRIES=1', `CVMFS_NFILES=${openFilesLimit()}`,
     'CVMFS_CHECK_PERMISSIONS=yes', 'CVMFS_CLAIM_OWNERSHIP=yes', 'CVMFS_USE_GEOAPI=no', 'CVMFS_SEND_INFO_HEADER=no',
     `CVMFS_MOUNT_DIR=${o.mountpoint.replace(/\/[^/]*$/, '') || '/'}`,
   ];
@@ -130,4 +131,10 @@ export async function mountStock(stock: StockCvmfs, o: StockMountOptions): Promi
       }
     },
   };
+}
+
+/** default.conf's 131072, or the hard open-files limit when that is lower: cvmfs2 refuses to mount when it cannot raise to CVMFS_NFILES. */
+function openFilesLimit(): number {
+  const hard = Number(execSync('ulimit -Hn', { shell: '/bin/sh', encoding: 'utf8' }).trim());
+  return Number.isFinite(hard) && hard > 0 ? Math.min(131072, hard) : 131072;
 }
