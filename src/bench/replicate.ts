@@ -108,8 +108,9 @@ async function stockPull(url: string, dest: string, pubKey: string, initial: boo
   }
   const tmp = join(dest, '..', 'stock-tmp');
   await mkdir(tmp, { recursive: true });
-  const args = ['pull', '-m', FQRN, '-u', url, '-w', url, '-r', `local,${join(data, 'txn')},${dest}`, '-x', tmp, '-k', pubKey,
+  const args = ['pull', '-m', FQRN, '-u', url, '-w', `file://${dest}`, '-r', `local,${join(data, 'txn')},${dest}`, '-x', tmp, '-k', pubKey,
     '-n', '16', '-t', '10', '-a', '3', initial ? '-i' : '-p',
+    // -w is the stratum 1's own URL (pull reads its reflog there after the first run); this replica is only on disk.
     // cvmfs_server snapshot always names the reflog checksum file (its spool dir's reflog.chksum); pull asserts on it.
     '-R', join(dest, '..', 'stock-reflog.chksum')];
   const t = timed(() => {
