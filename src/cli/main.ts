@@ -30,10 +30,11 @@ other:      demo`;
 /**
  * Commands that exit as soon as they are done instead of tearing the environment down (heap, WebAssembly
  * reservations: 0.3-1.3 s for a mount daemon on a loaded machine). The runtime commands, which HTCondor and
- * GlideinWMS probes call several times per job, and the mount commands, whose daemon must be gone promptly.
+ * GlideinWMS probes call several times per job, the mount commands, whose daemon must be gone promptly, and
+ * snapshot, which a stratum 1 runs from cron or --loop every few minutes (its files are all written and renamed by then).
  */
 const EXIT_AT_ONCE = new Set(['exec', 'run', 'shell', 'test', 'inspect', 'version', 'mount', 'umount', 'status', 'enter',
-  'automount', 'talk', 'mount-helper']);
+  'automount', 'talk', 'mount-helper', 'snapshot']);
 let exitAtOnce = false;
 
 async function main(argv: string[]): Promise<number> {
