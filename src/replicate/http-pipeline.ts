@@ -7,6 +7,8 @@
 // broken connection after retries, a timeout) rejects with PipelineUnsupported or a transport error, and
 // the caller (fast-source.ts) fetches that object through the Downloader with all its policies instead.
 // Responses come back in request order (RFC 9112 §9.3.2), which is what ties a response to its request.
+// Written here because no fitting library does it: node:http never pipelines, and undici, which does, parses
+// with WebAssembly whose address-space reservation fails under a site's `ulimit -v 4194304`.
 import { connect, type Socket } from 'node:net';
 
 export interface PipelineOptions {
