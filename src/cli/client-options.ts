@@ -40,7 +40,6 @@ export async function readConfigIfExists(path: string): Promise<string | undefin
   }
 }
 
-/** Expands a --server value: templates, and "/cvmfs" alone gets the repository name appended. */
 /** The client flags as a daemon's argv, every path made absolute (daemons run from "/"). */
 export function clientFlagArgs(o: ClientFlags): string[] {
   const args: string[] = [];
@@ -53,6 +52,7 @@ export function clientFlagArgs(o: ClientFlags): string[] {
   return args;
 }
 
+/** Expands a --server value: templates, and "/cvmfs" alone gets the repository name appended. */
 export function expandServerFlag(value: string, fqrn: string): string {
   return value.split(';').map((s) => s.trim()).filter((s) => s !== '').map((s) => {
     const t = s.replace(/\/+$/, '');

@@ -2,7 +2,7 @@
 // CernVM-FS's order), --config, the CVMFS_* environment and built-in defaults, each with where it came
 // from (`gridbox config showconfig`); and the repository list (CVMFS_REPOSITORIES, else config.d).
 // The same sources and order as loadClientSettings, which stays the one that builds a client.
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
