@@ -23,8 +23,18 @@ function gauge(registry: Registry, name: string, help: string, value: (s: MountS
   });
 }
 
-/** A registry whose every scrape reads `status()` once per metric (cheap: plain counters in memory). */
-export function createMountMetrics(status: () => MountStatus): Registry {
+/** A registry whose every scrape reads `status()` once and answers all its metrics from that snapshot. */
+export function createMountMetrics(readStatus: () => MountStatus): Registry {
+  // status() is not free (the cache's size and object count come from its SQLite ledger) and a scrape
+  // collects ~17 metrics one after another in one turn of the event loop: read it once per turn.
+  let snapshot: MountStatus | undefined;
+  const status = (): MountStatus => {
+    if (snapshot === undefined) {
+      snapshot = readStatus();
+      setImmediate(() => { snapshot = undefined; });
+    }
+    return snapshot;
+  };
   const r = newRegistry();
   counter(r, 'gridbox_mount_cache_hits_total', 'Objects found in the local cache', (s) => s.hits, status);
   counter(r, 'gridbox_mount_cache_misses_total', 'Objects downloaded because the cache lacked them', (s) => s.misses, status);
