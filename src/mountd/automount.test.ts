@@ -8,17 +8,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
-import { FQRN, cliMain, fuseSkipReason, gridbox, runChild, type RunResult } from '../vfs/mount-fixture.test.js';
+import { FQRN, cliMain, fuseSkipReason, gridbox, runChild, type RunResult, mustRun as must } from '../vfs/mount-fixture.test.js';
 import { OTHER, siteSetup } from './site-fixture.test.js';
 
 const skip = fuseSkipReason();
 const NOBODY = 65534;
-
-async function must(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 /** Polls `gridbox talk <fqrn> attached` until it answers `want` (a generous bound: a loaded machine is slow). */
 async function waitAttached(talk: (args: string[]) => Promise<RunResult>, fqrn: string, want: 'yes' | 'no'): Promise<void> {

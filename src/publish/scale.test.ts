@@ -18,7 +18,7 @@ import { mib, runMeasured } from '../testing/big-sparse-file.js';
 import { ensureScaleTree, scaleTreeFiles } from '../bench/scale-tree.js';
 import { FsStore } from '../store/fs-store.js';
 import { formatObjectId } from '../hash/object-id.js';
-import { FQRN, cliEnv, cliMain, fuseSkipReason, runChild, startOrigin } from '../vfs/mount-fixture.test.js';
+import { FQRN, cliEnv, cliMain, fuseSkipReason, runChild, startOrigin, mustRun as must } from '../vfs/mount-fixture.test.js';
 import { catalogOf } from './catalog-plan.js';
 import { readHead } from './head.js';
 import { repoLayout } from './repo-layout.js';
@@ -43,12 +43,6 @@ function readFileSafe(p: string): string {
 
 const bash = (script: string, env?: NodeJS.ProcessEnv) => runChild('bash', ['-c', script], { env, timeoutMs: LONG_MS });
 const gridbox = (args: string[], env: NodeJS.ProcessEnv) => runChild(process.execPath, [cliMain(), ...args], { env, timeoutMs: LONG_MS });
-
-async function must(r: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 /** Every file name under data/XX/ of the served store. */
 function storeFiles(srv: string): Set<string> {

@@ -1,6 +1,7 @@
 // Test support for the mount tests (no tests of its own): a source tree with every entry kind, a
 // repository published from it with the CLI, loopback origins that can be slow or corrupt, and helpers
 // that run the CLI and shell commands as child processes (the test process never touches the mount).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -26,6 +27,13 @@ export function runChild(command: string, args: string[], opts: { env?: NodeJS.P
     child.on('error', (e) => { clearTimeout(timer); reject(e); });
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
   });
+}
+
+/** The run's stdout; fails the test with the step's name, exit code and output when it did not exit 0. */
+export async function mustRun(r: Promise<RunResult>, what: string): Promise<string> {
+  const x = await r;
+  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
+  return x.stdout;
 }
 
 export function cliMain(): string {

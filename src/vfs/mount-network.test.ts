@@ -9,16 +9,10 @@ import { makeTempDir } from '../testing/tmp.js';
 import { squidBinary, startSquid } from '../testing/squid.js';
 import { setupFixture, FQRN as LEGACY_FQRN } from '../testing/legacy-fixture.js';
 import {
-  FQRN, buildSourceTree, cliEnv, deadUrl, fuseSkipReason, gridbox, publishTree, sh, startOrigin, type RunResult,
+  FQRN, buildSourceTree, cliEnv, deadUrl, fuseSkipReason, gridbox, publishTree, sh, startOrigin, mustRun
 } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason();
-
-async function mustRun(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 const dataRequests = (m: Map<string, number>): [string, number][] => [...m].filter(([p]) => p.includes('/data/'));
 

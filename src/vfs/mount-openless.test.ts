@@ -8,15 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
-import { FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishAgain, publishTree, sh, startOrigin, type RunResult } from './mount-fixture.test.js';
+import { FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishAgain, publishTree, sh, startOrigin, mustRun } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason();
-
-async function mustRun(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 test('openless mount: identical content cold and warm, warm re-opens reach no daemon, a new revision shows new content', { skip }, async () => {
   const tmp = await makeTempDir('gridbox-openless-');

@@ -8,15 +8,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadIoctlAddon } from '../fuse/passthrough.js';
 import { makeTempDir } from '../testing/tmp.js';
-import { FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishTree, sh, startOrigin, type RunResult } from './mount-fixture.test.js';
+import { FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishTree, sh, startOrigin, mustRun } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason() ?? (loadIoctlAddon() ? undefined : 'the gridbox-fuse-ioctl addon is not built (npm ci builds it with node-gyp)');
-
-async function mustRun(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 test('cached whole files are read through FUSE passthrough with identical content; chunked files and a remount too', { skip }, async () => {
   const tmp = await makeTempDir('gridbox-passthrough-');

@@ -8,18 +8,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
 import {
-  FQRN, buildSourceTree, cliEnv, cliMain, fuseSkipReason, gridbox, processExited, publishTree, runChild, sh, startOrigin, type RunResult,
+  FQRN, buildSourceTree, cliEnv, cliMain, fuseSkipReason, gridbox, processExited, publishTree, runChild, sh, startOrigin, type RunResult, mustRun
 } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason();
 const NOBODY = 65534;
 const BUSYBOX = ['/usr/bin/busybox', '/bin/busybox'].find((p) => existsSync(p));
-
-async function mustRun(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 /** A minimal busybox root filesystem as an Apptainer sandbox directory. */
 async function buildImage(dir: string): Promise<void> {

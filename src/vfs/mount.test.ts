@@ -7,7 +7,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir } from '../testing/tmp.js';
 import {
-  FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, processExited, publishAgain, publishTree, sh, startOrigin, treeListing,
+  FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, processExited, publishAgain, publishTree, sh, startOrigin, treeListing, mustRun
 } from './mount-fixture.test.js';
 
 const skip = fuseSkipReason();
@@ -23,12 +23,6 @@ async function setup(ttl = 240, tree = {}): Promise<Setup> {
   const env = cliEnv(tmp);
   const p = await publishTree(join(tmp, 'repo'), src, env, ttl);
   return { tmp, src, mnt, env, keyFile: p.keyFile, root: p.root };
-}
-
-async function mustRun(r: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
 }
 
 test('a published tree mounts and matches the source under diff -r, find and stat; xattrs, statfs and status', { skip }, async () => {

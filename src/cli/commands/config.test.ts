@@ -8,15 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FQRN, fuseSkipReason, gridbox, runChild, type RunResult } from '../../vfs/mount-fixture.test.js';
+import { FQRN, fuseSkipReason, gridbox, runChild, mustRun as must } from '../../vfs/mount-fixture.test.js';
 import { OTHER, siteSetup } from '../../mountd/site-fixture.test.js';
 import { AUTOMOUNT_SPEC, helperCommand, parseHelperArgs } from './mount-helper.js';
-
-async function must(r: Promise<RunResult>, what: string): Promise<string> {
-  const x = await r;
-  assert.equal(x.code, 0, `${what} failed (${x.code}): ${x.stderr}${x.stdout}`);
-  return x.stdout;
-}
 
 test('mount.gridbox parses what mount(8), fstab and autofs pass', () => {
   assert.deepEqual(helperCommand(parseHelperArgs([FQRN, '/cvmfs/x', '-o', 'ro,nodev,_netdev,config=/etc/x.conf'])), ['mount', FQRN, '/cvmfs/x', '--config', '/etc/x.conf']);
