@@ -1,11 +1,12 @@
 // The cheap half of the accounting: a container start leaves its record as one small JSON file in a spool
-// directory beside the database (`<db>.spool/`), written to a temp name and renamed, so a reader sees whole
-// records only. Opening SQLite (the native addon, the WAL, a checkpoint on close) per start cost more than the
+// directory beside the database (`<db>.spool/`), written atomically (plumbing's temp file then rename), so a
+// reader sees whole records only. Opening SQLite (the native addon, the WAL, a checkpoint on close) per start cost more than the
 // rest of the runtime's own work, and HTCondor's and GlideinWMS's probes start the runtime several times per
 // job; the records are moved into the database (accounting-db.ts, foldSpool) whenever it is opened, i.e. by
 // `gridbox report`, by posting, and by a start that finds the spool large. No SQLite here, on purpose.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempOwnerPid, writeFileAtomicSync } from '../plumbing/atomic-write.js';
 import { invalidRecord, type StartRecord } from './start-record.js';
 
 /** A spooled record: everything but the database row id. */
@@ -24,17 +25,14 @@ export const spoolDirOf = (dbPath: string): string => `${dbPath}.spool`;
 let serial = 0;
 export function spoolStart(dbPath: string, record: SpooledStart): number {
   const dir = spoolDirOf(dbPath);
-  const base = `${record.startedAt}-${process.pid}-${serial++}${SUFFIX}`;
-  const tmp = join(dir, `.${base}.tmp`);
+  const path = join(dir, `${record.startedAt}-${process.pid}-${serial++}${SUFFIX}`);
   const text = JSON.stringify(record);
-  let fd: number;
-  try { fd = openSync(tmp, 'wx', 0o600); } catch (e) {
+  // The spool directory exists after the first start: create it only when the write says it is missing.
+  try { writeFileAtomicSync(path, text, { mode: 0o600 }); } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    fd = openSync(tmp, 'wx', 0o600);
+    writeFileAtomicSync(path, text, { mode: 0o600 });
   }
-  try { writeSync(fd, text); } finally { closeSync(fd); }
-  renameSync(tmp, join(dir, base));
   // A readdir of a few hundred names is a fraction of a millisecond.
   const n = readdirSync(dir).length;
   return n >= SPOOL_FOLD_AT ? n : 0;
@@ -61,7 +59,8 @@ export function removeSpooled(dbPath: string, names: string[], now = Date.now())
   let all: string[] = [];
   try { all = readdirSync(dir); } catch { /* no spool */ }
   for (const n of all) {
-    if (!n.startsWith('.') || !n.endsWith('.tmp')) continue;
+    // Temp files of the atomic writer (and the `.<name>.tmp` ones earlier versions left).
+    if (!n.startsWith('.') || (!n.endsWith('.tmp') && tempOwnerPid(n) === undefined)) continue;
     try { if (now - statSync(join(dir, n)).mtimeMs > 3600_000) rmSync(join(dir, n), { force: true }); } catch { /* gone already */ }
   }
 }
