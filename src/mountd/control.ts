@@ -6,8 +6,9 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createConnection, createServer, type Server } from 'node:net';
 import { GridboxError, q } from '../errors.js';
+import { isAlive } from '../plumbing/process-identity.js';
 import type { Client, ClientStats } from '../client/index.js';
-import { processAlive, type MountRecord } from './run-dir.js';
+import type { MountRecord } from './run-dir.js';
 
 /** What `gridbox status` shows. */
 export interface MountStatus extends ClientStats {
@@ -132,7 +133,7 @@ export function callControl(socketPath: string, request: 'status' | 'unmount' | 
 
 /** The status of the daemon recorded for `mountpoint` in `dir`. */
 export async function daemonStatus(dir: string, rec: MountRecord | undefined, mountpoint: string): Promise<MountStatus> {
-  if (rec === undefined || !processAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount daemon for ${q(mountpoint)} (run dir ${q(dir)})`, { path: mountpoint });
+  if (rec === undefined || !isAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount daemon for ${q(mountpoint)} (run dir ${q(dir)})`, { path: mountpoint });
   const r = await callControl(rec.socket, 'status');
   if (!r.ok || r.status === undefined) throw new GridboxError('MOUNT_FAILED', `Mount daemon of ${q(mountpoint)} refused status: ${r.error ?? ''}`);
   return r.status;
@@ -143,11 +144,11 @@ export async function waitExit(pid: number, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   let step = 2;
   while (Date.now() < until) {
-    if (!processAlive(pid)) return true;
+    if (!isAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, step));
     step = Math.min(50, step * 2);
   }
-  return !processAlive(pid);
+  return !isAlive(pid);
 }
 
 /** Asks the daemon of `rec` to unmount (SIGTERM if its socket does not answer) and waits for it to exit. */
@@ -176,6 +177,6 @@ export async function listMountRecords(dir: string): Promise<MountRecord[]> {
 
 /** The live daemon serving `fqrn`: its own mount first, else an on-demand /cvmfs that lists it. */
 export async function daemonFor(dir: string, fqrn: string): Promise<MountRecord | undefined> {
-  const live = (await listMountRecords(dir)).filter((r) => processAlive(r.pid));
+  const live = (await listMountRecords(dir)).filter((r) => isAlive(r.pid));
   return live.find((r) => r.fqrn === fqrn) ?? live.find((r) => r.fqrn === AUTOMOUNT_FQRN);
 }

@@ -2,11 +2,11 @@
 // control socket, log and namespace, so `gridbox umount/status/enter` find a daemon even when its mount
 // lives in a user namespace. Not the control protocol (control.ts) and not the daemon's life (daemon.ts).
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { GridboxError, q } from '../errors.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 /** The record a daemon leaves for a mountpoint. */
 export interface MountRecord {
@@ -35,8 +35,7 @@ export function recordPaths(dir: string, mountpoint: string): { record: string; 
 export async function writeMountRecord(dir: string, rec: MountRecord): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const { record } = recordPaths(dir, rec.mountpoint);
-  await writeFile(`${record}.tmp`, JSON.stringify(rec) + '\n');
-  await rename(`${record}.tmp`, record);
+  await writeFileAtomic(record, JSON.stringify(rec) + '\n');
 }
 
 export async function readMountRecord(dir: string, mountpoint: string): Promise<MountRecord | undefined> {
@@ -53,23 +52,4 @@ export async function removeMountRecord(dir: string, mountpoint: string): Promis
   const p = recordPaths(dir, mountpoint);
   await rm(p.record, { force: true });
   await rm(p.socket, { force: true });
-}
-
-/**
- * Whether a process with this pid runs: exists (signal 0) and is not a zombie. A daemon that exited stays a
- * zombie until its new parent reaps it, which some init processes do only every second or two.
- */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    // The state follows the parenthesised command name, which may itself contain ") ".
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true; // no /proc to ask: signal 0 said it exists
-  }
 }

@@ -7,11 +7,12 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { addClientFlags, clientFlagArgs, openClientFromFlags, type ClientFlags } from '../client-options.js';
 import { userNamespaceCommand } from '../../fuse/mount.js';
 import { startDaemon } from '../../mountd/start-daemon.js';
 import { assertNotMountPoint } from '../../mountd/mount-holder.js';
-import { processAlive, readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
+import { readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
 import { configuredRepositories } from './config-params.js';
 
@@ -62,7 +63,7 @@ async function daemonize(mnt: string, dir: string, idle: number, o: AutomountFla
   try { st = statSync(mnt); } catch (e) { throw new GridboxError('MOUNT_FAILED', `Cannot mount at ${q(mnt)}: no such directory`, { cause: e, path: mnt }); }
   if (!st.isDirectory()) throw new GridboxError('MOUNT_FAILED', `Cannot mount at ${q(mnt)}: not a directory`, { path: mnt });
   const rec = await readMountRecord(dir, mnt);
-  if (rec && processAlive(rec.pid)) throw new GridboxError('MOUNT_POINT_BUSY', `${q(mnt)} is already mounted by pid ${rec.pid} (${rec.fqrn})`, { path: mnt });
+  if (rec && isAlive(rec.pid)) throw new GridboxError('MOUNT_POINT_BUSY', `${q(mnt)} is already mounted by pid ${rec.pid} (${rec.fqrn})`, { path: mnt });
   await assertNotMountPoint(mnt);
   const repos = await repositoryList(o)();
   if (repos.length === 0) say(`warning: no repositories configured (CVMFS_REPOSITORIES, config.d or --repositories); ${mnt} stays empty until gridbox config reload`);

@@ -6,9 +6,10 @@ import { access, chmod, mkdir, readdir, readFile, realpath, rm, writeFile } from
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, describeError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { writeFileAtomic } from '../../plumbing/atomic-write.js';
 import { AUTOMOUNT_FQRN, callControl, listMountRecords, stopDaemon } from '../../mountd/control.js';
-import { processAlive, runDir } from '../../mountd/run-dir.js';
+import { runDir } from '../../mountd/run-dir.js';
 import { loadClientSettings, loadMasterKeys } from '../client-options.js';
 import { newCommand, parseCommand, say } from '../options.js';
 import { expandTemplates } from '../../client/client-config.js';
@@ -120,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   cmd.command('reload').description('make running mounts re-read their configuration').argument('[repositories...]')
     .action(async (repos: string[]) => {
-      const recs = (await listMountRecords(runDir(process.env))).filter((r) => processAlive(r.pid) && (repos.length === 0 || repos.includes(r.fqrn) || r.fqrn === AUTOMOUNT_FQRN));
+      const recs = (await listMountRecords(runDir(process.env))).filter((r) => isAlive(r.pid) && (repos.length === 0 || repos.includes(r.fqrn) || r.fqrn === AUTOMOUNT_FQRN));
       if (recs.length === 0) say('no running gridbox mounts');
       for (const r of recs) {
         const ans = await callControl(r.socket, { op: 'reload' }, 60_000).catch((e: unknown) => ({ ok: false, error: describeError(e), text: undefined }));
@@ -131,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   cmd.command('umount').description('unmount every gridbox mount of this run dir')
     .action(async () => {
-      const recs = (await listMountRecords(runDir(process.env))).filter((r) => processAlive(r.pid));
+      const recs = (await listMountRecords(runDir(process.env))).filter((r) => isAlive(r.pid));
       for (const r of recs) {
         try {
           await stopDaemon(r, 30_000);

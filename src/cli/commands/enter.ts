@@ -4,8 +4,9 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { enterCommand } from '../../fuse/mount.js';
-import { processAlive, readMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
+import { readMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
 
 const runDir = (): string => runDirOf(process.env);
 
@@ -19,7 +20,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new GridboxError('USAGE', 'usage: gridbox enter <mountpoint> -- COMMAND [ARG...]');
   }
   const rec = await readMountRecord(runDir(), resolve(mountpoint));
-  if (rec === undefined || !processAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount daemon for ${q(resolve(mountpoint))}`, { path: mountpoint });
+  if (rec === undefined || !isAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount daemon for ${q(resolve(mountpoint))}`, { path: mountpoint });
   const cl = rec.userns ? enterCommand(rec.pid, command) : { command: command[0], args: command.slice(1) };
   const child = spawn(cl.command, cl.args, { stdio: 'inherit' });
   return new Promise((ok, fail) => {

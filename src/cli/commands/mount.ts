@@ -7,13 +7,14 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { addClientFlags, clientFlagArgs, loadClientSettings, loadMasterKeys, openClientFromFlags, type ClientFlags } from '../client-options.js';
 import { abandonFuseMount, clearStaleMount, fuseMountState, mountFuse, userNamespaceCommand } from '../../fuse/mount.js';
 import { daemonStatus, type MountStatus } from '../../mountd/control.js';
 import { startDaemon } from '../../mountd/start-daemon.js';
 import { repositoryMountOptions } from '../../vfs/mount-options.js';
 import { assertNotMountPoint } from '../../mountd/mount-holder.js';
-import { processAlive, readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
+import { readMountRecord, recordPaths, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
 
 export const summary = 'mount a repository with FUSE (daemon; --foreground to stay attached)';
@@ -65,7 +66,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (!st.isDirectory()) throw new GridboxError('MOUNT_FAILED', `Cannot mount at ${q(mnt)}: not a directory`, { path: mnt });
   const dir = o.runDir ? resolve(o.runDir) : runDir();
   const rec = await readMountRecord(dir, mnt);
-  if (rec && processAlive(rec.pid)) throw new GridboxError('MOUNT_POINT_BUSY', `${q(mnt)} is already mounted by pid ${rec.pid} (${rec.fqrn})`, { path: mnt });
+  if (rec && isAlive(rec.pid)) throw new GridboxError('MOUNT_POINT_BUSY', `${q(mnt)} is already mounted by pid ${rec.pid} (${rec.fqrn})`, { path: mnt });
   const userns = Boolean(o.userns) || process.geteuid?.() !== 0;
   if (!userns && (await fuseMountState(mnt)) === 'stale') await clearStaleMount(mnt);
   await assertNotMountPoint(mnt);

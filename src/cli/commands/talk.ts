@@ -3,8 +3,9 @@
 // runs here on the repository's cache directory (the ledger is shared with the running mount).
 import { resolve } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { AUTOMOUNT_FQRN, callControl, daemonFor } from '../../mountd/control.js';
-import { processAlive, readMountRecord, runDir } from '../../mountd/run-dir.js';
+import { readMountRecord, runDir } from '../../mountd/run-dir.js';
 import { loadClientSettings, type ClientFlags } from '../client-options.js';
 import { newCommand, parseCommand, say } from '../options.js';
 
@@ -26,7 +27,7 @@ export async function run(argv: string[]): Promise<number> {
       const dir = runDir(process.env);
       const byPath = target.startsWith('/') || target.startsWith('.');
       const rec = byPath ? await readMountRecord(dir, resolve(target)) : await daemonFor(dir, target);
-      if (rec === undefined || !processAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount serves ${q(target)} (run dir ${q(dir)})`);
+      if (rec === undefined || !isAlive(rec.pid)) throw new GridboxError('NOT_FOUND', `No gridbox mount serves ${q(target)} (run dir ${q(dir)})`);
       const fqrn = byPath ? (rec.fqrn === AUTOMOUNT_FQRN ? undefined : rec.fqrn) : target;
       const r = await callControl(rec.socket, { op: 'talk', fqrn, command }, 60_000);
       if (!r.ok) throw new GridboxError('USAGE', r.error ?? 'the daemon refused the command');

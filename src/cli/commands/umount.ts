@@ -2,9 +2,10 @@
 // mount left behind by a daemon that died (SIGKILL: "Transport endpoint is not connected").
 import { resolve } from 'node:path';
 import { GridboxError, q } from '../../errors.js';
+import { isAlive } from '../../plumbing/process-identity.js';
 import { clearStaleMount, fuseMountState, unmountFuse } from '../../fuse/mount.js';
 import { stopDaemon } from '../../mountd/control.js';
-import { processAlive, readMountRecord, removeMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
+import { readMountRecord, removeMountRecord, runDir as runDirOf } from '../../mountd/run-dir.js';
 import { newCommand, parseCommand, say } from '../options.js';
 
 const runDir = (): string => runDirOf(process.env);
@@ -22,7 +23,7 @@ export async function run(argv: string[]): Promise<number> {
       const dir = runDir();
       const rec = await readMountRecord(dir, mnt);
       let done = false;
-      if (rec !== undefined && processAlive(rec.pid)) {
+      if (rec !== undefined && isAlive(rec.pid)) {
         await stopDaemon(rec, EXIT_WAIT_MS);
         done = true;
       }
