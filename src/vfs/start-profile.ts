@@ -3,10 +3,11 @@
 // that image the recorded files are opened in parallel through the client (so each object is downloaded,
 // verified and cached exactly like a reader's), before the start asks for them one by one. A profile that
 // names missing files is harmless (they are skipped); never more than MAX_BYTES_FACTOR × the recorded bytes.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Client } from '../client/index.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 /** How long after the first open of an image its opens count as "the start". */
 export const START_WINDOW_MS = 20_000;
@@ -51,8 +52,7 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     try {
       await mkdir(o.dir, { recursive: true });
       const f = fileOf(image);
-      await writeFile(`${f}.tmp.${process.pid}`, JSON.stringify(p));
-      await rename(`${f}.tmp.${process.pid}`, f);
+      await writeFileAtomic(f, JSON.stringify(p));
       recorded++;
     } catch (e) {
       o.log?.(`cannot write the start profile of ${image}: ${(e as Error).message}`);
