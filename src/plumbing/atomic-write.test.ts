@@ -40,3 +40,18 @@ test('temp files can live in tmpDir, and their names give the writer pid back', 
   assert.equal(readFileSync(p, 'utf8'), 'data');
   assert.deepEqual(readdirSync(tmp), []);
 }));
+
+test('beforeRename runs with the new content complete in the temp file and the old one still in place', async () => withTempDir(async (dir) => {
+  const p = join(dir, 'manifest');
+  await writeFileAtomic(p, 'old');
+  const seen: string[][] = [];
+  const look = (): void => {
+    const temp = readdirSync(dir).filter((n) => n !== 'manifest');
+    assert.equal(temp.length, 1);
+    seen.push([readFileSync(p, 'utf8'), readFileSync(join(dir, temp[0]), 'utf8')]);
+  };
+  await writeFileAtomic(p, 'new', { beforeRename: look });
+  writeFileAtomicSync(p, 'newer', { beforeRename: look });
+  assert.deepEqual(seen, [['old', 'new'], ['new', 'newer']]);
+  assert.equal(readFileSync(p, 'utf8'), 'newer');
+}));

@@ -14,6 +14,8 @@ export interface AtomicWriteOptions {
   fsync?: boolean;
   /** Where the temp file goes; must be on the target's filesystem. Default: the target's directory. */
   tmpDir?: string;
+  /** Called with the data complete in the temp file, just before the rename: where crash tests stop a writer. */
+  beforeRename?: () => void;
 }
 
 /** Random per process (and per worker thread), then counted: randomBytes per file cost a snapshot seconds. */
@@ -57,6 +59,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     } finally {
       await fh.close();
     }
+    opts.beforeRename?.();
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);
@@ -78,6 +81,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, opt
     } finally {
       closeSync(fd);
     }
+    opts.beforeRename?.();
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });

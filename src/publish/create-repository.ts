@@ -6,7 +6,8 @@ import { GridboxError, q } from '../errors.js';
 import { createStoreSkeleton, FsStore } from '../store/fs-store.js';
 import { buildCatalogs } from './catalog-build.js';
 import { commitHead, type Head } from './head.js';
-import { writeFileAtomic, writeSettings, type RepoLayout, type RepoSettings } from './repo-layout.js';
+import { writeSettings, type RepoLayout, type RepoSettings } from './repo-layout.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 import { certificateFingerprint, generateRepositoryKeys, writeRepositoryKeys, type RepositoryKeys } from '../keys/keys.js';
 import { createWhitelist } from '../manifest/whitelist.js';
 import { RevisionTree } from './tree.js';
@@ -25,7 +26,7 @@ export async function signWhitelist(layout: RepoLayout, days: number, now = new 
 /** Renews `.cvmfswhitelist` (gridbox resign); returns its expiry. */
 export async function resignWhitelist(layout: RepoLayout, days: number): Promise<Date> {
   const now = new Date();
-  await writeFileAtomic(layout.whitelist, await signWhitelist(layout, days, now), layout.state);
+  await writeFileAtomic(layout.whitelist, await signWhitelist(layout, days, now), { tmpDir: layout.state, fsync: true });
   return new Date(now.getTime() + days * 86_400_000);
 }
 

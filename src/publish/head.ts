@@ -9,7 +9,8 @@ import { parseSignedManifest, ROOT_PATH_MD5, signManifest, type ManifestFields }
 import type { ObjectStore } from '../store/object-store.js';
 import { writeObject } from '../store/object-io.js';
 import { updateHistory } from './history-update.js';
-import { writeFileAtomic, type RepoLayout } from './repo-layout.js';
+import type { RepoLayout } from './repo-layout.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 export interface Head {
   revision: number;
@@ -74,7 +75,7 @@ export async function commitHead(layout: RepoLayout, store: ObjectStore, o: Comm
   // publishing 9.5k files, as the journal has written most of it back already).
   await syncFileSystem(layout.srv);
   // Temp file in the private state dir (never served), then one rename: the atomic switch.
-  await writeFileAtomic(layout.manifest, signed, layout.state, 0o644, () => o.point?.('manifest-temp'));
+  await writeFileAtomic(layout.manifest, signed, { tmpDir: layout.state, fsync: true, beforeRename: () => o.point?.('manifest-temp') });
   o.point?.('manifest-renamed');
   return { revision: o.revision, rootId: o.rootId, rootSize: o.rootSize, timestamp: now, historyId: history, certId: cert.id, fields };
 }

@@ -1,11 +1,12 @@
 // Where a repository's files live under a root directory, and its server-side settings file.
 // Public (served) files under srv/<fqrn>/, private keys under keys/, lock and settings under var/<fqrn>/.
 // Knows paths and settings only; creating keys and catalogs is mkfs's job.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import type { HashAlgorithm } from '../hash/object-id.js';
 import type { Compression } from '../catalog/types.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 export interface RepoLayout {
   fqrn: string;
@@ -77,20 +78,5 @@ export async function readSettings(layout: RepoLayout): Promise<RepoSettings> {
 
 export async function writeSettings(layout: RepoLayout, settings: RepoSettings): Promise<void> {
   await mkdir(layout.state, { recursive: true });
-  await writeFileAtomic(layout.settings, JSON.stringify(settings, null, 2) + '\n', layout.state);
-}
-
-/** Write to a temp file in `tmpDir` (same file system), then rename over `path`. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, tmpDir: string, mode = 0o644, beforeRename?: () => void): Promise<void> {
-  const tmp = join(tmpDir, `.tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  const { open } = await import('node:fs/promises');
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  beforeRename?.();
-  await rename(tmp, path);
+  await writeFileAtomic(layout.settings, JSON.stringify(settings, null, 2) + '\n', { tmpDir: layout.state, fsync: true });
 }

@@ -7,7 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CatalogCounters } from '../catalog/types.js';
-import { writeFileAtomic, type RepoLayout } from './repo-layout.js';
+import type { RepoLayout } from './repo-layout.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 /** One catalog as the streaming publisher wrote (or kept) it. */
 export interface MountRecord {
@@ -44,5 +45,5 @@ export async function readLastWalk(layout: RepoLayout): Promise<LastWalk | undef
 }
 
 export async function writeLastWalk(layout: RepoLayout, w: LastWalk): Promise<void> {
-  await writeFileAtomic(stateFile(layout), JSON.stringify(w) + '\n', layout.state, 0o600);
+  await writeFileAtomic(stateFile(layout), JSON.stringify(w) + '\n', { tmpDir: layout.state, fsync: true, mode: 0o600 });
 }

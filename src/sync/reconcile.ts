@@ -19,7 +19,8 @@ import { publishChangesWith, type Change, type ChangesetContext } from '../publi
 import { STREAM_MIN_BYTES } from '../publish/content-ingest.js';
 import { phaseTimer } from '../publish/phase-timer.js';
 import type { PublishReport } from '../publish/publisher.js';
-import { writeFileAtomic, type RepoLayout, type RepoSettings } from '../publish/repo-layout.js';
+import type { RepoLayout, RepoSettings } from '../publish/repo-layout.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 import type { FileContent } from '../publish/tree.js';
 import { FsStore } from '../store/fs-store.js';
 import { expandImageList, type ImageList, type WantedImage } from './image-list.js';
@@ -317,7 +318,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
     }
     timer.done(`${prepared.length} images, ${report.published?.files ?? 0} files`);
     if (changes.length > 0 || JSON.stringify(next) !== JSON.stringify(state)) {
-      await writeFileAtomic(statePath(opts.layout), JSON.stringify(next, null, 1) + '\n', spoolRoot);
+      await writeFileAtomic(statePath(opts.layout), JSON.stringify(next, null, 1) + '\n', { tmpDir: spoolRoot, fsync: true });
     }
     return report;
   } finally {
@@ -373,7 +374,7 @@ class LayerMemoryFiles implements LayerMemory {
         const { xattrs, ...entry } = r.entry;
         return { ...r, entry, xattrs64: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, v.toString('base64')])) } as SavedRecord;
       });
-      await writeFileAtomic(this.file(layer), JSON.stringify({ version: 1, records: out }), this.dir);
+      await writeFileAtomic(this.file(layer), JSON.stringify({ version: 1, records: out }), { tmpDir: this.dir, fsync: true });
     }
     this.dirty.clear();
   }

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { formatObjectId } from '../hash/object-id.js';
 import type { ChangeItem } from '../publish/changeset.js';
 import type { PublishReport } from '../publish/publisher.js';
-import { writeFileAtomic, type RepoLayout } from '../publish/repo-layout.js';
+import type { RepoLayout } from '../publish/repo-layout.js';
+import { writeFileAtomic } from '../plumbing/atomic-write.js';
 import type { CycleReport } from './reconcile.js';
 
 /** One cycle as the dashboard shows it. */
@@ -60,13 +61,13 @@ export function cycleRecordOf(report: CycleReport, startedAt: number, endedAt: n
 export async function writeCycleRecord(layout: RepoLayout, r: CycleRecord): Promise<void> {
   const dir = join(layout.state, 'sync');
   await mkdir(dir, { recursive: true });
-  await writeFileAtomic(cyclePath(layout), JSON.stringify(r) + '\n', dir);
+  await writeFileAtomic(cyclePath(layout), JSON.stringify(r) + '\n', { tmpDir: dir, fsync: true });
   const images: Record<string, number> = {};
   for (const i of r.images) images[i.status] = (images[i.status] ?? 0) + 1;
   const brief: CycleBrief = { endedAt: r.endedAt, failed: r.failed, ...(r.published ? { revision: r.published.revision } : {}), images };
   await appendFile(historyPath(layout), JSON.stringify(brief) + '\n');
   const lines = (await readFile(historyPath(layout), 'utf8')).split('\n').filter((l) => l !== '');
-  if (lines.length > 2 * MAX_CYCLE_HISTORY) await writeFileAtomic(historyPath(layout), lines.slice(-MAX_CYCLE_HISTORY).join('\n') + '\n', dir);
+  if (lines.length > 2 * MAX_CYCLE_HISTORY) await writeFileAtomic(historyPath(layout), lines.slice(-MAX_CYCLE_HISTORY).join('\n') + '\n', { tmpDir: dir, fsync: true });
 }
 
 /** The recorded cycles, oldest first (lines that do not parse are skipped). */
@@ -102,7 +103,7 @@ export function treeStatsOf(items: readonly ChangeItem[], keys: ReadonlyMap<Chan
 
 export async function writeTreeStats(layout: RepoLayout, tree: string, stats: TreeStats): Promise<void> {
   await mkdir(treesDir(layout), { recursive: true });
-  await writeFileAtomic(treeFile(layout, tree), JSON.stringify(stats), treesDir(layout));
+  await writeFileAtomic(treeFile(layout, tree), JSON.stringify(stats), { tmpDir: treesDir(layout), fsync: true });
 }
 
 export async function readTreeStats(layout: RepoLayout, tree: string): Promise<TreeStats | undefined> {
