@@ -148,25 +148,39 @@ test('every lookup the kernel counted is forgotten; interrupted and undelivered 
       assert.equal((await sh('stat', [join(mnt, 'hello.txt'), join(mnt, 'sub', 'nested.txt')])).code, 0);
       // A lookup that answers after its caller was killed: the kernel sends INTERRUPT, the session
       // answers EINTR and must forget the late entry.
+      // Waits on the fixture's own counters, not on fixed delays: under a loaded machine the stat may take
+      // longer than any fixed sleep to reach the daemon, and the kill would then interrupt nothing.
       const slow = execFile('stat', [join(mnt, 'slow')]);
-      await new Promise((r) => setTimeout(r, 300));
+      const slowClosed = new Promise((r) => slow.on('close', r));
+      let pending = await probe(fx);
+      for (let i = 0; i < 200 && pending.inFlight === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        pending = await probe(fx);
+      }
+      assert.ok(pending.inFlight > 0, 'the slow lookup reached the daemon');
       slow.kill('SIGINT');
-      await new Promise((r) => slow.on('close', r));
-      await new Promise((r) => setTimeout(r, 1500));
-      const before = await probe(fx);
+      await slowClosed;
+      let before = await probe(fx);
+      for (let i = 0; i < 200 && (before.inFlight !== 0 || (before.counts.INTERRUPT ?? 0) === 0); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        before = await probe(fx);
+      }
       assert.ok(before.lookups > 3000, `kernel holds lookups (${before.lookups})`);
       assert.ok((before.counts.INTERRUPT ?? 0) >= 1, 'the kernel interrupted the slow lookup');
       assert.equal(before.inFlight, 0);
       // Dropping the dentry/inode caches makes the kernel send FORGET/BATCH_FORGET for all of them.
       await writeFile('/proc/sys/vm/drop_caches', '2');
       let after = await probe(fx);
-      for (let i = 0; i < 50 && after.lookups !== 0; i++) {
+      for (let i = 0; i < 200 && after.lookups !== 0; i++) {
         await new Promise((r) => setTimeout(r, 100));
         after = await probe(fx);
       }
       assert.equal(after.lookups, 0, 'nlookup balance returns to zero');
     } finally {
+      // Wait for the unmount even when an assertion failed, so that error is reported rather than the
+      // EBUSY of removing a still-mounted temp dir.
       fx.child.kill('SIGTERM');
+      await fx.exited;
     }
     assert.equal((await fx.exited).code, 0);
   });
