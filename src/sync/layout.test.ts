@@ -284,6 +284,27 @@ test('imageItems() adds mountpoints, empty /etc/hosts and /etc/resolv.conf, .sin
   });
 });
 
+test('imageItems() splits a heavy image into nested catalogs where the balancer says, and only then', async () => {
+  await withTempDir(async (dir) => {
+    // /usr/share holds 60 dirs × 50 links (3,060 entries), /usr/bin 300 links: over IMAGE_CATALOG_MAX in all.
+    const entries: Entry[] = [entry('', 'dir'), entry('usr', 'dir'), entry('usr/bin', 'dir'), entry('usr/share', 'dir')];
+    for (let i = 0; i < 300; i++) entries.push(entry(`usr/bin/t${i}`, 'symlink', { target: 'busybox', size: 7 }));
+    for (let d = 0; d < 60; d++) {
+      entries.push(entry(`usr/share/doc${d}`, 'dir'));
+      for (let i = 0; i < 50; i++) entries.push(entry(`usr/share/doc${d}/f${i}`, 'symlink', { target: 'x', size: 1 }));
+    }
+    const tree = await flatTree(dir, entries, {});
+    const markers = (max?: number): string[] => imageItems(tree, SETTINGS, [LAYER], 1, max).items
+      .filter((it) => it.entry.path.endsWith('.cvmfscatalog')).map((it) => it.entry.path).sort();
+    const split = markers();
+    assert.ok(split.includes('usr/share/.cvmfscatalog'), `the heavy /usr/share gets its own catalog: ${split.join(' ')}`);
+    assert.ok(!split.includes('usr/bin/.cvmfscatalog') && !split.includes('usr/.cvmfscatalog'), `light directories stay in the image's catalog: ${split.join(' ')}`);
+    assert.ok(split.includes('.cvmfscatalog'), 'the image root keeps its marker');
+    assert.deepEqual(markers(0), ['.cvmfscatalog'], 'max 0: one catalog per image');
+    assert.deepEqual(markers(100_000), ['.cvmfscatalog'], 'an image under the max is not split');
+  });
+});
+
 test('imageItems() creates /etc for an image without one and writes no workdir for a relative WorkingDir', async () => {
   await withTempDir(async (dir) => {
     const tree = await flatTree(dir, [entry('', 'dir'), entry('app', 'file', { size: 2 })], { app: 'hi' });

@@ -9,6 +9,7 @@ import type { Entry } from '../fstree/entry.js';
 import { digestHex, type Digest } from '../oci/digest.js';
 import type { FlatTree } from '../oci/flatten.js';
 import type { RuntimeSettings } from '../oci/image.js';
+import { planCatalogs, type PlanTree } from '../publish/catalog-plan.js';
 import type { ChangeItem } from '../publish/changeset.js';
 import type { FileContent } from '../publish/tree.js';
 
@@ -27,6 +28,16 @@ export function relativeTarget(name: string, tree: string): string {
 
 /** Mountpoint directories every image gets (binds need them when the runtime cannot create them). */
 export const MOUNTPOINTS = ['cvmfs', 'srv', 'dev', 'proc', 'sys', 'tmp', 'var/tmp', 'home', 'etc'];
+/**
+ * An image's catalog is split (CernVM-FS's autocatalog balancer, catalog-plan.ts) once it holds more entries
+ * than this, into subtrees of at least IMAGE_CATALOG_MIN entries. A job reads the catalogs on the paths it
+ * opens: on Debian minbase (8,741 entries, 5,752 of them under /usr/share) `perl; ls /usr/bin; dpkg -l` loads
+ * 3 catalogs of 2,277 entries in all instead of one of 8,741. Images are immutable trees (their path holds
+ * the config digest), so the split is decided once per image and never churns.
+ */
+export const IMAGE_CATALOG_MAX = 2000;
+export const IMAGE_CATALOG_MIN = 500;
+
 /** Files bound over by runtimes; published empty. */
 export const EMPTY_FILES = ['etc/hosts', 'etc/resolv.conf'];
 
@@ -125,7 +136,7 @@ export interface ImageItems {
  * The items of one image tree: the flattened entries (bytes as ranges of the spool files) plus the
  * generated files above. `layerDigests[i]` is the digest of the layer whose spool is `tree.spoolFiles[i]`.
  */
-export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDigests: readonly string[], mtime: number): ImageItems {
+export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDigests: readonly string[], mtime: number, catalogMax = IMAGE_CATALOG_MAX): ImageItems {
   const spoolLayer = new Map(tree.spoolFiles.map((f, i) => [f, layerDigests[i]]));
   const byPath = new Map<string, ChangeItem>();
   const keys = new Map<ChangeItem, string>();
@@ -169,9 +180,32 @@ export function imageItems(tree: FlatTree, settings: RuntimeSettings, layerDiges
     if (byPath.has(name)) continue;
     byPath.set(name, { entry: { path: name, type: 'symlink', mode: 0o777, uid: 0, gid: 0, size: Buffer.byteLength(target), mtime, mtimeNs: 0, target } });
   }
-  // The nested-catalog marker keeps each image in its own catalog (small catalogs, cheap reuse).
+  // The nested-catalog marker keeps each image in its own catalog (small catalogs, cheap reuse); a heavy
+  // image gets markers where the balancer splits it (visible files, as cvmfs_server's autocatalog markers).
   put('.cvmfscatalog', 0o644, '');
+  if (catalogMax > 0) {
+    for (const m of splitPoints(byPath, catalogMax)) put(`${m}/.cvmfscatalog`, 0o644, '');
+  }
   return { items: [...byPath.values()], keys };
+}
+
+/** Image-relative directories ('usr/share') where the image's catalog is split; never the image root. */
+function splitPoints(byPath: ReadonlyMap<string, ChangeItem>, max: number): string[] {
+  // catalog-plan's paths: '' for the root, '/a/b' below it.
+  const children = new Map<string, string[]>();
+  const dirs = new Set<string>();
+  for (const [path, it] of byPath) {
+    if (it.entry.type === 'dir') dirs.add(path === '' ? '' : `/${path}`);
+    if (path === '') continue;
+    const parent = path.includes('/') ? `/${path.slice(0, path.lastIndexOf('/'))}` : '';
+    let kids = children.get(parent);
+    if (kids === undefined) children.set(parent, kids = []);
+    kids.push(`/${path}`);
+  }
+  for (const kids of children.values()) kids.sort();
+  const tree: PlanTree = { isDir: (p) => dirs.has(p), children: (p) => children.get(p) ?? [] };
+  const min = Math.min(IMAGE_CATALOG_MIN, Math.max(1, Math.floor(max / 4)));
+  return planCatalogs(tree, { explicit: [], autocatalogMax: max, autocatalogMin: min }).filter((m) => m !== '').map((m) => m.slice(1));
 }
 
 function removeBelow(map: Map<string, ChangeItem>, path: string): void {

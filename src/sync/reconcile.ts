@@ -97,6 +97,8 @@ export interface SyncOptions {
   notifyFile?: string;
   onEvent?: (e: SyncEvent) => void;
   workers?: number;
+  /** An image tree's catalog is split above this many entries (default IMAGE_CATALOG_MAX; 0: one catalog per image). */
+  imageCatalogMax?: number;
   now?: () => number;
 }
 
@@ -255,7 +257,7 @@ export async function syncCycle(list: ImageList, opts: SyncOptions): Promise<Cyc
           }
           if (p.flat.warnings.length > 0) p.outcome.warnings = p.flat.warnings.map((w) => w.message);
           const created = Date.parse(String((p.resolved.config as { created?: unknown }).created ?? ''));
-          const { items, keys } = imageItems(p.flat, p.resolved.settings, p.resolved.manifest.layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000));
+          const { items, keys } = imageItems(p.flat, p.resolved.settings, p.resolved.manifest.layers.map((l) => l.digest), Number.isFinite(created) ? Math.floor(created / 1000) : Math.floor(now() / 1000), opts.imageCatalogMax);
           for (const it of items) if (it.content !== undefined && fresh.has(it.content)) it.fresh = true;
           treeStats.set(p.tree, treeStatsOf(items, keys));
           all.push({ kind: 'tree', at: p.tree, items });

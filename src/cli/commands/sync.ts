@@ -10,6 +10,7 @@ import { DOCKER_HUB } from '../../oci/reference.js';
 import { parseDockerConfig, RegistryClient, type RegistryClientOptions } from '../../oci/registry-client.js';
 import { readSettings, repoLayout } from '../../publish/repo-layout.js';
 import { parseImageList } from '../../sync/image-list.js';
+import { IMAGE_CATALOG_MAX } from '../../sync/layout.js';
 import { syncCycle, type CycleReport, type SyncEvent } from '../../sync/reconcile.js';
 import { newRegistry, type Registry } from '../../metrics/registry.js';
 import { createSyncMetrics } from '../../metrics/sync-metrics.js';
@@ -21,7 +22,7 @@ export const summary = 'publish container images from registries, kept in step w
 interface SyncFlags {
   repo: string; root: string; dryRun?: boolean; loop?: number; platform?: string; lenient?: boolean; strict?: boolean; auth?: string;
   mirror: string[]; notify?: string; metricsFile?: string; graceDays?: number; devices?: 'skip' | 'empty-file' | 'keep' | 'refuse';
-  permissions?: 'propagate' | 'keep'; json?: boolean;
+  permissions?: 'propagate' | 'keep'; json?: boolean; imageCatalogMax?: number;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -41,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--grace-days <days>', 'keep trees of dropped images this many days (default 2)', intArg('--grace-days'))
     .option('--devices <policy>', 'device nodes in layers: skip (default), empty-file, keep or refuse (the image fails)')
     .option('--permissions <policy>', 'propagate (default: job users can read what the owner could) or keep')
+    .option('--image-catalog-max <entries>', `split an image's catalog above this many entries (default ${IMAGE_CATALOG_MAX}; 0: one catalog per image)`, intArg('--image-catalog-max'))
     .option('--json', 'print the cycle report as JSON')
     .option('--metrics-file <path>', 'after each cycle, write Prometheus counters there (node_exporter textfile format)')
     .action(async (listFile: string, o: SyncFlags) => {
@@ -70,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
         try {
           report = await syncCycle(list, {
             layout, settings, client, platform: clientOpts.platform, dryRun: o.dryRun, lenient: o.lenient,
-            devices: o.devices, permissions: o.permissions, notifyFile: o.notify,
+            devices: o.devices, permissions: o.permissions, notifyFile: o.notify, imageCatalogMax: o.imageCatalogMax,
             graceMs: o.graceDays !== undefined ? o.graceDays * 86_400_000 : undefined,
             onEvent: progress || metrics ? (e) => { progress?.on(e); metrics?.on(e); } : undefined,
           });
