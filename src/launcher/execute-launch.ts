@@ -54,7 +54,12 @@ export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}): 
       const hadPid = childPid !== undefined;
       for (const m of status.matchAll(/"child-pid":\s*(\d+)/g)) childPid = Number(m[1]);
       if (!hadPid && childPid !== undefined) hooks.onStarted?.();
-      for (const m of status.matchAll(/"exit-code":\s*(\d+)/g)) exitCode = Number(m[1]);
+      // The closing brace: a number cut between two reads is not taken for a shorter one.
+      for (const m of status.matchAll(/"exit-code":\s*(\d+)\s*}/g)) exitCode = Number(m[1]);
+      // bwrap writes the exit code once the sandbox is empty (with a PID namespace, once its init is gone) and has
+      // nothing left to do but exit itself: the caller gets the status now, not after bwrap's exit and the pipes'
+      // close reach us (milliseconds per start, issue 11). bwrap exits with this very code.
+      if (exitCode !== undefined) settle(exitCode);
     };
     (child.stdio[STATUS_FD] as NodeJS.ReadableStream).on('data', onStatus);
     spec.files.forEach((f, i) => {
@@ -68,15 +73,19 @@ export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}): 
       for (const pid of targets) { try { process.kill(pid, sig); } catch { /* already gone */ } }
     };
     for (const sig of FORWARDED) process.on(sig, forward);
-    child.on('error', (cause) => {
+    let settled = false;
+    function settle(code: number | Error): void {
+      if (settled) return;
+      settled = true;
       for (const sig of FORWARDED) process.off(sig, forward);
-      reject(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH }));
-    });
+      if (typeof code === 'number') resolve(code);
+      else reject(code);
+    }
+    child.on('error', (cause) => settle(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH })));
     child.on('close', (code, signal) => {
-      for (const sig of FORWARDED) process.off(sig, forward);
-      if (exitCode !== undefined) resolve(exitCode);
-      else if (signal !== null) resolve(128 + (SIGNAL_NUMBERS[signal] ?? 0));
-      else reject(new GridboxError('LAUNCH_FAILED', `container setup failed: bwrap exited with status ${code} before starting the command`));
+      if (exitCode !== undefined) settle(exitCode);
+      else if (signal !== null) settle(128 + (SIGNAL_NUMBERS[signal] ?? 0));
+      else settle(new GridboxError('LAUNCH_FAILED', `container setup failed: bwrap exited with status ${code} before starting the command`));
     });
   });
 }

@@ -225,6 +225,20 @@ test('GlideinWMS user job: duplicate binds warn once, host env passes without --
   assert.equal(v.IMGVAR, 'fromimage', 'host values do not leak into ${X:-default} of the image scripts');
 });
 
+test("the caller's NODE_OPTIONS and NODE_EXTRA_CA_CERTS reach the container as they were, not the runtime's own node", (t) => {
+  if (!ready(t)) return;
+  // Run by the runtime's node, this preload would fail the start; the CA file would cost a third of node's start.
+  const env = { PATH: '/usr/bin:/bin', NODE_OPTIONS: '--require /nonexistent-gridbox-hook.js', NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' };
+  const r = rt(['exec', fx!.img, 'report', '3', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'GRIDBOX_SHIM_SAVED_NODE_OPTIONS'], { env });
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stderr, '');
+  const v = parse(r.stdout);
+  assert.deepEqual([v.NODE_OPTIONS, v.NODE_EXTRA_CA_CERTS, v.GRIDBOX_SHIM_SAVED_NODE_OPTIONS], [env.NODE_OPTIONS, env.NODE_EXTRA_CA_CERTS, '<unset>']);
+  // Unset stays unset, also when a saved name was already in the caller's environment.
+  const u = parse(rt(['exec', fx!.img, 'report', '0', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS'], { env: { PATH: '/usr/bin:/bin', GRIDBOX_SHIM_SAVED_NODE_OPTIONS: 'stray' } }).stdout);
+  assert.deepEqual([u.NODE_OPTIONS, u.NODE_EXTRA_CA_CERTS], ['<unset>', '<unset>']);
+});
+
 test('isolation as an unprivileged user: pid namespace, private /tmp, read-only image and ro binds, setuid gains nothing', (t) => {
   if (!ready(t)) return;
   const marker = join(tmpdir(), `gridbox-host-marker-${process.pid}`);
@@ -254,6 +268,7 @@ test('exit codes: payload code, 128+N on signal, 255 with one FATAL line for run
   if (!ready(t)) return;
   assert.equal(rt(['exec', fx!.img, 'sh', '-c', 'kill -TERM $$']).code, 143);
   assert.equal(rt(['exec', '-p', fx!.img, 'sh', '-c', 'kill -KILL $$']).code, 137);
+  assert.equal(rt(['exec', '-p', fx!.img, 'sh', '-c', 'exit 201']).code, 201, 'a multi-digit code from the status fd, whole');
   const fatal = (r: Result): void => {
     assert.equal(r.code, 255);
     assert.equal(r.stderr.split('\n').filter((l) => l !== '').length, 1, r.stderr);

@@ -1,17 +1,16 @@
 // The Apptainer-compatible runtime CLI (`gridbox exec|run|shell|test|inspect|version`, or called as apptainer /
 // singularity): argv + environment → options → LaunchSpec → bwrap. Imports only the launcher and errors, to keep
-// start-up lean. Silent on success; runtime errors print one `FATAL:` line and exit 255 (runtime-contract.md §3.7).
+// start-up lean; what only help, inspect or --nv need is imported when asked for (the runtime bundle then does not
+// evaluate it on the way to a launch). Silent on success; runtime errors print one `FATAL:` line and exit 255
+// (runtime-contract.md §3.7).
 import { readFileSync } from 'node:fs';
 import { basename, posix } from 'node:path';
 import { GridboxError, describeError, edgeOf, isGridboxError, q } from '../../errors.js';
 import { buildLaunchSpec } from '../../launcher/build-launch-spec.js';
 import { BWRAP_PATH, executeLaunch } from '../../launcher/execute-launch.js';
 import { createFsView, openImage } from '../../launcher/image-info.js';
-import { inspectImage } from '../../launcher/inspect-image.js';
 import type { HostFacts, Message, MessageLevel, NvidiaDriver } from '../../launcher/launch-spec.js';
-import { findNvidiaDriver } from '../../launcher/nvidia-driver.js';
 import { UsageError, parseApptainerArgs } from '../../launcher/parse-apptainer-args.js';
-import { helpText } from './apptainer-help.js';
 import { beginStart } from './report-meter.js';
 
 /** The Apptainer release whose CLI behaviour we follow; `--version` reports it. */
@@ -34,7 +33,7 @@ function parseColonFile(path: string): string[][] {
   try { return readFileSync(path, 'utf8').split('\n').filter((l) => l !== '').map((l) => l.split(':')); } catch { return []; }
 }
 
-function hostFacts(nv: boolean): HostFacts {
+async function hostFacts(nv: boolean): Promise<HostFacts> {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   const pw = parseColonFile('/etc/passwd').find((f) => f[2] === String(uid));
@@ -48,6 +47,7 @@ function hostFacts(nv: boolean): HostFacts {
   if (nv) {
     // GRIDBOX_NV_ROOT points driver discovery at another root (a fake driver layout in tests).
     const root = process.env.GRIDBOX_NV_ROOT ?? '/';
+    const { findNvidiaDriver } = await import('../../launcher/nvidia-driver.js');
     const found = findNvidiaDriver(createFsView(root));
     const at = (p: string): string => (root === '/' ? p : posix.join(root, p));
     nvidia = { libs: found.libs.map(at), bins: found.bins.map(at), devices: found.devices.map(at) };
@@ -73,11 +73,13 @@ export async function run(argv: string[]): Promise<number> {
       case 'version': process.stdout.write(`${APPTAINER_COMPAT_VERSION}\n`); return 0;
       case 'help': {
         const shim = basename(process.env.GRIDBOX_ARGV0 ?? '');
+        const { helpText } = await import('./apptainer-help.js');
         process.stdout.write(helpText(parsed.topic, shim === 'apptainer' || shim === 'singularity' ? shim : 'gridbox'));
         return 0;
       }
       case 'inspect': {
         level = parsed.level;
+        const { inspectImage } = await import('../../launcher/inspect-image.js');
         process.stdout.write(inspectImage(openImage(parsed.image, process.cwd()), parsed.show));
         return 0;
       }
@@ -91,9 +93,9 @@ export async function run(argv: string[]): Promise<number> {
           try { return readFileSync(p, 'utf8'); } catch (cause) { throw new GridboxError('LAUNCH_BAD_OPTION', `Cannot read env file ${q(p)}`, { cause, path: p }); }
         });
         const image = openImage(options.image, process.cwd());
-        const spec = buildLaunchSpec(options, process.env, image, hostFacts(options.nv));
+        const spec = buildLaunchSpec(options, process.env, image, await hostFacts(options.nv));
         for (const m of spec.messages) say(m, level);
-        say({ level: 'DEBUG', text: `${BWRAP_PATH} ${spec.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')}` }, level);
+        if (level >= LEVEL_NUMBER.DEBUG) say({ level: 'DEBUG', text: `${BWRAP_PATH} ${spec.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')}` }, level);
         if (spec.exitWithoutLaunch !== undefined) return spec.exitWithoutLaunch;
         const meter = await metering;
         const code = await executeLaunch(spec, { onStarted: meter.started });

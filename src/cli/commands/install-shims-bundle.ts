@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Plugin } from 'esbuild';
 import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
+import { restoreShimEnv } from '../shim-env.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ENTRY = join(HERE, '..', 'runtime-main.js');
@@ -124,6 +125,8 @@ function wrap(outputs: Array<{ path: string; text: string }>, manifest: Manifest
   // No 'use strict' of our own: esbuild's output states it at its top when its modules want it.
   return `${MARK}${JSON.stringify(manifest)}
 // Written by \`gridbox install-shims\` (src/cli/commands/install-shims-bundle.ts, esbuild); do not edit.
+// What the shim moved aside before starting node (src/cli/shim-env.ts) is back before anything reads the environment.
+(${restoreShimEnv.toString()})(process.env);
 if (__gridboxSourcesUnchanged()) __gridboxRuntime();
 // The compiled sources changed since this bundle was made: their own entry point runs, never stale code.
 else ${DYNAMIC_IMPORT}(${JSON.stringify(pathToFileURL(mainJs).href)});
