@@ -3,8 +3,6 @@
 // carries the writer's pid so a cleanup can tell a dead writer's leftover from a live one's work.
 // Not a lock: two concurrent writers of one path both succeed, the last rename wins.
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
 export interface AtomicWriteOptions {
@@ -18,12 +16,16 @@ export interface AtomicWriteOptions {
   beforeRename?: () => void;
 }
 
-/** Random per process (and per worker thread), then counted: randomBytes per file cost a snapshot seconds. */
+/**
+ * Random per process (and per worker thread), then counted: randomBytes per file cost a snapshot seconds.
+ * Math.random, not node:crypto: the name only has to differ from other writers' (pid and counter already
+ * do, and open('wx') refuses a clash), and loading crypto cost the runtime shim ~5 ms per container start.
+ */
 const tempTag = { prefix: '', n: 0 };
 
 /** A unique temp path for `path`: `<dir>/.<base>.tmp.<pid>.<random hex>`. */
 export function tempPathFor(path: string, tmpDir?: string): string {
-  if (tempTag.prefix === '') tempTag.prefix = randomBytes(6).toString('hex');
+  if (tempTag.prefix === '') tempTag.prefix = Math.floor(Math.random() * 2 ** 48).toString(16).padStart(12, '0');
   return join(tmpDir ?? dirname(path), `.${basename(path)}.tmp.${process.pid}.${tempTag.prefix}${(++tempTag.n).toString(16)}`);
 }
 
@@ -49,6 +51,8 @@ function syncDir(dir: string): void {
 
 /** Writes `data` to a temp file, then renames it over `path`. On failure the temp file is removed and the error rethrown. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
+  // Loaded on first use: the runtime shim reaches this module through its start spool, which writes synchronously.
+  const { open, rename, rm } = await import('node:fs/promises');
   const tmp = tempPathFor(path, opts.tmpDir);
   try {
     const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
