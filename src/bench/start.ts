@@ -59,7 +59,10 @@ export async function run(): Promise<string[]> {
   const rounds = Number(process.env.GRIDBOX_BENCH_START_ROUNDS ?? 3);
   const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-start-'));
   const env: NodeJS.ProcessEnv = { ...process.env, GRIDBOX_RUN_DIR: join(work, 'run'), GRIDBOX_ACCOUNTING: 'off' };
-  const gridbox = (args: string[], what: string): Promise<Run> => must(runChild([process.execPath, MAIN, ...args], { env }), what);
+  const gridbox = (args: string[], what: string, main = MAIN): Promise<Run> => must(runChild([process.execPath, main, ...args], { env }), what);
+  // GRIDBOX_BENCH_START_BASELINE=.../dist/cli/main.js: another build's daemon timed in the same rounds (before/after).
+  const baseline = process.env.GRIDBOX_BENCH_START_BASELINE;
+  let mountedBy = MAIN;
   let worldProc: ChildProcess | undefined;
   let serve: ChildProcess | undefined;
   const mnt = join(work, 'cvmfs', FQRN);
@@ -116,14 +119,15 @@ export async function run(): Promise<string[]> {
      */
     const trace = process.env.GRIDBOX_BENCH_START_TRACE;
     let traced = 0;
-    const coldStart = async (server: string, profile: boolean): Promise<{ mount: number; job: number; bytes: number; dupes: number; out: string; requests: Array<{ path: string; bytes: number }> }> => {
-      if (mounted) { await gridbox(['umount', mnt], 'umount'); mounted = false; }
+    const coldStart = async (server: string, profile: boolean, main = MAIN): Promise<{ mount: number; job: number; bytes: number; dupes: number; out: string; requests: Array<{ path: string; bytes: number }> }> => {
+      if (mounted) { await gridbox(['umount', mnt], 'umount', mountedBy); mounted = false; }
       await rm(join(work, 'cache'), { recursive: true, force: true });
       if (!profile) await rm(profiles, { recursive: true, force: true });
       else if (profileCount() === 0) throw new Error('no start profile was left by the previous start');
       dropCaches();
-      const mount = (await gridbox(['mount', FQRN, mnt, '--server', server, '--keys', join(root, 'keys'), '--cache', join(work, 'cache')], 'mount')).s;
+      const mount = (await gridbox(['mount', FQRN, mnt, '--server', server, '--keys', join(root, 'keys'), '--cache', join(work, 'cache')], 'mount', main)).s;
       mounted = true;
+      mountedBy = main;
       const before = await servedNow();
       requests = [];
       dropCaches();
@@ -137,12 +141,13 @@ export async function run(): Promise<string[]> {
         writeFileSync(join(trace, `cold-${n}-${profile ? 'profile' : 'none'}${server === url ? '' : '-slow'}.requests`), requests.map((r) => `${r.bytes} ${r.path}`).join('\n') + '\n');
         spawnSync('sh', ['-c', `cp -r "${join(work, 'run')}" "${join(trace, `run-${n}`)}"`]);
       }
-      return { mount, job: job.s, bytes, dupes: objects.length - new Set(objects.map((r) => r.path)).size, out: job.stdout.trim().split('\n').join(' / '), requests };
+      // A copy: the array keeps receiving the log lines of whatever runs next (the next mount's requests).
+      return { mount, job: job.s, bytes, dupes: objects.length - new Set(objects.map((r) => r.path)).size, out: job.stdout.trim().split('\n').join(' / '), requests: [...requests] };
     };
 
     const m: { mount: number[]; coldBare: number[]; cold: number[]; warm: number[]; warmBare: number[]; bytesBare: number[]; bytes: number[]; dupes: number[];
-      slowBare: number[]; slow: number[]; warmDropped: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
-      { mount: [], coldBare: [], cold: [], warm: [], warmBare: [], bytesBare: [], bytes: [], dupes: [], slowBare: [], slow: [], warmDropped: [], peer: [], pull: [], unpack: [], peerJob: [] };
+      slowBare: number[]; slow: number[]; warmDropped: number[]; base: number[]; baseBare: number[]; baseSlow: number[]; baseSlowBare: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
+      { mount: [], coldBare: [], cold: [], warm: [], warmBare: [], bytesBare: [], bytes: [], dupes: [], slowBare: [], slow: [], warmDropped: [], base: [], baseBare: [], baseSlow: [], baseSlowBare: [], peer: [], pull: [], unpack: [], peerJob: [] };
     let outputs = '';
     let coldRequests: Array<{ path: string; bytes: number }> = [];
     for (let i = 0; i < rounds; i++) {
@@ -166,6 +171,12 @@ export async function run(): Promise<string[]> {
       // The same two cold starts with DELAY_MS per request (a stratum 1 across the WAN), as issue 11 measures.
       m.slowBare.push((await coldStart(slowUrl, false)).job);
       m.slow.push((await coldStart(slowUrl, true)).job);
+      if (baseline !== undefined) {
+        m.baseBare.push((await coldStart(url, false, baseline)).job);
+        m.base.push((await coldStart(url, true, baseline)).job);
+        m.baseSlowBare.push((await coldStart(slowUrl, false, baseline)).job);
+        m.baseSlow.push((await coldStart(slowUrl, true, baseline)).job);
+      }
 
       // The peer: pull the image, unpack it, run the same job in bwrap.
       const oci = join(work, 'oci'), bundle = join(work, 'bundle');
@@ -198,9 +209,13 @@ export async function run(): Promise<string[]> {
       `(c) full client cache, page cache dropped (the floor a cold job can reach by prefetching): ${s2(median(m.warmDropped))}  [${all(m.warmDropped)}]; peer / this floor: ${(peer / median(m.warmDropped)).toFixed(1)}x`,
       `(d) the mount itself, cold (empty cache, page cache dropped): ${s2(mount)}  [${all(m.mount)}]`,
       `(e) ${DELAY_MS} ms per request (latency proxy): cold job with profile ${s2(median(m.slow))} [${all(m.slow)}] = ${(median(m.slow) / warm).toFixed(2)}x warm; no profile ${s2(median(m.slowBare))} [${all(m.slowBare)}] = ${(median(m.slowBare) / warm).toFixed(2)}x warm; profile saves ${(median(m.slowBare) / median(m.slow)).toFixed(2)}x`,
+      ...(baseline === undefined ? [] : [
+        `(f) baseline daemon ${baseline}, same rounds: cold job profile ${s2(median(m.base))} [${all(m.base)}] (peer / it ${(peer / median(m.base)).toFixed(1)}x), no profile ${s2(median(m.baseBare))} [${all(m.baseBare)}]; `
+        + `10 ms per request: profile ${s2(median(m.baseSlow))} [${all(m.baseSlow)}] = ${(median(m.baseSlow) / warm).toFixed(2)}x warm, no profile ${s2(median(m.baseSlowBare))} [${all(m.baseSlowBare)}]`,
+      ]),
     ];
   } finally {
-    if (mounted) spawnSync(process.execPath, [MAIN, 'umount', mnt], { env });
+    if (mounted) spawnSync(process.execPath, [mountedBy, 'umount', mnt], { env });
     serve?.kill('SIGTERM');
     if (worldProc && worldProc.exitCode === null) {
       const exited = new Promise((r) => worldProc!.once('exit', r));

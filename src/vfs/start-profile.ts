@@ -106,8 +106,11 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     for (const c of p.catalogs ?? []) o.client.lookup(c).catch(() => undefined);
     const budget = MAX_BYTES_FACTOR * p.bytes;
     let used = 0, next = 0;
+    /** When the first recorded file resolved: the image's catalog was there (the log says how long that took). */
+    let resolvedAt = 0;
     const one = async ([path, , wanted]: ProfileFile): Promise<void> => {
       const n = await o.client.lookup(path);
+      if (resolvedAt === 0) resolvedAt = Date.now();
       if (n === undefined || n.entry.entry.type !== 'file') { skipped++; return; }
       const chunks = n.entry.chunks;
       // A chunked file: only the chunks the start read (a profile from another revision may name more).
@@ -134,7 +137,7 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
-    o.log?.(`start profile of ${image}: ${replayed} files (${replayedBytes} bytes) fetched ahead in ${Date.now() - t0} ms, ${skipped} skipped`);
+    o.log?.(`start profile of ${image}: ${replayed} files (${replayedBytes} bytes) fetched ahead in ${Date.now() - t0} ms (catalogs ready after ${resolvedAt - t0} ms), ${skipped} skipped`);
   };
 
   const start = (image: string): void => {
