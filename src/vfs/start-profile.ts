@@ -48,10 +48,13 @@ export function imageOf(path: string): string {
   return p.length > 1 ? `/${p[0]}` : '/';
 }
 
-/** The image a lookup of `path` is inside of, or undefined above any image (the root, `/.images/xx`). */
+/**
+ * The image a lookup of `path` is strictly inside of, or undefined at or above an image's root: a stat of image
+ * roots (a pilot checking its image dictionary, a listing of /.images) must not replay every image's start.
+ */
 function lookupImage(path: string): string | undefined {
   const image = imageOf(path);
-  return image === '/' || image === '/.images' ? undefined : image;
+  return image === '/' || image === '/.images' || path.length <= image.length ? undefined : image;
 }
 
 /** Parses a stored profile; undefined when it is not one (a damaged profile is rewritten by the next start). */
