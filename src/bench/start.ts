@@ -3,9 +3,11 @@
 // and mounted; the job `perl -e 1; ls /usr/bin | wc -l; dpkg -l | wc -l` runs through our apptainer shim with
 // GlideinWMS's flags. Beside it, in the same rounds, the peer: skopeo copy + umoci unpack + the same job in
 // bwrap. Rows: (a) cold start to exit and the ratio, (b) bytes fetched / compressed image size, (c) warm start,
-// (d) the mount itself, cold. Root only (drop_caches, FUSE). Benchmarks are not tests: nothing asserts on time.
+// (d) the mount itself, cold, (e) the cold job with 10 ms per request. Each cold start is measured twice per
+// round: without a start profile, then with the one that start left (vfs/start-profile.ts). Root only (drop_caches, FUSE). Benchmarks are not tests: nothing asserts on time.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { startLatencyProxy } from './latency-proxy.js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +16,8 @@ import { createInterface } from 'node:readline';
 
 const FQRN = 'bench.start.org';
 const JOB = 'perl -e 1; ls /usr/bin | wc -l; dpkg -l | wc -l';
+/** Per request through the latency proxy for the (e) rows, as bench/mount-scientific.ts. */
+const DELAY_MS = 10;
 const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const WORLD = fileURLToPath(new URL('../testing/bench-world.js', import.meta.url));
 
@@ -55,7 +59,10 @@ export async function run(): Promise<string[]> {
   const rounds = Number(process.env.GRIDBOX_BENCH_START_ROUNDS ?? 3);
   const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-start-'));
   const env: NodeJS.ProcessEnv = { ...process.env, GRIDBOX_RUN_DIR: join(work, 'run'), GRIDBOX_ACCOUNTING: 'off' };
-  const gridbox = (args: string[], what: string): Promise<Run> => must(runChild([process.execPath, MAIN, ...args], { env }), what);
+  const gridbox = (args: string[], what: string, main = MAIN): Promise<Run> => must(runChild([process.execPath, main, ...args], { env }), what);
+  // GRIDBOX_BENCH_START_BASELINE=.../dist/cli/main.js: another build's daemon timed in the same rounds (before/after).
+  const baseline = process.env.GRIDBOX_BENCH_START_BASELINE;
+  let mountedBy = MAIN;
   let worldProc: ChildProcess | undefined;
   let serve: ChildProcess | undefined;
   const mnt = join(work, 'cvmfs', FQRN);
@@ -102,29 +109,74 @@ export async function run(): Promise<string[]> {
     const ourJob = [shim, 'exec', '--home', `${jobDir}:/srv`, '--pwd', '/srv', '--ipc', '--contain', '--pid',
       '--bind', `/etc/hosts,/etc/localtime,${join(work, 'cvmfs')}:/cvmfs`, join(mnt, tree), '/bin/sh', '-c', JOB];
 
-    const m: { mount: number[]; cold: number[]; warm: number[]; warmBare: number[]; bytes: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
-      { mount: [], cold: [], warm: [], warmBare: [], bytes: [], peer: [], pull: [], unpack: [], peerJob: [] };
-    let outputs = '';
-    let coldRequests: Array<{ path: string; bytes: number }> = [];
-    for (let i = 0; i < rounds; i++) {
-      // Ours: a fresh mount with an empty cache (d), then the cold job (a, b) and the warm one (c).
-      if (mounted) { await gridbox(['umount', mnt], 'umount'); mounted = false; }
+    const proxy = await startLatencyProxy({ port: Number(new URL(url).port), delayMs: DELAY_MS });
+    const slowUrl = proxy.url(url);
+    const profiles = join(work, 'run', 'start-profiles');
+    const profileCount = (): number => (existsSync(profiles) ? readdirSync(profiles).filter((f) => f.endsWith('.json')).length : 0);
+    /**
+     * One cold start of the job: fresh mount on an empty cache (page cache dropped), with or without the start
+     * profile an earlier start of the image left under the run dir (as on a node that ran the image before).
+     */
+    const trace = process.env.GRIDBOX_BENCH_START_TRACE;
+    let traced = 0;
+    const coldStart = async (server: string, profile: boolean, main = MAIN): Promise<{ mount: number; job: number; bytes: number; dupes: number; out: string; requests: Array<{ path: string; bytes: number }> }> => {
+      if (mounted) { await gridbox(['umount', mnt], 'umount', mountedBy); mounted = false; }
       await rm(join(work, 'cache'), { recursive: true, force: true });
+      if (!profile) await rm(profiles, { recursive: true, force: true });
+      else if (profileCount() === 0) throw new Error('no start profile was left by the previous start');
       dropCaches();
-      m.mount.push((await gridbox(['mount', FQRN, mnt, '--server', url, '--keys', join(root, 'keys'), '--cache', join(work, 'cache')], 'mount')).s);
+      const mount = (await gridbox(['mount', FQRN, mnt, '--server', server, '--keys', join(root, 'keys'), '--cache', join(work, 'cache')], 'mount', main)).s;
       mounted = true;
+      mountedBy = main;
       const before = await servedNow();
       requests = [];
       dropCaches();
-      const cold = await must(runChild(ourJob, { cwd: jobDir }), 'cold job');
-      m.cold.push(cold.s);
-      m.bytes.push((await servedNow()) - before);
-      coldRequests = requests;
+      const job = await must(runChild(ourJob, { cwd: jobDir }), 'cold job');
+      const bytes = (await servedNow()) - before;
+      const objects = requests.filter((r) => r.path.includes('/data/'));
+      if (trace !== undefined) {
+        // GRIDBOX_BENCH_START_TRACE=DIR: each cold start's requests, the daemon logs and the profiles, to see what a start fetched.
+        const n = ++traced;
+        await mkdir(trace, { recursive: true });
+        writeFileSync(join(trace, `cold-${n}-${profile ? 'profile' : 'none'}${server === url ? '' : '-slow'}.requests`), requests.map((r) => `${r.bytes} ${r.path}`).join('\n') + '\n');
+        spawnSync('sh', ['-c', `cp -r "${join(work, 'run')}" "${join(trace, `run-${n}`)}"`]);
+      }
+      // A copy: the array keeps receiving the log lines of whatever runs next (the next mount's requests).
+      return { mount, job: job.s, bytes, dupes: objects.length - new Set(objects.map((r) => r.path)).size, out: job.stdout.trim().split('\n').join(' / '), requests: [...requests] };
+    };
+
+    const m: { mount: number[]; coldBare: number[]; cold: number[]; warm: number[]; warmBare: number[]; bytesBare: number[]; bytes: number[]; dupes: number[];
+      slowBare: number[]; slow: number[]; warmDropped: number[]; base: number[]; baseBare: number[]; baseSlow: number[]; baseSlowBare: number[]; peer: number[]; pull: number[]; unpack: number[]; peerJob: number[] } =
+      { mount: [], coldBare: [], cold: [], warm: [], warmBare: [], bytesBare: [], bytes: [], dupes: [], slowBare: [], slow: [], warmDropped: [], base: [], baseBare: [], baseSlow: [], baseSlowBare: [], peer: [], pull: [], unpack: [], peerJob: [] };
+    let outputs = '';
+    let coldRequests: Array<{ path: string; bytes: number }> = [];
+    for (let i = 0; i < rounds; i++) {
+      // Ours, each cold start on a fresh mount and an empty cache: first with no start profile (the first start
+      // of the image on a node; it records one), then with the profile it left (every later start there).
+      const first = await coldStart(url, false);
+      m.coldBare.push(first.job); m.bytesBare.push(first.bytes); m.mount.push(first.mount);
+      const again = await coldStart(url, true);
+      m.cold.push(again.job); m.bytes.push(again.bytes); m.dupes.push(again.dupes, first.dupes);
+      coldRequests = again.requests;
+      outputs = again.out;
+      if (first.out !== outputs) throw new Error(`cold jobs disagree: "${first.out}" / "${outputs}"`);
       m.warm.push((await must(runChild(ourJob, { cwd: jobDir }), 'warm job')).s);
+      // The floor for any prefetch: every object in the client cache, only the page cache dropped (the runtime's
+      // own start from disk, the cache files read back); what a cold job takes beyond this is the network's.
+      dropCaches();
+      m.warmDropped.push((await must(runChild(ourJob, { cwd: jobDir }), 'job on a full cache, page cache dropped')).s);
       // The same warm job in bare bwrap on the same mounted tree: what the runtime adds vs what the FUSE path costs.
       m.warmBare.push((await must(runChild(['bwrap', '--ro-bind', join(mnt, tree), '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
         '--unshare-all', '--die-with-parent', '--chdir', '/', '/bin/sh', '-c', JOB]), 'warm job in bare bwrap')).s);
-      outputs = cold.stdout.trim().split('\n').join(' / ');
+      // The same two cold starts with DELAY_MS per request (a stratum 1 across the WAN), as issue 11 measures.
+      m.slowBare.push((await coldStart(slowUrl, false)).job);
+      m.slow.push((await coldStart(slowUrl, true)).job);
+      if (baseline !== undefined) {
+        m.baseBare.push((await coldStart(url, false, baseline)).job);
+        m.base.push((await coldStart(url, true, baseline)).job);
+        m.baseSlowBare.push((await coldStart(slowUrl, false, baseline)).job);
+        m.baseSlow.push((await coldStart(slowUrl, true, baseline)).job);
+      }
 
       // The peer: pull the image, unpack it, run the same job in bwrap.
       const oci = join(work, 'oci'), bundle = join(work, 'bundle');
@@ -139,21 +191,31 @@ export async function run(): Promise<string[]> {
       m.peer.push(pull.s + unpack.s + job.s);
       if (job.stdout.trim().split('\n').join(' / ') !== outputs) throw new Error(`the two jobs disagree: ours "${outputs}", peer "${job.stdout.trim()}"`);
     }
-    const cold = median(m.cold), mount = median(m.mount), peer = median(m.peer), bytes = median(m.bytes);
+    await proxy.close();
+    const cold = median(m.cold), coldBare = median(m.coldBare), mount = median(m.mount), peer = median(m.peer), bytes = median(m.bytes), warm = median(m.warm);
     const load = (await import('node:os')).loadavg()[0].toFixed(1);
+    const pct = (b: number): string => `${((100 * b) / world.sizeBytes).toFixed(1)}%`;
+    const catalogs = coldRequests.filter((r) => /C$/.test(r.path));
     return [
       `image: ${world.reference} (Debian bookworm, ${mib(world.sizeBytes)} compressed, ${mib(world.unpackedBytes)} in ${world.files} entries); job "${JOB}" -> ${outputs}`,
       `rounds: ${rounds}, interleaved, median shown; machine load average ${load} (shared machine: ratios matter, not absolute times)`,
-      `(a) cold job via the shim (repository mounted, empty client cache, page cache dropped): ${s2(cold)}  [${all(m.cold)}]`,
+      `each cold start: fresh mount, empty client cache, page cache dropped; "no profile": start-profiles removed (a node's first start of the image), "profile": the one the previous start left (every later start on that node)`,
+      `(a) cold job via the shim, profile: ${s2(cold)}  [${all(m.cold)}]; no profile: ${s2(coldBare)}  [${all(m.coldBare)}]`,
       `(a) peer: skopeo copy + umoci unpack + the job in bwrap (page cache dropped): ${s2(peer)} = pull ${s2(median(m.pull))} + unpack ${s2(median(m.unpack))} + job ${s2(median(m.peerJob))}  [${all(m.peer)}]`,
-      `(a) ratio peer / ours: ${(peer / cold).toFixed(1)}x (target >= 10x); with the mount counted: ${(peer / (cold + mount)).toFixed(1)}x`,
-      `(b) bytes the cold job fetched (on the wire, counted at the server) / compressed image: ${mib(bytes)} / ${mib(world.sizeBytes)} = ${((100 * bytes) / world.sizeBytes).toFixed(1)}% (target <= 7%)  [${m.bytes.map((b) => mib(b)).join(' ')}]`,
-      `(b) what the last cold job fetched: ${coldRequests.length} requests; catalogs ${mib(coldRequests.filter((r) => /C$/.test(r.path)).reduce((n, r) => n + r.bytes, 0))} in ${coldRequests.filter((r) => /C$/.test(r.path)).length}; largest: ${[...coldRequests].sort((a, b) => b.bytes - a.bytes).slice(0, 4).map((r) => `${r.path.replace(/^.*\/data\//, '')} ${mib(r.bytes)}`).join(', ')}`,
-      `(c) warm job (same mount, cache and page cache warm): ${s2(median(m.warm))}  [${all(m.warm)}]; the same in bare bwrap on the mount ${s2(median(m.warmBare))} (runtime's share: the difference); the peer's job on its unpacked tree ${s2(median(m.peerJob))}`,
+      `(a) ratio peer / ours: profile ${(peer / cold).toFixed(1)}x, no profile ${(peer / coldBare).toFixed(1)}x (target >= 10x); with the mount counted: ${(peer / (cold + mount)).toFixed(1)}x / ${(peer / (coldBare + mount)).toFixed(1)}x`,
+      `(b) bytes the cold job fetched (on the wire, counted at the server) / compressed image: profile ${mib(bytes)} = ${pct(bytes)}, no profile ${mib(median(m.bytesBare))} = ${pct(median(m.bytesBare))} of ${mib(world.sizeBytes)} (target <= 7%)  [${m.bytes.map((b) => mib(b)).join(' ')}]; objects fetched twice: ${m.dupes.reduce((a, b) => a + b, 0)}`,
+      `(b) what the last cold job fetched: ${coldRequests.length} requests; catalogs ${mib(catalogs.reduce((n, r) => n + r.bytes, 0))} in ${catalogs.length}; largest: ${[...coldRequests].sort((a, b) => b.bytes - a.bytes).slice(0, 4).map((r) => `${r.path.replace(/^.*\/data\//, '')} ${mib(r.bytes)}`).join(', ')}`,
+      `(c) warm job (same mount, cache and page cache warm): ${s2(warm)}  [${all(m.warm)}]; the same in bare bwrap on the mount ${s2(median(m.warmBare))} (runtime's share: the difference); the peer's job on its unpacked tree ${s2(median(m.peerJob))}`,
+      `(c) full client cache, page cache dropped (the floor a cold job can reach by prefetching): ${s2(median(m.warmDropped))}  [${all(m.warmDropped)}]; peer / this floor: ${(peer / median(m.warmDropped)).toFixed(1)}x`,
       `(d) the mount itself, cold (empty cache, page cache dropped): ${s2(mount)}  [${all(m.mount)}]`,
+      `(e) ${DELAY_MS} ms per request (latency proxy): cold job with profile ${s2(median(m.slow))} [${all(m.slow)}] = ${(median(m.slow) / warm).toFixed(2)}x warm; no profile ${s2(median(m.slowBare))} [${all(m.slowBare)}] = ${(median(m.slowBare) / warm).toFixed(2)}x warm; profile saves ${(median(m.slowBare) / median(m.slow)).toFixed(2)}x`,
+      ...(baseline === undefined ? [] : [
+        `(f) baseline daemon ${baseline}, same rounds: cold job profile ${s2(median(m.base))} [${all(m.base)}] (peer / it ${(peer / median(m.base)).toFixed(1)}x), no profile ${s2(median(m.baseBare))} [${all(m.baseBare)}]; `
+        + `10 ms per request: profile ${s2(median(m.baseSlow))} [${all(m.baseSlow)}] = ${(median(m.baseSlow) / warm).toFixed(2)}x warm, no profile ${s2(median(m.baseSlowBare))} [${all(m.baseSlowBare)}]`,
+      ]),
     ];
   } finally {
-    if (mounted) spawnSync(process.execPath, [MAIN, 'umount', mnt], { env });
+    if (mounted) spawnSync(process.execPath, [mountedBy, 'umount', mnt], { env });
     serve?.kill('SIGTERM');
     if (worldProc && worldProc.exitCode === null) {
       const exited = new Promise((r) => worldProc!.once('exit', r));

@@ -190,7 +190,7 @@ function clampLength(size: number, offset: number, length: number): number {
 }
 
 /** Index of the chunk containing `offset` (chunks are sorted by offset and contiguous). */
-function firstChunkAt(chunks: ChunkRef[], offset: number): number {
+export function firstChunkAt(chunks: readonly { offset: number }[], offset: number): number {
   let lo = 0, hi = chunks.length - 1, ans = 0;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;

@@ -203,3 +203,36 @@ test('openless: a node replaced by a new revision still reads the content it nam
   const a2 = await fs.lookup!(ctx, 1, 'a');
   assert.notEqual(a2.nodeid, a.nodeid, 'a new lookup finds the new content under a new nodeid');
 });
+
+test('the start profiler hears a lookup before it resolves, whole-file opens and chunked READs with their catalog', async () => {
+  const MiB = 1 << 20;
+  const chunks = [0, 1, 2].map((i) => ({ offset: i * 4 * MiB, size: 4 * MiB, id: { algorithm: 'sha1', hex: String(i).repeat(40) } }));
+  const big = {
+    path: '/big', name: 'big', catalog: '/sub',
+    attr: { ino: 400, mode: S_IFREG | 0o644, nlink: 1, uid: 0, gid: 0, size: 12 * MiB, mtime: 1, mtimeNs: 0, rdev: 0 },
+    entry: { chunks, entry: { type: 'file', size: 12 * MiB } },
+  } as unknown as ClientNode;
+  const f = fakeClient({ '/a': { ino: 300, hash: 'aa' } });
+  const heard: string[] = [];
+  let resolving = false;
+  const client = {
+    ...f.client,
+    lookup: async (p: string) => { resolving = true; try { return p === '/big' ? big : f.client.lookup(p); } finally { resolving = false; } },
+    openNode: async () => 9,
+    read: async (_h: number, _o: number, length: number) => Buffer.alloc(Math.min(length, 8)),
+  } as unknown as Client;
+  const profiler = {
+    onLookup: (p: string) => heard.push(`lookup ${p}${resolving ? ' (late)' : ''}`),
+    onOpen: (p: string, size: number, cat?: string) => heard.push(`open ${p} ${size} ${cat}`),
+    onChunk: (p: string, i: number, size: number, cat?: string) => heard.push(`chunk ${p} ${i} ${size / MiB} ${cat}`),
+    flush: async () => undefined,
+    stats: () => ({ recorded: 0, replayed: 0, replayedBytes: 0, skipped: 0 }),
+  };
+  const fs = createRepositoryFs(client, { openless: true, profiler });
+  const a = await fs.lookup!(ctx, 1, 'a');
+  const b = await fs.lookup!(ctx, 1, 'big');
+  await fs.read!(ctx, a.nodeid, 0, 0, 3);
+  await fs.read!(ctx, a.nodeid, 0, 3, 3); // not offset 0: the same open
+  await fs.read!(ctx, b.nodeid, 0, 4 * MiB - 10, 20); // spans chunks 0 and 1
+  assert.deepEqual(heard, ['lookup /a', 'lookup /big', 'open /a 3 ', 'chunk /big 0 4 /sub', 'chunk /big 1 4 /sub']);
+});

@@ -11,6 +11,7 @@ import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
 import type { PassthroughPort } from '../fuse/passthrough.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
 import type { StartProfiler } from './start-profile.js';
+import { firstChunkAt } from '../client/fetcher.js';
 
 const { ENODATA, ESTALE, ENOTDIR, EINVAL, ENOSYS } = osConstants.errno;
 
@@ -313,6 +314,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     async lookup(_ctx: RequestContext, parent: number, name: string): Promise<EntryOut> {
       const p = nodeOf(parent);
       const path = childPath(p, name);
+      // Before resolving: a start's replay then runs alongside the image's catalog load, not after it.
+      opts.profiler?.onLookup(path);
       return guard('lookup', path, async () => {
         const rev = revision();
         const cn = await client.lookup(path);
@@ -360,7 +363,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
         await current(n);
         const fh = await acquire(n);
         openFiles++;
-        if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined) opts.profiler?.onOpen(n.path, n.attr.size);
+        if (n.file?.entry.id !== undefined && n.file.entry.chunks === undefined) opts.profiler?.onOpen(n.path, n.attr.size, n.file.catalog);
         if (pt?.enabled && n.backingId === undefined && !n.cachedOpens) {
           // The open holds the whole object (a chunked file has no single backing file): register it once per node.
           const fd = client.backingFd?.(fh);
@@ -386,7 +389,10 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       const n = nodes.get(nodeid);
       const data = guard('read', n?.path ?? `nodeid ${nodeid}`, () => client.read(fh, offset, size));
       const chunks = n?.file?.entry.chunks;
-      if (chunks !== undefined) readAhead(fh, chunks, offset + size);
+      if (chunks !== undefined) {
+        readAhead(fh, chunks, offset + size);
+        profileChunks(n!, chunks, offset, size);
+      }
       return data;
     },
 
@@ -445,18 +451,29 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     const n = nodeOf(nodeid);
     return guard('read', n.path, async () => {
       if (n.shared === undefined && n.file?.entry.id !== undefined && n.file.entry.chunks === undefined && offset === 0) {
-        opts.profiler?.onOpen(n.path, n.attr.size);
+        opts.profiler?.onOpen(n.path, n.attr.size, n.file.catalog);
       }
       const fh = await acquire(n);
       try {
         const data = await client.read(fh, offset, size);
         const chunks = n.file?.entry.chunks;
-        if (chunks !== undefined) readAhead(fh, chunks, offset + size);
+        if (chunks !== undefined) {
+          readAhead(fh, chunks, offset + size);
+          profileChunks(n, chunks, offset, size);
+        }
         return data;
       } finally {
         letGo(n);
       }
     });
+  };
+
+  /** Tells the profiler which chunks of a chunked file a READ touched (a start replays only those). */
+  const profileChunks = (n: Node, chunks: readonly { offset: number; size: number }[], offset: number, size: number): void => {
+    const p = opts.profiler;
+    if (p === undefined) return;
+    const end = offset + Math.max(1, size);
+    for (let i = firstChunkAt(chunks, offset); i < chunks.length && chunks[i].offset < end; i++) p.onChunk(n.path, i, chunks[i].size, n.file?.catalog);
   };
 
   /**

@@ -6,24 +6,39 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { makeTempDir } from '../testing/tmp.js';
 import type { Client, ClientNode } from '../client/index.js';
-import { createStartProfiler, imageOf, MAX_BYTES_FACTOR } from './start-profile.js';
+import { createStartProfiler, imageOf, MAX_BYTES_FACTOR, parseProfile } from './start-profile.js';
 
-function fakeClient(sizes: Record<string, number>) {
+/** Chunked files: path -> chunk sizes. Every other path in `sizes` is a whole file. */
+function fakeClient(sizes: Record<string, number>, chunked: Record<string, number[]> = {}) {
   const opened: string[] = [];
-  const node = (path: string): ClientNode | undefined => sizes[path] === undefined ? undefined : ({
+  const looked: string[] = [];
+  const reads: string[] = [];
+  const chunksOf = (path: string) => {
+    let off = 0;
+    return chunked[path].map((size) => { const c = { offset: off, size }; off += size; return c; });
+  };
+  const node = (path: string): ClientNode | undefined => chunked[path] !== undefined ? ({
+    path, attr: { size: chunked[path].reduce((a, b) => a + b, 0) }, entry: { chunks: chunksOf(path), entry: { type: 'file' } },
+  } as unknown as ClientNode) : sizes[path] === undefined ? undefined : ({
     path, attr: { size: sizes[path] }, entry: { id: { algorithm: 'sha1', hex: 'a'.repeat(40) }, entry: { type: 'file', size: sizes[path] } },
   } as unknown as ClientNode);
   let handles = 0;
+  const byHandle = new Map<number, string>();
   const client = {
     fqrn: 'profile.example.org',
-    lookup: async (p: string) => node(p),
-    openNode: async (n: ClientNode) => { opened.push(n.path); return ++handles; },
+    lookup: async (p: string) => { looked.push(p); return node(p); },
+    openNode: async (n: ClientNode) => { opened.push(n.path); byHandle.set(++handles, n.path); return handles; },
+    read: async (h: number, offset: number) => { reads.push(`${byHandle.get(h)}@${offset}`); return Buffer.alloc(1); },
     release: async () => undefined,
   } as unknown as Client;
-  return { client, opened };
+  return { client, opened, looked, reads };
 }
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+/** Waits until `cond` holds (a loaded machine may take a while to read a profile and replay it), at most 10 s. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (const t0 = Date.now(); !cond(); await settle()) if (Date.now() - t0 > 10_000) assert.fail(`timed out waiting for ${what}`);
+}
 
 test('imageOf names synced images by digest directory, other paths by their top directory', () => {
   assert.equal(imageOf('/.images/ab/abcdef/usr/bin/python3'), '/.images/ab/abcdef');
@@ -49,7 +64,7 @@ test('a start is recorded once per image and replayed through the client on the 
     const next = fakeClient({ [`${img}/bin/sh`]: 100, [`${img}/lib/libc.so`]: 200 });
     const again = createStartProfiler({ dir, client: next.client });
     again.onOpen(`${img}/bin/sh`, 100);
-    await settle();
+    await until(() => again.stats().replayed + again.stats().skipped === 3, 'the replay');
     assert.deepEqual(next.opened.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`]);
     assert.deepEqual({ ...again.stats(), recorded: 0 }, { recorded: 0, replayed: 2, replayedBytes: 300, skipped: 1 });
   } finally {
@@ -69,6 +84,7 @@ test('a replay stops at the byte bound even when the files grew', async () => {
     const next = fakeClient(sizes);
     const again = createStartProfiler({ dir, client: next.client });
     again.onOpen('/img/f0', 1000);
+    await until(() => next.opened.length >= 1, 'the replay');
     await settle();
     assert.ok(again.stats().replayedBytes <= MAX_BYTES_FACTOR * 1000, JSON.stringify(again.stats()));
     assert.ok(next.opened.length >= 1);
@@ -96,4 +112,63 @@ test('a damaged profile is ignored and rewritten by the next start', async () =>
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the replay starts at the first lookup inside an image, before anything is read; lookups of image roots and above start nothing', async () => {
+  const dir = await makeTempDir('gridbox-profile-');
+  try {
+    const img = '/.images/ab/abcdef';
+    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+    rec.onOpen(`${img}/bin/sh`, 100);
+    rec.onOpen('/.images/stray', 1); // a profile of the pseudo-image "/.images": a lookup of /.images/ab must not start it
+    await rec.flush();
+    const next = fakeClient({ [`${img}/bin/sh`]: 100, '/.images/stray': 1 });
+    const again = createStartProfiler({ dir, client: next.client });
+    again.onLookup('/.images');
+    again.onLookup('/.images/ab');
+    again.onLookup(img); // the image root itself: a stat of it (a pilot checking its images) starts nothing
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(next.opened, []);
+    again.onLookup(`${img}/etc`);
+    await until(() => next.opened.length > 0, 'the replay');
+    await settle();
+    assert.deepEqual(next.opened, [`${img}/bin/sh`], 'replayed with no open at all, and only the image looked into');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('chunked files replay only the chunks the start read, and recorded catalogs are loaded first', async () => {
+  const dir = await makeTempDir('gridbox-profile-');
+  try {
+    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+    rec.onChunk('/sw/lib/big.so', 0, 10, '/sw/lib');
+    rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib');
+    rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib'); // the same chunk again counts once
+    rec.onOpen('/sw/bin/tool', 5, '/sw');
+    await rec.flush();
+    const { readdir, readFile } = await import('node:fs/promises');
+    const [f] = await readdir(dir);
+    const stored = JSON.parse(await readFile(`${dir}/${f}`, 'utf8')) as { bytes: number; catalogs: string[] };
+    assert.equal(stored.bytes, 25);
+    assert.deepEqual(stored.catalogs.sort(), ['/sw', '/sw/lib']);
+
+    const next = fakeClient({ '/sw/bin/tool': 5 }, { '/sw/lib/big.so': [10, 10, 10, 10] });
+    const again = createStartProfiler({ dir, client: next.client });
+    again.onLookup('/sw/bin');
+    await until(() => again.stats().replayed + again.stats().skipped === 2, 'the replay');
+    assert.deepEqual(next.looked.slice(0, 2).sort(), ['/sw', '/sw/lib'], 'catalog mountpoints are looked up before the files');
+    assert.deepEqual(next.reads.sort(), ['/sw/lib/big.so@0', '/sw/lib/big.so@20']);
+    assert.deepEqual(again.stats(), { recorded: 0, replayed: 2, replayedBytes: 25, skipped: 0 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a profile with foreign or malformed rows replays only its well-formed file rows', () => {
+  const p = parseProfile(JSON.stringify({ fqrn: 'x', image: '/i', bytes: 3, files: [['/i/a', 1], ['/i/b'], [7, 1], ['/i/c', 2, [0, -1]], ['/i/d', 2, [1]]], catalogs: ['/i', 3] }));
+  assert.deepEqual(p?.files, [['/i/a', 1], ['/i/d', 2, [1]]]);
+  assert.deepEqual(p?.catalogs, ['/i']);
+  assert.equal(parseProfile('[1,2]'), undefined);
+  assert.equal(parseProfile('null'), undefined);
 });

@@ -1,27 +1,41 @@
-// Prefetch for start-ups: the whole files a start opens under one image (`/.images/xx/<digest>`, else the
-// repository's top directory) within the first seconds are recorded once per image; on a later start of
-// that image the recorded files are opened in parallel through the client (so each object is downloaded,
-// verified and cached exactly like a reader's), before the start asks for them one by one. A profile that
-// names missing files is harmless (they are skipped); never more than MAX_BYTES_FACTOR × the recorded bytes.
+// Prefetch for start-ups: what a start reads under one image (`/.images/xx/<digest>`, else the repository's
+// top directory) within its first seconds is recorded once per image: whole files, the chunks read of chunked
+// files, and the catalogs they live in. On a later start of that image the record is replayed in parallel
+// through the client (so each object is downloaded, verified and cached exactly like a reader's, and a reader
+// arriving meanwhile joins the download in flight instead of fetching again), before the start asks for the
+// objects one by one. The replay begins at the first LOOKUP under the image, not at its first read: a
+// runtime resolves the image and sets up its sandbox long before the first exec reads a byte, and the
+// replay's own lookups wait on the image's catalog with the runtime's.
+// A profile that names missing files is harmless (they are skipped); never more than MAX_BYTES_FACTOR × the
+// recorded bytes.
 import { mkdir, readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Client } from '../client/index.js';
 import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
-/** How long after the first open of an image its opens count as "the start". */
+/** How long after the first sign of a start of an image its reads count as "the start". */
 export const START_WINDOW_MS = 20_000;
-/** Replay stops once the files it opened hold this many times the bytes the profile recorded. */
+/** Replay stops once the objects it fetched hold this many times the bytes the profile recorded. */
 export const MAX_BYTES_FACTOR = 2;
-/** Files opened at once by a replay. */
-export const REPLAY_CONCURRENCY = 16;
+/**
+ * Files fetched at once by a replay. With 10 ms per request the replay is latency-bound, not bandwidth-bound
+ * (most objects of a start are a few KiB): 16 left a 659-object start waiting ~0.4 s on round trips alone.
+ */
+export const REPLAY_CONCURRENCY = 48;
 const MAX_PROFILE_FILES = 20_000;
 
-interface Profile { fqrn: string; image: string; bytes: number; files: Array<[path: string, size: number]> }
+/** A recorded file: a whole file and its size, or a chunked file, the bytes of its chunks read and their indices. */
+export type ProfileFile = [path: string, size: number] | [path: string, size: number, chunks: number[]];
+export interface Profile { fqrn: string; image: string; bytes: number; files: ProfileFile[]; catalogs?: string[] }
 
 export interface StartProfiler {
-  /** A whole file of `size` bytes at `path` was opened. */
-  onOpen(path: string, size: number): void;
+  /** A lookup under `path` is about to be resolved: the earliest sign that an image starts (begins its replay). */
+  onLookup(path: string): void;
+  /** A whole file of `size` bytes at `path`, held by the catalog mounted at `catalog`, was opened. */
+  onOpen(path: string, size: number, catalog?: string): void;
+  /** Chunk `index` (`chunkSize` bytes) of the chunked file at `path` was read. */
+  onChunk(path: string, index: number, chunkSize: number, catalog?: string): void;
   /** Writes profiles still recording (unmount). */
   flush(): Promise<void>;
   stats(): { recorded: number; replayed: number; replayedBytes: number; skipped: number };
@@ -34,11 +48,36 @@ export function imageOf(path: string): string {
   return p.length > 1 ? `/${p[0]}` : '/';
 }
 
-export function createStartProfiler(o: { dir: string; client: Client; log?: (line: string) => void; windowMs?: number }): StartProfiler {
+/**
+ * The image a lookup of `path` is strictly inside of, or undefined at or above an image's root: a stat of image
+ * roots (a pilot checking its image dictionary, a listing of /.images) must not replay every image's start.
+ */
+function lookupImage(path: string): string | undefined {
+  const image = imageOf(path);
+  return image === '/' || image === '/.images' || path.length <= image.length ? undefined : image;
+}
+
+/** Parses a stored profile; undefined when it is not one (a damaged profile is rewritten by the next start). */
+export function parseProfile(text: string): Profile | undefined {
+  let p: Profile;
+  try { p = JSON.parse(text) as Profile; } catch { return undefined; }
+  if (p === null || typeof p !== 'object' || !Array.isArray(p.files) || typeof p.bytes !== 'number') return undefined;
+  const files = p.files.filter((f): f is ProfileFile => Array.isArray(f) && typeof f[0] === 'string' && typeof f[1] === 'number'
+    && (f[2] === undefined || (Array.isArray(f[2]) && f[2].every((i) => Number.isInteger(i) && i >= 0))));
+  const catalogs = Array.isArray(p.catalogs) ? p.catalogs.filter((c): c is string => typeof c === 'string') : [];
+  return { fqrn: String(p.fqrn), image: String(p.image), bytes: p.bytes, files, catalogs };
+}
+
+interface Recording { files: Map<string, { size: number; chunks?: Set<number> }>; catalogs: Set<string>; timer: NodeJS.Timeout }
+
+export function createStartProfiler(o: { dir: string; client: Client; log?: (line: string) => void; windowMs?: number; concurrency?: number }): StartProfiler {
   const windowMs = o.windowMs ?? START_WINDOW_MS;
+  const concurrency = o.concurrency ?? REPLAY_CONCURRENCY;
   const seen = new Set<string>();
-  const recording = new Map<string, { files: Map<string, number>; timer: NodeJS.Timeout }>();
+  const recording = new Map<string, Recording>();
   let recorded = 0, replayed = 0, replayedBytes = 0, skipped = 0;
+  /** The image of the last lookup: most lookups stay inside it, so they cost one startsWith. */
+  let lastImage = '';
   const fileOf = (image: string): string => join(o.dir, `${createHash('sha256').update(`${o.client.fqrn}\0${image}`).digest('hex').slice(0, 24)}.json`);
 
   const save = async (image: string): Promise<void> => {
@@ -47,12 +86,16 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     recording.delete(image);
     clearTimeout(r.timer);
     if (r.files.size === 0) return;
-    const files = [...r.files];
-    const p: Profile = { fqrn: o.client.fqrn, image, bytes: files.reduce((a, [, s]) => a + s, 0), files };
+    let bytes = 0;
+    const files: ProfileFile[] = [];
+    for (const [path, f] of r.files) {
+      bytes += f.size;
+      files.push(f.chunks === undefined ? [path, f.size] : [path, f.size, [...f.chunks].sort((a, b) => a - b)]);
+    }
+    const p: Profile = { fqrn: o.client.fqrn, image, bytes, files, catalogs: [...r.catalogs] };
     try {
       await mkdir(o.dir, { recursive: true });
-      const f = fileOf(image);
-      await writeFileAtomic(f, JSON.stringify(p));
+      await writeFileAtomic(fileOf(image), JSON.stringify(p));
       recorded++;
     } catch (e) {
       o.log?.(`cannot write the start profile of ${image}: ${(e as Error).message}`);
@@ -60,53 +103,94 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
   };
 
   const replay = async (image: string, p: Profile): Promise<void> => {
+    const t0 = Date.now();
+    // Nested catalogs all at once: each file lookup below an unloaded one would wait for it anyway, and a
+    // lookup of a mountpoint loads the chain above it (concurrent loads of one catalog are shared).
+    for (const c of p.catalogs ?? []) o.client.lookup(c).catch(() => undefined);
     const budget = MAX_BYTES_FACTOR * p.bytes;
     let used = 0, next = 0;
+    /** When the first recorded file resolved: the image's catalog was there (the log says how long that took). */
+    let resolvedAt = 0;
+    const one = async ([path, , wanted]: ProfileFile): Promise<void> => {
+      const n = await o.client.lookup(path);
+      if (resolvedAt === 0) resolvedAt = Date.now();
+      if (n === undefined || n.entry.entry.type !== 'file') { skipped++; return; }
+      const chunks = n.entry.chunks;
+      // A chunked file: only the chunks the start read (a profile from another revision may name more).
+      const picked = chunks === undefined ? undefined : (wanted ?? []).filter((i) => i < chunks.length).map((i) => chunks[i]);
+      const size = picked === undefined ? n.attr.size : picked.reduce((a, c) => a + c.size, 0);
+      if (used + size > budget) { skipped++; return; }
+      used += size;
+      const h = o.client.openNode === undefined ? await o.client.open(path) : await o.client.openNode(n);
+      try {
+        if (picked !== undefined) await Promise.all(picked.map((c) => o.client.read(h, c.offset, 1)));
+      } finally {
+        await o.client.release(h);
+      }
+      replayed++;
+      replayedBytes += size;
+    };
     const worker = async (): Promise<void> => {
-      while (next < p.files.length && used <= budget) {
-        const [path] = p.files[next++];
+      while (next < p.files.length && used < budget) {
         try {
-          const n = await o.client.lookup(path);
-          if (n === undefined || n.entry.entry.type !== 'file') { skipped++; continue; }
-          used += n.attr.size;
-          if (used > budget) break;
-          const h = o.client.openNode === undefined ? await o.client.open(path) : await o.client.openNode(n);
-          await o.client.release(h);
-          replayed++;
-          replayedBytes += n.attr.size;
+          await one(p.files[next++]);
         } catch {
           skipped++; // the reader will meet the same error and report it
         }
       }
     };
-    await Promise.all(Array.from({ length: REPLAY_CONCURRENCY }, worker));
-    o.log?.(`start profile of ${image}: ${replayed} files (${replayedBytes} bytes) fetched ahead, ${skipped} skipped`);
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    o.log?.(`start profile of ${image}: ${replayed} files (${replayedBytes} bytes) fetched ahead in ${Date.now() - t0} ms (catalogs ready after ${resolvedAt - t0} ms), ${skipped} skipped`);
   };
 
   const start = (image: string): void => {
-    // Record from the first open on; a profile found on disk ends the recording and is replayed instead.
+    // Record from the first sign on; a profile found on disk ends the recording and is replayed instead.
     const timer = setTimeout(() => { void save(image); }, windowMs);
     timer.unref();
-    recording.set(image, { files: new Map(), timer });
+    recording.set(image, { files: new Map(), catalogs: new Set(), timer });
     void readFile(fileOf(image), 'utf8').then((t) => {
-      let p: Profile;
-      try { p = JSON.parse(t) as Profile; } catch { return; } // a damaged profile is rewritten by this start
-      if (!Array.isArray(p.files) || typeof p.bytes !== 'number') return;
+      const p = parseProfile(t);
+      if (p === undefined) return;
       clearTimeout(timer);
       recording.delete(image);
       void replay(image, p);
     }, () => undefined);
   };
 
+  const touch = (image: string): void => {
+    if (seen.has(image)) return;
+    seen.add(image);
+    start(image);
+  };
+
+  const note = (path: string, catalog: string | undefined): Recording['files'] | undefined => {
+    const image = imageOf(path);
+    touch(image);
+    const r = recording.get(image);
+    if (r === undefined || r.files.size >= MAX_PROFILE_FILES) return undefined;
+    if (catalog !== undefined && catalog !== '') r.catalogs.add(catalog);
+    return r.files;
+  };
+
   return {
-    onOpen(path, size) {
-      const image = imageOf(path);
-      if (!seen.has(image)) {
-        seen.add(image);
-        start(image);
-      }
-      const r = recording.get(image);
-      if (r !== undefined && r.files.size < MAX_PROFILE_FILES) r.files.set(path, size);
+    onLookup(path) {
+      if (lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47) return;
+      const image = lookupImage(path);
+      if (image === undefined) return;
+      lastImage = image;
+      touch(image);
+    },
+    onOpen(path, size, catalog) {
+      note(path, catalog)?.set(path, { size });
+    },
+    onChunk(path, index, chunkSize, catalog) {
+      const files = note(path, catalog);
+      if (files === undefined) return;
+      let f = files.get(path);
+      if (f === undefined) files.set(path, f = { size: 0, chunks: new Set() });
+      if (f.chunks === undefined || f.chunks.has(index)) return;
+      f.chunks.add(index);
+      f.size += chunkSize;
     },
     async flush() {
       await Promise.all([...recording.keys()].map((i) => save(i)));
