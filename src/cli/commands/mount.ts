@@ -39,6 +39,10 @@ function mainScript(): string {
   return fileURLToPath(new URL('../main.js', import.meta.url));
 }
 
+// Not a literal: the daemon's bundle contains this file, and esbuild would otherwise bundle the bundler too.
+const MOUNTD_BUNDLE_MODULE = new URL('./mountd-bundle.js', import.meta.url).href;
+type MountdBundles = typeof import('./mountd-bundle.js');
+
 export async function run(argv: string[]): Promise<number> {
   let code = 0;
   const cmd = addClientFlags(newCommand('gridbox mount', summary))
@@ -82,7 +86,11 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === true) args.push('--passthrough');
   if (userns) args.push('--in-userns');
-  const script = mainScript();
+  // The daemon starts from its CommonJS bundle when an up-to-date one exists; otherwise from main.js, and the
+  // bundle is built once this mount is ready (its user is not kept waiting on esbuild before the mount answers).
+  const bundles = (await import(MOUNTD_BUNDLE_MODULE)) as MountdBundles;
+  const bundle = bundles.freshMountdBundle(dir);
+  const script = bundle ?? mainScript();
   const { command, args: full } = userns
     ? userNamespaceCommand(script, args)
     : { command: process.execPath, args: [...process.execArgv, script, ...args] };
@@ -102,6 +110,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
     process.kill(info.pid, 'SIGTERM');
     throw e;
   }
+  if (bundle === undefined) await bundles.buildMountdBundle(dir);
   say(`mounted ${fqrn} revision ${info.revision} at ${mnt} (daemon pid ${info.pid}, log ${log})`);
   if (userns) {
     say(`the mount lives in a user+mount namespace; run commands there with:`);
