@@ -36,10 +36,19 @@ export function bundleIsFresh(bundle: string): boolean {
   return manifest.every(([f, size, mtime]) => { try { const s = statSync(f); return s.size === size && s.mtimeMs === mtime; } catch { return false; } });
 }
 
-/** An up-to-date daemon bundle, if one exists (no build: cheap, a few hundred stat calls). */
+/** An up-to-date daemon bundle, if one exists (no build: a stat call per source, ~150). */
 export function freshMountdBundle(fallbackDir?: string): string | undefined {
   if (process.env.GRIDBOX_MOUNTD_BUNDLE === '0') return undefined;
   return candidates(fallbackDir).find(bundleIsFresh);
+}
+
+/**
+ * The daemon bundle to start, fresh or not (one stat): a stale one runs main.js itself, so `gridbox mount`
+ * starts the daemon at once and checks freshness (bundleIsFresh) while the daemon boots.
+ */
+export function existingMountdBundle(fallbackDir?: string): string | undefined {
+  if (process.env.GRIDBOX_MOUNTD_BUNDLE === '0') return undefined;
+  return candidates(fallbackDir).find((c) => { try { return statSync(c).isFile(); } catch { return false; } });
 }
 
 /**
