@@ -139,14 +139,17 @@ export async function daemonStatus(dir: string, rec: MountRecord | undefined, mo
   return r.status;
 }
 
-/** Waits until `pid` is gone; false on timeout. Polls fast at first: a daemon usually exits within milliseconds. */
+/**
+ * Waits until `pid` is gone; false on timeout. Polls every few ms (a look at /proc/PID/stat): a daemon exits
+ * 0.1-0.3 s after its unmount starts, and a 50 ms step cost `gridbox umount` up to that much on each.
+ */
 export async function waitExit(pid: number, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   let step = 2;
   while (Date.now() < until) {
     if (!isAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, step));
-    step = Math.min(50, step * 2);
+    step = Math.min(10, step * 2);
   }
   return !isAlive(pid);
 }

@@ -7,7 +7,7 @@ import { q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountRepository, type MountedRepository } from '../vfs/mount-repository.js';
 import { serveControl, type MountStatus } from './control.js';
-import { createMountMetrics, listenMountMetrics } from './mount-metrics.js';
+import type { Registry } from '../metrics/registry.js';
 import { recordPaths, removeMountRecord, writeMountRecord } from './run-dir.js';
 import type { DaemonReady } from './start-daemon.js';
 
@@ -66,11 +66,18 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let server;
-  const metrics = createMountMetrics(status);
+  // prom-client (with its OpenTelemetry dependency) costs ~0.1 s of module loading on a busy machine: loaded on
+  // the first scrape, or at start only with --metrics-listen.
+  let registry: Promise<Registry> | undefined;
+  const metrics = (): Promise<Registry> => (registry ??= import('./mount-metrics.js').then((m) => m.createMountMetrics(status)));
   let metricsServer;
   try {
-    server = await serveControl(paths.socket, { status, unmount: stop, client, metrics: () => metrics.metrics() });
-    if (o.metricsListen !== undefined) { metricsServer = await listenMountMetrics(o.metricsListen, metrics); log(`metrics on ${metricsServer.url}`); }
+    server = await serveControl(paths.socket, { status, unmount: stop, client, metrics: async () => (await metrics()).metrics() });
+    if (o.metricsListen !== undefined) {
+      const { listenMountMetrics } = await import('./mount-metrics.js');
+      metricsServer = await listenMountMetrics(o.metricsListen, await metrics());
+      log(`metrics on ${metricsServer.url}`);
+    }
     await writeMountRecord(o.runDir, { fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, socket: paths.socket, log: paths.log });
   } catch (e) {
     // Without a control socket nobody could find this mount again: take it down.
@@ -94,7 +101,8 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.off('SIGINT', onSignal);
   server.close();
   metricsServer?.server.close();
-  await removeMountRecord(o.runDir, mnt);
-  await client.close();
+  // Both at once: the caller waits for this process to exit, and closing the cache's SQLite (its checkpoint
+  // and fsyncs) does not need the record.
+  await Promise.all([removeMountRecord(o.runDir, mnt), client.close()]);
   log(`unmounted ${mnt}`);
 }

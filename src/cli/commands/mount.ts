@@ -39,6 +39,10 @@ function mainScript(): string {
   return fileURLToPath(new URL('../main.js', import.meta.url));
 }
 
+// Not a literal: the daemon's bundle contains this file, and esbuild would otherwise bundle the bundler too.
+const MOUNTD_BUNDLE_MODULE = new URL('./mountd-bundle.js', import.meta.url).href;
+type MountdBundles = typeof import('./mountd-bundle.js');
+
 export async function run(argv: string[]): Promise<number> {
   let code = 0;
   const cmd = addClientFlags(newCommand('gridbox mount', summary))
@@ -82,15 +86,23 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === true) args.push('--passthrough');
   if (userns) args.push('--in-userns');
-  const script = mainScript();
+  // The daemon starts from its CommonJS bundle when there is one (a stale bundle runs main.js itself);
+  // otherwise from main.js. Whether the bundle is up to date is checked while the daemon boots, and a missing
+  // or stale one is built once this mount is ready (its user is not kept waiting on esbuild).
+  const bundles = (await import(MOUNTD_BUNDLE_MODULE)) as MountdBundles;
+  const bundle = bundles.existingMountdBundle(dir);
+  const script = bundle ?? mainScript();
   const { command, args: full } = userns
     ? userNamespaceCommand(script, args)
     : { command: process.execPath, args: [...process.execArgv, script, ...args] };
   const { log } = recordPaths(dir, mnt);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   let info;
+  let bundleFresh: Promise<boolean> | undefined;
   try {
-    info = await startDaemon({ command, args: full, mountpoint: mnt, log });
+    const starting = startDaemon({ command, args: full, mountpoint: mnt, log }); // spawned by now
+    bundleFresh = new Promise<boolean>((ok) => { setImmediate(() => ok(bundle !== undefined && bundles.bundleIsFresh(bundle))); });
+    info = await starting;
   } catch (e) {
     await checks;
     throw e;
@@ -102,6 +114,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
     process.kill(info.pid, 'SIGTERM');
     throw e;
   }
+  if (!(await bundleFresh)) await bundles.buildMountdBundle(dir);
   say(`mounted ${fqrn} revision ${info.revision} at ${mnt} (daemon pid ${info.pid}, log ${log})`);
   if (userns) {
     say(`the mount lives in a user+mount namespace; run commands there with:`);

@@ -1,0 +1,25 @@
+// The mount daemon's composition root: `node mountd-main.js mount FQRN MNT --foreground --ready-fd 3 ...`, the
+// argv main.js takes, so that main.js can stand in for it (the bundle's fallback when the sources changed).
+// `gridbox mount` starts the daemon from this file's CommonJS bundle (commands/mountd-bundle.ts): Node 20's
+// ES module loader, over the ~200 modules a daemon needs, was most of a mount's time before the bundle.
+import { describeError, edgeOf } from '../errors.js';
+import { run } from './commands/mount.js';
+
+const [name, ...rest] = process.argv.slice(2);
+if (name !== 'mount') {
+  process.stderr.write(`gridbox mount daemon: the first argument must be "mount", got ${JSON.stringify(name ?? '')}\n`);
+  process.exit(2);
+}
+run(rest).then(
+  // As main.js does for mount: exit at once, the daemon must be gone promptly after its unmount.
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const commanderCode = (e as { code?: unknown } | null)?.code;
+    if (typeof commanderCode === 'string' && commanderCode.startsWith('commander.')) {
+      // help was printed (0); a usage error was printed by commander itself (2).
+      process.exit(commanderCode === 'commander.helpDisplayed' || commanderCode === 'commander.help' ? 0 : 2);
+    }
+    process.stderr.write(`gridbox: ${describeError(e)}\n`);
+    process.exit(edgeOf(e).exit);
+  },
+);
