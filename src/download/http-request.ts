@@ -5,7 +5,14 @@
 // address space (guard regions) per WebAssembly memory, which fails under `ulimit -v` (issue 8).
 // No retries, redirects or status handling here: callers decide (download/transfer.ts, oci/registry-client.ts).
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
+
+// node:https (and tls with it) is loaded on the first https request: repositories on plain http, the usual
+// stratum 1 and squid case, never pay for it in a mount daemon's or a runtime's start.
+const requireBuiltin = createRequire(import.meta.url);
+let httpsModule: typeof https | undefined;
+const httpsLib = (): typeof https => (httpsModule ??= requireBuiltin('node:https') as typeof https);
 
 /** Keep-alive connection pools for one client; close() drops idle sockets. */
 export interface HttpAgents {
@@ -21,8 +28,13 @@ export function createAgents(): HttpAgents {
   // `timeout` applies to sockets in the pool: an idle one is destroyed after IDLE_SOCKET_MS. Pooled
   // sockets are unref'd by Node, so they never keep a process alive.
   const o = { keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' as const };
-  const a = { http: new http.Agent(o), https: new https.Agent(o) };
-  return { ...a, close: () => { a.http.destroy(); a.https.destroy(); } };
+  const plain = new http.Agent(o);
+  let secure: https.Agent | undefined;
+  return {
+    http: plain,
+    get https() { return (secure ??= new (httpsLib().Agent)(o)); },
+    close: () => { plain.destroy(); secure?.destroy(); },
+  };
 }
 
 export interface HttpRequestOptions {
@@ -54,7 +66,7 @@ export function httpRequest(url: string | URL, o: HttpRequestOptions): Promise<H
   const headers: Record<string, string> = { ...o.headers };
   if (o.proxy !== undefined) headers.host = target.host;
   return new Promise((resolve, reject) => {
-    const req = (secure ? https : http).request({
+    const req = (secure ? httpsLib() : http).request({
       protocol: via.protocol,
       hostname: via.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: via.port === '' ? (secure ? 443 : 80) : Number(via.port),

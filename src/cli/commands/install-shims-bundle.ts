@@ -50,6 +50,12 @@ function readManifest(bundle: string): Manifest | undefined {
   } catch { return undefined; }
 }
 
+/** True when `bundle` is one of ours and every source it lists is unchanged (a stat per source). */
+export function bundleIsFresh(bundle: string): boolean {
+  const m = readManifest(bundle);
+  return m !== undefined && m.length > 0 && fresh(m);
+}
+
 /**
  * Externals by absolute path: the bundle may live outside dist/ (the shim dir's fallback copy), where a bare
  * `require('better-sqlite3')` would find no node_modules. Resolved from the importing module, as Node would.
@@ -153,8 +159,7 @@ ${code}}
 export async function ensureRuntimeBundle(fallbackDir?: string): Promise<string | undefined> {
   const candidates = [join(HERE, '..', BUNDLE_NAME), ...(fallbackDir ? [join(fallbackDir, `.gridbox-${BUNDLE_NAME}`)] : [])];
   for (const c of candidates) {
-    const m = readManifest(c);
-    if (m !== undefined && fresh(m)) return c;
+    if (bundleIsFresh(c)) return c;
   }
   let built: { text: string; files: string[] };
   try {

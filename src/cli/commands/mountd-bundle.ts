@@ -1,12 +1,15 @@
 // The mount daemon's bundle: mountd-main.js and every module it reaches in one CommonJS file, built by the
-// runtime shims' esbuild path (install-shims-bundle.ts's bundleText, same stale check: the bundle lists its
+// runtime shims' esbuild path (install-shims-bundle.ts's bundleText and bundleIsFresh, same stale check: the bundle lists its
 // sources with sizes and mtimes and runs main.js instead when any differs). Why: a mount costs two node starts,
 // and under Node 20 the daemon's ES module loading alone was a third of the daemon's time to "ready".
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
+import { bundleIsFresh } from './install-shims-bundle.js';
+
+export { bundleIsFresh };
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ENTRY = join(HERE, '..', 'mountd-main.js');
@@ -16,24 +19,6 @@ export const MOUNTD_BUNDLE_NAME = 'mountd-bundle.cjs';
 /** Where the bundle is looked for and written: beside the compiled CLI, else in `fallbackDir` (dist/ read-only). */
 function candidates(fallbackDir?: string): string[] {
   return [join(HERE, '..', MOUNTD_BUNDLE_NAME), ...(fallbackDir ? [join(fallbackDir, `.gridbox-${MOUNTD_BUNDLE_NAME}`)] : [])];
-}
-
-/**
- * True when `bundle` exists and every source it lists is unchanged. The list is bundleText's first line: a
- * comment, then a JSON array of [file, size, mtimeMs] after the first ": " (the check the bundle itself runs).
- */
-export function bundleIsFresh(bundle: string): boolean {
-  let first: string;
-  try {
-    const fd = readFileSync(bundle, 'utf8');
-    first = fd.slice(0, fd.indexOf('\n'));
-  } catch { return false; }
-  const at = first.indexOf(': ');
-  if (!first.startsWith('//') || at < 0) return false;
-  let manifest: Array<[string, number, number]>;
-  try { manifest = JSON.parse(first.slice(at + 2)) as typeof manifest; } catch { return false; }
-  if (!Array.isArray(manifest) || manifest.length === 0) return false;
-  return manifest.every(([f, size, mtime]) => { try { const s = statSync(f); return s.size === size && s.mtimeMs === mtime; } catch { return false; } });
 }
 
 /** An up-to-date daemon bundle, if one exists (no build: a stat call per source, ~150). */
