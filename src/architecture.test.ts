@@ -20,6 +20,12 @@ const LAYER: Record<string, number> = {
 const ONLY_ERRORS = new Set(['fuse', 'launcher']);
 const ALWAYS_ALLOWED = new Set(['errors.ts']);
 const GENERIC_LAYER1 = new Set(['errors.ts', 'plumbing']);
+/**
+ * Computed specifiers the check is told the target of, by file and expression; it then checks that target like
+ * a literal. mount.ts computes its bundler's URL so that esbuild, bundling the daemon, does not bundle the
+ * bundler (and esbuild itself) into it.
+ */
+const COMPUTED_TARGETS: Record<string, string> = { 'cli/commands/mount.ts: MOUNTD_BUNDLE_MODULE': './mountd-bundle.js' };
 
 function srcRoot(): string {
   // Compiled tests run from <outDir>/architecture.test.js; the sources sit in ../src from the package root.
@@ -67,7 +73,11 @@ function violationsIn(root: string, file: string, text: string): string[] {
   const at = relative(root, file);
   const violations: string[] = [];
   for (const imp of importsOf(text)) {
-    if (imp.spec === undefined) { violations.push(`${at}: import(${imp.computed}) has a computed specifier the layer check cannot follow`); continue; }
+    if (imp.spec === undefined) {
+      const known = COMPUTED_TARGETS[`${at}: ${imp.computed}`];
+      if (known === undefined) { violations.push(`${at}: import(${imp.computed}) has a computed specifier the layer check cannot follow`); continue; }
+      imp.spec = known;
+    }
     if (!imp.spec.startsWith('.')) continue; // node: builtins and packages
     // A template's static prefix ("./commands/") names a directory; a placeholder file stands for the rest.
     const spec = imp.spec.endsWith('/') ? `${imp.spec}x.js` : imp.spec;
