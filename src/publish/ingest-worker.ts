@@ -1,12 +1,11 @@
 // Worker-thread body for worker-pool.ts: turn each task of a batch into stored objects. A small file
 // (or a range of a spool file) is read whole — it is at most a few MiB, content-ingest.ts streams the
 // rest — cut with the xor32 chunker when larger than the minimum chunk size, compressed, hashed and put
-// into the repository's FsStore through its ObjectWriter. A piece the main thread already cut is stored
-// as one object. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no state but the
-// open stores and a per-thread memory of contents it stored.
+// into the repository's FsStore (writeSync: temp file, then rename). A piece the main thread already
+// cut is stored as one object. Spec: cvmfs-format.md §1.3, §5. Runs only inside a worker; holds no
+// state but the open stores and a per-thread memory of contents it stored.
 import { parentPort } from 'node:worker_threads';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { compressZlib } from '../compress/zlib.js';
 import { hashBytes, objectKey, type ObjectSuffix } from '../hash/object-id.js';
@@ -16,44 +15,31 @@ import { isGridboxError } from '../errors.js';
 import type { IngestResult, IngestTask, TaskOutcome, WorkerReply, WorkerRequest } from './worker-pool.js';
 
 const stores = new Map<string, FsStore>();
-/** Objects this thread is storing: a duplicate met meanwhile waits for that write, not a second one. */
-const writing = new Map<string, Promise<void>>();
 /**
- * Content already stored (or being stored) by this thread, by a SHA-256 of the uncompressed piece; the
- * most recent SEEN_MAX only (oldest dropped first), so that memory does not grow with the number of files:
- * an older duplicate is compressed again and found in the store by existsSync.
+ * Content already stored by this thread, by a SHA-256 of the uncompressed piece; the most recent
+ * SEEN_MAX only (oldest dropped first), so that memory does not grow with the number of files: an older
+ * duplicate is compressed again and found in the store by existsSync.
  */
-const seen = new Map<string, { hex: string; key: string }>();
+const seen = new Map<string, string>();
 export const SEEN_MAX = 32_768;
 
-function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult, writes: Promise<void>[]): string {
+function storePiece(store: FsStore, task: IngestTask, piece: Uint8Array, suffix: ObjectSuffix, acc: IngestResult): string {
   // Same bytes, same settings → same object: skip compressing a duplicate (the pool sends files of one
   // size to one worker, so duplicates meet here). SHA-256, so crafted SHA-1 twins cannot alias.
   const contentKey = `${task.algorithm}:${task.compression}:${suffix}:${createHash('sha256').update(piece).digest('base64')}`;
   const known = seen.get(contentKey);
-  if (known !== undefined) {
-    const w = writing.get(known.key);
-    if (w !== undefined) writes.push(w);
-    return known.hex;
-  }
+  if (known !== undefined) return known;
   const stored = task.compression === 'zlib' ? compressZlib(piece) : piece;
   const id = hashBytes(task.algorithm, stored);
   const key = objectKey(id, suffix);
-  if (seen.size >= SEEN_MAX) seen.delete(seen.keys().next().value!);
-  seen.set(contentKey, { hex: id.hex, key });
-  const pendingWrite = writing.get(key);
-  if (pendingWrite !== undefined) writes.push(pendingWrite);
-  else if (!existsSync(store.pathOf(key))) {
-    // Written on the libuv pool, so that this thread compresses the next file while the file system creates this one.
-    const w = store.write(key, stored);
-    // Once settled, existsSync answers (a failed write is reported by the task that started it).
-    writing.set(key, w);
-    // A failed write must not stand for its content later.
-    w.then(() => { writing.delete(key); }, () => { writing.delete(key); seen.delete(contentKey); });
-    writes.push(w);
+  // Written before it is remembered: a failed write must not stand for its content later.
+  if (!existsSync(store.pathOf(key))) {
+    store.writeSync(key, stored);
     acc.objectsWritten++;
     acc.bytesWritten += stored.length;
   }
+  if (seen.size >= SEEN_MAX) seen.delete(seen.keys().next().value!);
+  seen.set(contentKey, id.hex);
   return id.hex;
 }
 
@@ -62,8 +48,7 @@ function sourceError(task: IngestTask, e: unknown): Error {
 }
 
 /** The task's bytes: in the message, a whole (small) file, or `length` bytes at `offset` of a spool file. */
-function readTask(task: IngestTask, prefetched?: Uint8Array): Uint8Array {
-  if (prefetched !== undefined) return prefetched;
+function readTask(task: IngestTask): Uint8Array {
   if (task.bytes !== undefined) return task.bytes;
   try {
     if (task.offset === undefined) return readFileSync(task.sourcePath!);
@@ -84,14 +69,14 @@ function readTask(task: IngestTask, prefetched?: Uint8Array): Uint8Array {
   }
 }
 
-/** Reads, cuts, compresses and hashes synchronously; the returned writes finish the stores. */
-function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[], prefetched?: Uint8Array): IngestResult {
+/** Reads, cuts, compresses, hashes and stores, all synchronously. */
+function ingest(task: IngestTask, srvDir: string): IngestResult {
   let store = stores.get(srvDir);
   if (store === undefined) stores.set(srvDir, (store = new FsStore(srvDir)));
-  const data = readTask(task, prefetched);
+  const data = readTask(task);
   const acc: IngestResult = { size: data.length, objectsWritten: 0, bytesWritten: 0 };
   if (task.piece !== undefined) {
-    acc.hex = storePiece(store, task, data, task.piece, acc, writes);
+    acc.hex = storePiece(store, task, data, task.piece, acc);
     return acc;
   }
   if (task.chunk !== undefined && data.length > task.chunk.min) {
@@ -102,13 +87,13 @@ function ingest(task: IngestTask, srvDir: string, writes: Promise<void>[], prefe
       acc.chunks = [];
       for (let i = 0; i < starts.length; i++) {
         const end = i + 1 < starts.length ? starts[i + 1] : data.length;
-        const hex = storePiece(store, task, data.subarray(starts[i], end), 'P', acc, writes);
+        const hex = storePiece(store, task, data.subarray(starts[i], end), 'P', acc);
         acc.chunks.push({ offset: starts[i], size: end - starts[i], hex });
       }
       return acc;
     }
   }
-  acc.hex = storePiece(store, task, data, '', acc, writes);
+  acc.hex = storePiece(store, task, data, '', acc);
   return acc;
 }
 
@@ -118,40 +103,18 @@ function failure(e: unknown): TaskOutcome {
 }
 
 parentPort!.on('message', (req: WorkerRequest) => {
-  // Compute now, in order; reply when this batch's objects are all in place. Meanwhile the next
-  // batch's message can already be handled.
-  // Whole small files are read on the libuv pool, all of the batch at once: on a cold page cache the
-  // reads wait for the disk side by side instead of one after another in this thread (measured at 10^5
-  // files: open+read took 34 s of a worker's 56 s when read synchronously).
-  const reads = req.tasks.map((t) => (t.bytes === undefined && t.sourcePath !== undefined && t.offset === undefined ? readFile(t.sourcePath) : undefined));
-  for (const r of reads) r?.catch(() => undefined); // awaited below
-  const done = req.tasks.map(async (task, i): Promise<TaskOutcome> => {
-    const writes: Promise<void>[] = [];
-    let result: IngestResult;
-    let prefetched: Uint8Array | undefined;
+  // Every task in order, in system calls made by this thread: a small file costs a few microseconds
+  // of reading and writing, less than the hops of async calls through the libuv pool (see
+  // FsStore.writeSync). The next batch's message waits in the port meanwhile (the pool keeps a few queued).
+  const outcomes = req.tasks.map((task): TaskOutcome => {
     try {
-      prefetched = await reads[i];
+      return { ok: true, result: ingest(task, req.srvDir) };
     } catch (e) {
-      return failure(sourceError(task, e));
-    }
-    try {
-      result = ingest(task, req.srvDir, writes, prefetched);
-    } catch (e) {
-      await Promise.allSettled(writes);
       return failure(e);
     }
-    try {
-      await Promise.all(writes);
-    } catch (e) {
-      await Promise.allSettled(writes);
-      return failure(e);
-    }
-    return { ok: true, result };
   });
-  void Promise.all(done).then((outcomes) => {
-    // Transferred piece buffers go back (their writes are done): the sender reuses them, so the pieces
-    // in flight are the only piece memory, whenever this thread's garbage collector runs.
-    const returned = req.tasks.map((t, i) => (t.transfer && t.bytes !== undefined && outcomes[i].ok ? t.bytes.buffer as ArrayBuffer : null));
-    parentPort!.postMessage({ seq: req.seq, outcomes, returned } satisfies WorkerReply, returned.filter((b): b is ArrayBuffer => b !== null));
-  });
+  // Transferred piece buffers go back (their writes are done): the sender reuses them, so the pieces
+  // in flight are the only piece memory, whenever this thread's garbage collector runs.
+  const returned = req.tasks.map((t, i) => (t.transfer && t.bytes !== undefined && outcomes[i].ok ? t.bytes.buffer as ArrayBuffer : null));
+  parentPort!.postMessage({ seq: req.seq, outcomes, returned } satisfies WorkerReply, returned.filter((b): b is ArrayBuffer => b !== null));
 });

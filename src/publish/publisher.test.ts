@@ -231,7 +231,8 @@ test('publish of an unreadable source file fails with PUBLISH_SOURCE and keeps t
     await publishDirectory(src, { layout, settings: SETTINGS });
     const manifest = readFileSync(layout.manifest);
     // Unreadable for a normal user; root reads any mode, so for root the file vanishes after the first
-    // pass of the walk (the second pass sees its directory changed and refuses to publish a mix).
+    // pass of the walk (the second pass works from the first pass's listing, and the file it names
+    // cannot be read; a directory listed again would be refused as changed).
     const bad = join(src, 'secret');
     writeFileSync(bad, 'secret');
     chmodSync(bad, 0);
@@ -239,12 +240,39 @@ test('publish of an unreadable source file fails with PUBLISH_SOURCE and keeps t
       layout, settings: SETTINGS,
       hooks: { point: (p) => { if (p === 'walked' && process.getuid?.() === 0) execFileSync('rm', ['-f', bad]); } },
     });
-    const why = process.getuid?.() === 0 ? 'changed during the publish' : 'secret';
-    await assert.rejects(r, (e: Error & { code?: string }) => e.code === 'PUBLISH_SOURCE' && e.message.includes(why));
+    await assert.rejects(r, (e: Error & { code?: string }) => e.code === 'PUBLISH_SOURCE' && e.message.includes('secret'));
     assert.ok(readFileSync(layout.manifest).equals(manifest), 'manifest unchanged');
     assert.equal((await readHead(layout)).revision, 2);
     execFileSync('rm', ['-f', bad]);
     assert.equal((await publishDirectory(src, { layout, settings: SETTINGS })).revision, 3, 'the next publish succeeds');
+  });
+});
+
+test('the second pass publishes what the first saw: from kept listings, or from listings taken again and refused when changed', async () => {
+  await withTempDir(async (dir) => {
+    const src = join(dir, 'src');
+    makeTree(src, 200, 1 << 20);
+    const publishWith = async (name: string, listingCacheEntries: number | undefined, hooks = {}) => {
+      const layout = repoLayout(join(dir, name), FQRN);
+      await createRepository(layout, SETTINGS);
+      await publishDirectory(src, { layout, settings: SETTINGS, listingCacheEntries, hooks });
+      return { layout, rows: await readBack(layout, dir) };
+    };
+    // Every listing kept, none, and a budget that keeps some directories and lists the others again: the same rows.
+    const all = await publishWith('all', undefined);
+    for (const [name, budget] of [['none', 0], ['some', 40]] as const) {
+      const other = await publishWith(name, budget);
+      assert.deepEqual(new Set(other.rows.keys()), new Set(all.rows.keys()), name);
+      for (const [p, r] of all.rows) assert.deepEqual(other.rows.get(p), r, `${name}: ${p}`);
+      await checkRepository(other.layout);
+    }
+    // A file added after the first pass: not published from kept listings; refused when listed again.
+    const late = join(src, 'many', 'g5', 'late');
+    const addLate = { point: (p: string) => { if (p === 'walked') writeFileSync(late, 'late'); } };
+    const kept = await publishWith('kept', undefined, addLate);
+    assert.equal(kept.rows.has('/many/g5/late'), false);
+    execFileSync('rm', ['-f', late]);
+    await assert.rejects(publishWith('relisted', 0, addLate), (e: Error & { code?: string }) => e.code === 'PUBLISH_SOURCE' && e.message.includes('changed during the publish'));
   });
 });
 

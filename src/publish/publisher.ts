@@ -30,6 +30,11 @@ export interface PublishOptions {
   /** Read xattrs from the source directory (default "auto"). */
   xattrs?: boolean | 'auto';
   hooks?: PublishHooks;
+  /**
+   * Whole-repository publish: directory entries the first pass keeps for the second, at most (default
+   * listing-cache.ts's LISTING_CACHE_ENTRIES; 0 lists every directory twice).
+   */
+  listingCacheEntries?: number;
 }
 
 /** A new entry for the transaction, repository-relative to the `at` path, with its content source. */
@@ -63,7 +68,7 @@ async function publishWholeTree(sourceDir: string, opts: PublishOptions): Promis
   let record: Omit<LastWalk, 'rootId'> | undefined;
   let restamped = false;
   const result = await runTransaction({ ...opts, timing: ['GRIDBOX_PUBLISH_TIMING', 'publish'] }, async (ctx) => {
-    const out = await produceStreaming(ctx, sourceDir, last, { xattrs: opts.xattrs, tag: opts.tag, tagDescription: opts.tagDescription });
+    const out = await produceStreaming(ctx, sourceDir, last, { xattrs: opts.xattrs, tag: opts.tag, tagDescription: opts.tagDescription, listingCacheEntries: opts.listingCacheEntries });
     record = out.record;
     restamped = out.plan.kind === 'restamp';
     return out.plan;

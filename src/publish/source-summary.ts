@@ -1,7 +1,8 @@
 // The streaming publisher's first pass over a source directory: one lstat walk that keeps, per
 // DIRECTORY only, a digest of its own metadata and its children's (names, types, modes, owners, sizes,
 // mtimes, link targets, devices, hard-link groups, xattrs), its subdirectories and its count of other
-// entries. Memory grows with the number of directories, never with files. From it come the catalog plan
+// entries. Memory grows with the number of directories, never with files (the listings it also keeps
+// for the second pass are bounded by listing-cache.ts's budget). From it come the catalog plan
 // (markers, dirtab, autocatalog weights) and each catalog's fingerprint, which says whether the previous
 // revision's catalog at the same mountpoint can be kept without reading its rows.
 import { createHash } from 'node:crypto';
@@ -10,6 +11,7 @@ import { GridboxError, q } from '../errors.js';
 import { parentPath, type Entry } from '../fstree/entry.js';
 import { describeEntry, listDirectory, type WalkedEntry } from '../fstree/walk.js';
 import type { PlanTree } from './catalog-plan.js';
+import { ListingCache } from './listing-cache.js';
 import { toRepoPath } from './tree.js';
 
 export interface DirNode {
@@ -37,6 +39,8 @@ export interface SourceSummary {
   bytes: number;
   /** Text of a `.cvmfsdirtab` at the top of the source. */
   dirtab?: string;
+  /** Listings kept for the second pass, by repository path (as many as its budget allows). */
+  listings: ListingCache;
 }
 
 /** One child's share of its directory's digest: everything a catalog row takes from the walk. */
@@ -62,16 +66,20 @@ export function dirDigest(self: Entry, kids: readonly WalkedEntry[]): string {
   return h.digest('base64');
 }
 
-/** Walks `sourceDir` (absolute) once. Throws PUBLISH_SOURCE when its root is not a directory or cannot be read. */
-export function summarizeSource(sourceDir: string, fqrn: string): SourceSummary {
+/**
+ * Walks `sourceDir` (absolute) once, keeping listings in `listings` while they fit. Throws
+ * PUBLISH_SOURCE when its root is not a directory or cannot be read.
+ */
+export function summarizeSource(sourceDir: string, fqrn: string, listings = new ListingCache()): SourceSummary {
   const { entry: rootEntry } = describeEntry('', sourceDir);
   if (rootEntry.type !== 'dir') throw new GridboxError('PUBLISH_SOURCE', `Cannot publish ${q(fqrn)}: the source root is not a directory`, { path: sourceDir });
   const byPath = new Map<string, DirNode>();
-  const s: Omit<SourceSummary, 'root'> = { rootEntry, byPath, files: 0, bytes: 0 };
-  // Describes one directory; returns its subdirectories still to visit (the listing itself is dropped).
+  const s: Omit<SourceSummary, 'root'> = { rootEntry, byPath, files: 0, bytes: 0, listings };
+  // Describes one directory; returns its subdirectories still to visit (the listing is kept if it fits).
   const describe = (node: DirNode, self: Entry, abs: string, rel: string): WalkedEntry[] => {
     const kids = listDirectory(abs, rel);
     node.hash = node.walkHash = dirDigest(self, kids);
+    listings.keep(node.path, abs, kids);
     const sub: WalkedEntry[] = [];
     for (const k of kids) {
       const e = k.entry;

@@ -7,7 +7,8 @@
 // its content is stored. Unchanged files keep their objects (looked up per directory in the previous
 // revision, read catalog by catalog); a catalog whose fingerprint equals the one recorded for the served
 // revision is kept without reading or walking it. Held at any time: the directory summary, the listings
-// on the current path, the window, and the catalogs being written.
+// on the current path, the window, the catalogs being written, and the first pass's listings not yet
+// consumed (listing-cache.ts: bounded by an entry budget; a directory past it is listed again here).
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CatalogStreamWriter } from '../catalog/catalog-writer.js';
@@ -19,6 +20,7 @@ import { formatObjectId, parseObjectId, type ObjectId } from '../hash/object-id.
 import { writeObject } from '../store/object-io.js';
 import { matchDirtab, planCatalogs } from './catalog-plan.js';
 import type { StoredContent } from './content-ingest.js';
+import { ListingCache } from './listing-cache.js';
 import { OldRevision, type OldCatalogInfo } from './old-revision.js';
 import type { RepoSettings } from './repo-layout.js';
 import { catalogShapes, dirDigest, foldXattrs, planTreeOf, summarizeSource, type CatalogShape, type DirNode, type SourceSummary } from './source-summary.js';
@@ -43,14 +45,14 @@ export interface StreamOutcome {
 }
 
 /** Produces the transaction's plan for publishing `sourceDir` as the whole repository. */
-export async function produceStreaming(ctx: TransactionContext, sourceDirIn: string, last: LastWalk | undefined, opts: { xattrs?: boolean | 'auto'; tag?: string; tagDescription?: string }): Promise<StreamOutcome> {
+export async function produceStreaming(ctx: TransactionContext, sourceDirIn: string, last: LastWalk | undefined, opts: { xattrs?: boolean | 'auto'; tag?: string; tagDescription?: string; listingCacheEntries?: number }): Promise<StreamOutcome> {
   const { settings, hooks, timer, head, store, tmpDir } = ctx;
   const sourceDir = resolve(sourceDirIn);
   const wantXattrs = opts.xattrs ?? 'auto';
   // getfattr walks the tree in its own process meanwhile; only entries with attributes are kept.
   const xattrsP = wantXattrs === false ? undefined : readXattrs(sourceDir, wantXattrs === true);
   xattrsP?.catch(() => undefined);
-  const summary = summarizeSource(sourceDir, ctx.layout.fqrn);
+  const summary = summarizeSource(sourceDir, ctx.layout.fqrn, new ListingCache(opts.listingCacheEntries));
   const xattrs = (await xattrsP) ?? new Map<string, Record<string, Buffer>>();
   foldXattrs(summary, sourceDir, xattrs);
   timer.mark('walk');
@@ -148,7 +150,9 @@ class StreamBuilder {
     try {
       return await this.catalog(this.summary.root, this.summary.rootEntry, sourceDir, undefined);
     } catch (e) {
-      // Nothing left running behind the error: every content handed over has settled.
+      // Nothing left running behind the error: every content handed over has settled (the partly
+      // filled batches are sent first, or their promises would never settle).
+      this.ctx.ingest.flush();
       await Promise.allSettled(this.window.slice(this.head).map((r) => r.wait));
       for (const w of this.writers) w.abort();
       throw e;
@@ -175,7 +179,7 @@ class StreamBuilder {
     this.writers.add(writer);
     const cat: OpenCatalog = { mount: m, writer, file, nested: [], nextGroup: 1 };
     try {
-      const kids = listed ?? listDirectory(abs, self.path);
+      const kids = listed ?? this.list(self, abs);
       this.push(cat, { path: m, entry: this.withXattrs(self, abs), compression: 'zlib', hardlinkGroup: 0, linkcount: 2 + subdirs(kids), ...(m !== '' ? { nestedRoot: true } : {}) });
       await this.dir(cat, self, kids);
       if (m === '') {
@@ -205,6 +209,7 @@ class StreamBuilder {
     const stack = [node];
     while (stack.length > 0) {
       const d = stack.pop()!;
+      this.summary.listings.drop(d.path); // not walked again
       if (this.mounts.has(d.path)) {
         this.records[d.path] = this.known[d.path];
         this.report.catalogsReused++;
@@ -214,15 +219,27 @@ class StreamBuilder {
     }
   }
 
-  /** Rows for the children of `dirPath` (listed as `kids`), and their subtrees, into `cat`. */
-  private async dir(cat: OpenCatalog, self: Entry, kids: WalkedEntry[]): Promise<void> {
-    const { settings, ingest } = this.ctx;
+  /**
+   * The children of directory `self` (at `abs`): as the first pass kept them, or listed again — and
+   * then checked against the first pass's digest: the plan and the fingerprints come from the first
+   * pass, and a directory that changed since would be published under a fingerprint that does not
+   * describe it.
+   */
+  private list(self: Entry, abs: string): WalkedEntry[] {
     const dirPath = toRepoPath(self.path);
-    // The plan and the fingerprints come from the first pass: a directory that changed since would be
-    // published under a fingerprint that does not describe it.
+    const kept = this.summary.listings.take(dirPath);
+    if (kept !== undefined) return kept;
+    const kids = listDirectory(abs, self.path);
     if (this.summary.byPath.get(dirPath)?.walkHash !== dirDigest(self, kids)) {
       throw new GridboxError('PUBLISH_SOURCE', `Cannot publish ${q(this.ctx.layout.fqrn)}: the source directory ${q(dirPath === '' ? '/' : dirPath)} changed during the publish (entries added, removed or modified between the two passes); publish again`, { path: dirPath });
     }
+    return kids;
+  }
+
+  /** Rows for the children of `self` (listed as `kids`), and their subtrees, into `cat`. */
+  private async dir(cat: OpenCatalog, self: Entry, kids: WalkedEntry[]): Promise<void> {
+    const { settings, ingest } = this.ctx;
+    const dirPath = toRepoPath(self.path);
     const oldRows = await this.old.listing(dirPath);
     let groups: Map<string, { g: number; n: number }> | undefined;
     for (const k of kids) {
@@ -241,13 +258,13 @@ class StreamBuilder {
         const node = this.summary.byPath.get(path);
         if (node !== undefined && this.mounts.has(path)) {
           // The child catalog's mountpoint: a stub row here, the same directory as the child's root row.
-          const sub = this.kept.has(path) ? undefined : listDirectory(k.sourcePath, e.path);
+          const sub = this.kept.has(path) ? undefined : this.list(e, k.sourcePath);
           this.push(cat, { path, entry: e, compression: 'zlib', hardlinkGroup: 0, linkcount: 2 + (sub === undefined ? node.dirs.length : subdirs(sub)), nestedMountpoint: true });
           const b = await this.catalog(node, e, k.sourcePath, sub);
           cat.nested.push({ path, id: b.id, size: b.size, counters: b.counters });
           continue;
         }
-        const sub = listDirectory(k.sourcePath, e.path);
+        const sub = this.list(e, k.sourcePath);
         this.push(cat, { path, entry: e, compression: 'zlib', hardlinkGroup: 0, linkcount: 2 + subdirs(sub) });
         kids[i] = undefined as unknown as WalkedEntry; // done with it: deep walks hold only what is left
         await this.dir(cat, e, sub);

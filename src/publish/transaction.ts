@@ -126,6 +126,8 @@ export async function runTransaction(opts: TransactionOptions, produce: (ctx: Tr
     report.bytesWritten = ingest.stats.bytesWritten;
     if (plan.kind === 'restamp') {
       await commitRestamped(ctx, plan.report, plan.tag, plan.tagDescription);
+      timer.mark('commit');
+      timer.done(`revision ${report.revision} restamped`);
       return { report, catalogs: report.catalogsWritten + report.catalogsReused };
     }
     if (plan.kind === 'built') {
@@ -134,6 +136,7 @@ export async function runTransaction(opts: TransactionOptions, produce: (ctx: Tr
         tag: plan.tag, tagDescription: plan.tagDescription, tmpDir, point: hooks.point,
       });
       timer.mark('commit');
+      timer.done(`revision ${report.revision}, ${report.files} files`);
       return { report, catalogs: report.catalogsWritten + report.catalogsReused };
     }
     hooks.point?.('objects-done');
@@ -142,6 +145,7 @@ export async function runTransaction(opts: TransactionOptions, produce: (ctx: Tr
       tag: plan.tag, tagDescription: plan.tagDescription, hooks, timer, report,
     });
     timer.mark('commit');
+    timer.done(`revision ${report.revision}, ${report.files} files`);
     return { report, catalogs: built.size };
   } finally {
     if (pool !== undefined) await pool.close();

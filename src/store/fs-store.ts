@@ -1,7 +1,7 @@
 // ObjectStore over a repository's public directory: objects at <srvRepoDir>/data/XX/rest, written to
 // data/txn/ first and renamed into place, so a reader never sees a partial object. Spec: cvmfs-format.md §1.1.
 // Knows nothing of hashing or compression (object-io.ts does that).
-import { close, fsync, mkdir as mkdirCb, open as openCb, rename as renameCb, unlink as unlinkCb, write as writeCb } from 'node:fs';
+import { close, closeSync, fsync, fsyncSync, mkdir as mkdirCb, mkdirSync, open as openCb, openSync, rename as renameCb, renameSync, unlink as unlinkCb, unlinkSync, write as writeCb, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -92,6 +92,46 @@ export class FsStore implements ObjectStore {
     } catch (e) {
       await w.abort();
       throw e;
+    }
+  }
+
+  /**
+   * `write` in system calls made by the calling thread (temp file, then rename; the same crash safety).
+   * For the publisher's worker threads, which create tens of thousands of small objects: each async call
+   * is a hop through the libuv pool and back (futex wake-ups, an event loop turn), and the hops cost
+   * more CPU than creating a small file (measured: 270k futex calls for 42k files, the pool threads 15%
+   * of the publish's CPU). Throws STORE_IO naming the object and path.
+   */
+  writeSync(key: string, bytes: Uint8Array): void {
+    const path = this.pathOf(key);
+    const txnDir = join(this.dataDir, 'txn');
+    const tmp = join(txnDir, `${key.slice(0, 12)}.tmp.${process.pid}.${threadId}.${tempSeq++}`);
+    let fd: number | undefined;
+    try {
+      try {
+        fd = openSync(tmp, 'wx', 0o644);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(txnDir, { recursive: true });
+        fd = openSync(tmp, 'wx', 0o644);
+      }
+      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, bytes.length - off);
+      if (this.opts.fsync) fsyncSync(fd);
+      const f = fd;
+      fd = undefined;
+      closeSync(f);
+      // Renaming over an existing object is harmless: same key, same bytes (content-addressed).
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(join(this.dataDir, key.slice(0, 2)), { recursive: true });
+        renameSync(tmp, path);
+      }
+    } catch (e) {
+      if (fd !== undefined) try { closeSync(fd); } catch { /* already failing */ }
+      try { unlinkSync(tmp); } catch { /* never created, or renamed */ }
+      throw new GridboxError('STORE_IO', `Cannot store object ${q(key)} at ${q(path)}: ${(e as Error)?.message ?? e}`, { objectId: key, path, cause: e });
     }
   }
 

@@ -181,6 +181,32 @@ test('FsStore that cannot write fails with STORE_IO naming the object and its pa
   }
 });
 
+test('FsStore.writeSync stores through a temp file like write, creates missing dirs, and fails with STORE_IO leaving no temp', async () => {
+  const dir = await makeTempDir();
+  try {
+    const srv = join(dir, 'srv');
+    const store = await FsStore.create(srv);
+    const key = objectKey(hashBytes('sha1', Buffer.from('sync')));
+    // A fan-out dir that went missing is created again.
+    await rm(join(srv, 'data', key.slice(0, 2)), { recursive: true });
+    store.writeSync(key, Buffer.from('sync'));
+    assert.deepEqual(await store.get(key), Buffer.from('sync'));
+    store.writeSync(key, Buffer.from('sync')); // over itself: harmless
+    assert.deepEqual(await readdir(join(srv, 'data', 'txn')), []);
+    // data/<xx> a file, not a directory: the rename fails (for root too).
+    const other = objectKey(hashBytes('sha1', Buffer.from('other')));
+    await rm(join(srv, 'data', other.slice(0, 2)), { recursive: true, force: true });
+    await writeFile(join(srv, 'data', other.slice(0, 2)), '');
+    assert.throws(() => store.writeSync(other, Buffer.from('other')), rejectsWith('STORE_IO', (e) => {
+      assert.ok(e.message.includes(other), e.message);
+      assert.equal(e.fields.path, store.pathOf(other));
+    }));
+    assert.deepEqual(await readdir(join(srv, 'data', 'txn')), [], 'the temp file is removed');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('FsStore.removeDeadTemps removes temp files of dead writers only', async () => {
   const dir = await makeTempDir();
   try {
