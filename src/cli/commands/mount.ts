@@ -88,7 +88,8 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (userns) args.push('--in-userns');
   // The daemon starts from its CommonJS bundle when there is one (a stale bundle runs main.js itself);
   // otherwise from main.js. Whether the bundle is up to date is checked while the daemon boots, and a missing
-  // or stale one is built once this mount is ready (its user is not kept waiting on esbuild).
+  // or stale one is built once this mount is ready: the mount already serves, only this command's return waits
+  // on esbuild, once per install or upgrade.
   const bundles = (await import(MOUNTD_BUNDLE_MODULE)) as MountdBundles;
   const bundle = bundles.existingMountdBundle(dir);
   const script = bundle ?? mainScript();
