@@ -13,6 +13,11 @@ import type { ObjectStore, ObjectWriter } from './object-store.js';
 const TEMP_RE = /\.tmp\.(\d+)\./;
 let tempSeq = 0;
 
+/** A temp name in data/txn/ for an object being written: its key's start, then pid, thread and a sequence number. */
+function txnTempPath(txnDir: string, hint: string): string {
+  return join(txnDir, `${hint.slice(0, 12)}.tmp.${process.pid}.${threadId}.${tempSeq++}`);
+}
+
 /** The pid that owns a temp file in data/txn/ (undefined for foreign names). */
 export function tempFileOwner(name: string): number | undefined {
   const m = TEMP_RE.exec(name);
@@ -105,7 +110,7 @@ export class FsStore implements ObjectStore {
   writeSync(key: string, bytes: Uint8Array): void {
     const path = this.pathOf(key);
     const txnDir = join(this.dataDir, 'txn');
-    const tmp = join(txnDir, `${key.slice(0, 12)}.tmp.${process.pid}.${threadId}.${tempSeq++}`);
+    const tmp = txnTempPath(txnDir, key);
     let fd: number | undefined;
     try {
       try {
@@ -131,14 +136,14 @@ export class FsStore implements ObjectStore {
     } catch (e) {
       if (fd !== undefined) try { closeSync(fd); } catch { /* already failing */ }
       try { unlinkSync(tmp); } catch { /* never created, or renamed */ }
-      throw new GridboxError('STORE_IO', `Cannot store object ${q(key)} at ${q(path)}: ${(e as Error)?.message ?? e}`, { objectId: key, path, cause: e });
+      throw this.ioError('store', key, e);
     }
   }
 
   openWriter(keyHint?: string): ObjectWriter {
     if (keyHint !== undefined) this.pathOf(keyHint);
     const txnDir = join(this.dataDir, 'txn');
-    const tmp = join(txnDir, `${(keyHint ?? 'new').slice(0, 12)}.tmp.${process.pid}.${threadId}.${tempSeq++}`);
+    const tmp = txnTempPath(txnDir, keyHint ?? 'new');
     let fd: number | undefined;
     let finished = false;
     const fail = (action: string, key: string | undefined, e: unknown): GridboxError => {
