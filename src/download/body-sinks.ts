@@ -3,7 +3,8 @@
 // backpressure all the way, so memory stays bounded whatever the object's size (spec §1.3, §7.5);
 // fileSink only collects (manifests, whitelists: small and capped).
 // Nothing a sink returns has failed verification: finish() aborts the output and throws instead.
-import { createInflate, type Inflate } from 'node:zlib';
+import { constants as bufferConstants } from 'node:buffer';
+import { createInflate, inflateSync, type Inflate } from 'node:zlib';
 import { GridboxError, q } from '../errors.js';
 import { createContentHash, formatObjectId, type ObjectId } from '../hash/object-id.js';
 import type { BodySink } from './transfer.js';
@@ -23,6 +24,14 @@ export interface ObjectOutput {
 
 /** Inflater output piece size: fewer, larger writes than zlib's 16 KiB default. */
 const INFLATE_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Compressed bodies up to this size are held whole and inflated in one synchronous call once their hash has
+ * checked out, instead of through a zlib stream: most objects of an image start are a few KiB, and a stream
+ * per object (its setup, a threadpool hop per write, events) cost more than the inflating itself. Bounded:
+ * this much per download in flight; a larger body switches to the stream at the piece that passes it.
+ */
+export const SMALL_BODY_BYTES = 64 * 1024;
 
 /** An ObjectOutput in memory, for small objects (certificates) and callers that want a Buffer. */
 export class MemoryOutput implements ObjectOutput {
@@ -76,7 +85,10 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
     if (outBytes > limit) { overflow = true; inflate?.destroy(); return; }
     return out.write(c);
   };
-  if (compression === 'zlib') {
+  /** A zlib body's raw pieces while it is still small (undefined once streaming, or when not compressed). */
+  let held: Buffer[] | undefined = compression === 'zlib' ? [] : undefined;
+  let heldBytes = 0;
+  const startInflate = (): Inflate => {
     const z = createInflate({ chunkSize: INFLATE_CHUNK_BYTES });
     inflate = z;
     z.on('data', (c: Buffer) => {
@@ -89,7 +101,25 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
       }
     });
     z.on('error', (e) => { inflateError ??= e; });
-  }
+    return z;
+  };
+  /** The small-body path: called only after the hash matched, so a corrupt body is never inflated. */
+  const inflateHeld = async (parts: Buffer[]): Promise<void> => {
+    const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts, heldBytes);
+    let plain: Buffer;
+    try {
+      // One byte past the limit is enough to tell an overflow; a bomb stops there instead of filling memory.
+      plain = inflateSync(raw, { maxOutputLength: Math.min(limit + 1, bufferConstants.MAX_LENGTH) });
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') overflow = true;
+      else inflateError = e as Error;
+      return;
+    }
+    for (let at = 0; at < plain.length && !overflow && failed === undefined; at += INFLATE_CHUNK_BYTES) {
+      const r = emit(plain.subarray(at, at + INFLATE_CHUNK_BYTES));
+      if (r instanceof Promise) await r.catch(fail);
+    }
+  };
   const ended = (): Promise<void> => new Promise((resolve) => {
     const z = inflate;
     if (z === undefined || z.destroyed || z.readableEnded) return resolve();
@@ -106,6 +136,20 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
   return {
     async write(chunk) {
       hash.update(chunk);
+      if (held !== undefined) {
+        held.push(chunk);
+        heldBytes += chunk.length;
+        if (heldBytes <= SMALL_BODY_BYTES) return;
+        // Too large to hold: from here on it streams, starting with what was held.
+        const parts = held;
+        held = undefined;
+        const z = startInflate();
+        for (const p of parts) {
+          if (overflow || failed !== undefined || z.destroyed) return;
+          if (!z.write(p)) await writable(z);
+        }
+        return;
+      }
       if (inflate === undefined) {
         const r = emit(chunk);
         if (r instanceof Promise) await r.catch(fail);
@@ -126,6 +170,11 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
         // The hash decides first: a corrupt body is a hash mismatch, whatever the inflater made of it.
         if (got !== id.hex) {
           throw new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(label)}: content hash is ${q(got)}`, { objectId: formatObjectId(id) });
+        }
+        if (held !== undefined) {
+          const parts = held;
+          held = undefined;
+          await inflateHeld(parts);
         }
         if (overflow) {
           throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: decompressed size exceeds ${limit} bytes`, { objectId: formatObjectId(id) });
