@@ -3,8 +3,7 @@
 // exist, and stops at MAX_BYTES_FACTOR × the recorded bytes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
-import { makeTempDir } from '../testing/tmp.js';
+import { withTempDir } from '../testing/tmp.js';
 import type { Client, ClientNode } from '../client/index.js';
 import { createStartProfiler, imageOf, MAX_BYTES_FACTOR, parseProfile } from './start-profile.js';
 
@@ -46,124 +45,99 @@ test('imageOf names synced images by digest directory, other paths by their top 
   assert.equal(imageOf('/top.txt'), '/');
 });
 
-test('a start is recorded once per image and replayed through the client on the next start; missing files are skipped', async () => {
-  const dir = await makeTempDir('gridbox-profile-');
-  try {
-    const img = '/.images/ab/abcdef';
-    const first = fakeClient({});
-    const rec = createStartProfiler({ dir, client: first.client, windowMs: 60_000 });
-    rec.onOpen(`${img}/bin/sh`, 100);
-    rec.onOpen(`${img}/lib/libc.so`, 200);
-    rec.onOpen(`${img}/gone`, 50);
-    rec.onOpen('/other/file', 10);
-    await settle();
-    await rec.flush();
-    assert.equal(rec.stats().recorded, 2, 'one profile per image');
+test('a start is recorded once per image and replayed through the client on the next start; missing files are skipped', () => withTempDir(async (dir) => {
+  const img = '/.images/ab/abcdef';
+  const first = fakeClient({});
+  const rec = createStartProfiler({ dir, client: first.client, windowMs: 60_000 });
+  rec.onOpen(`${img}/bin/sh`, 100);
+  rec.onOpen(`${img}/lib/libc.so`, 200);
+  rec.onOpen(`${img}/gone`, 50);
+  rec.onOpen('/other/file', 10);
+  await settle();
+  await rec.flush();
+  assert.equal(rec.stats().recorded, 2, 'one profile per image');
 
-    // Next mount: the image changed a little (one file gone); the first open of the image starts the replay.
-    const next = fakeClient({ [`${img}/bin/sh`]: 100, [`${img}/lib/libc.so`]: 200 });
-    const again = createStartProfiler({ dir, client: next.client });
-    again.onOpen(`${img}/bin/sh`, 100);
-    await until(() => again.stats().replayed + again.stats().skipped === 3, 'the replay');
-    assert.deepEqual(next.opened.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`]);
-    assert.deepEqual({ ...again.stats(), recorded: 0 }, { recorded: 0, replayed: 2, replayedBytes: 300, skipped: 1 });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  // Next mount: the image changed a little (one file gone); the first open of the image starts the replay.
+  const next = fakeClient({ [`${img}/bin/sh`]: 100, [`${img}/lib/libc.so`]: 200 });
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onOpen(`${img}/bin/sh`, 100);
+  await until(() => again.stats().replayed + again.stats().skipped === 3, 'the replay');
+  assert.deepEqual(next.opened.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`]);
+  assert.deepEqual({ ...again.stats(), recorded: 0 }, { recorded: 0, replayed: 2, replayedBytes: 300, skipped: 1 });
+}, 'gridbox-profile-'));
 
-test('a replay stops at the byte bound even when the files grew', async () => {
-  const dir = await makeTempDir('gridbox-profile-');
-  try {
-    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
-    for (let i = 0; i < 10; i++) rec.onOpen(`/img/f${i}`, 100);
-    await settle();
-    await rec.flush();
-    // Every file is now 10× bigger: only MAX_BYTES_FACTOR × 1000 bytes may be fetched.
-    const sizes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`/img/f${i}`, 1000]));
-    const next = fakeClient(sizes);
-    const again = createStartProfiler({ dir, client: next.client });
-    again.onOpen('/img/f0', 1000);
-    await until(() => next.opened.length >= 1, 'the replay');
-    await settle();
-    assert.ok(again.stats().replayedBytes <= MAX_BYTES_FACTOR * 1000, JSON.stringify(again.stats()));
-    assert.ok(next.opened.length >= 1);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test('a replay stops at the byte bound even when the files grew', () => withTempDir(async (dir) => {
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  for (let i = 0; i < 10; i++) rec.onOpen(`/img/f${i}`, 100);
+  await settle();
+  await rec.flush();
+  // Every file is now 10× bigger: only MAX_BYTES_FACTOR × 1000 bytes may be fetched.
+  const sizes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`/img/f${i}`, 1000]));
+  const next = fakeClient(sizes);
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onOpen('/img/f0', 1000);
+  await until(() => next.opened.length >= 1, 'the replay');
+  await settle();
+  assert.ok(again.stats().replayedBytes <= MAX_BYTES_FACTOR * 1000, JSON.stringify(again.stats()));
+  assert.ok(next.opened.length >= 1);
+}, 'gridbox-profile-'));
 
-test('a damaged profile is ignored and rewritten by the next start', async () => {
-  const dir = await makeTempDir('gridbox-profile-');
-  try {
-    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
-    rec.onOpen('/img/a', 1);
-    await rec.flush();
-    const { readdir, writeFile } = await import('node:fs/promises');
-    const [f] = await readdir(dir);
-    await writeFile(`${dir}/${f}`, '{not json');
-    const next = fakeClient({ '/img/a': 1 });
-    const again = createStartProfiler({ dir, client: next.client, windowMs: 60_000 });
-    again.onOpen('/img/a', 1);
-    await settle();
-    await again.flush();
-    assert.deepEqual(next.opened, []);
-    assert.equal(again.stats().recorded, 1);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test('a damaged profile is ignored and rewritten by the next start', () => withTempDir(async (dir) => {
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  rec.onOpen('/img/a', 1);
+  await rec.flush();
+  const { readdir, writeFile } = await import('node:fs/promises');
+  const [f] = await readdir(dir);
+  await writeFile(`${dir}/${f}`, '{not json');
+  const next = fakeClient({ '/img/a': 1 });
+  const again = createStartProfiler({ dir, client: next.client, windowMs: 60_000 });
+  again.onOpen('/img/a', 1);
+  await settle();
+  await again.flush();
+  assert.deepEqual(next.opened, []);
+  assert.equal(again.stats().recorded, 1);
+}, 'gridbox-profile-'));
 
-test('the replay starts at the first lookup inside an image, before anything is read; lookups of image roots and above start nothing', async () => {
-  const dir = await makeTempDir('gridbox-profile-');
-  try {
-    const img = '/.images/ab/abcdef';
-    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
-    rec.onOpen(`${img}/bin/sh`, 100);
-    rec.onOpen('/.images/stray', 1); // a profile of the pseudo-image "/.images": a lookup of /.images/ab must not start it
-    await rec.flush();
-    const next = fakeClient({ [`${img}/bin/sh`]: 100, '/.images/stray': 1 });
-    const again = createStartProfiler({ dir, client: next.client });
-    again.onLookup('/.images');
-    again.onLookup('/.images/ab');
-    again.onLookup(img); // the image root itself: a stat of it (a pilot checking its images) starts nothing
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(next.opened, []);
-    again.onLookup(`${img}/etc`);
-    await until(() => next.opened.length > 0, 'the replay');
-    await settle();
-    assert.deepEqual(next.opened, [`${img}/bin/sh`], 'replayed with no open at all, and only the image looked into');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test('the replay starts at the first lookup inside an image, before anything is read; lookups of image roots and above start nothing', () => withTempDir(async (dir) => {
+  const img = '/.images/ab/abcdef';
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  rec.onOpen(`${img}/bin/sh`, 100);
+  rec.onOpen('/.images/stray', 1); // a profile of the pseudo-image "/.images": a lookup of /.images/ab must not start it
+  await rec.flush();
+  const next = fakeClient({ [`${img}/bin/sh`]: 100, '/.images/stray': 1 });
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onLookup('/.images');
+  again.onLookup('/.images/ab');
+  again.onLookup(img); // the image root itself: a stat of it (a pilot checking its images) starts nothing
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(next.opened, []);
+  again.onLookup(`${img}/etc`);
+  await until(() => next.opened.length > 0, 'the replay');
+  await settle();
+  assert.deepEqual(next.opened, [`${img}/bin/sh`], 'replayed with no open at all, and only the image looked into');
+}, 'gridbox-profile-'));
 
-test('chunked files replay only the chunks the start read, and recorded catalogs are loaded first', async () => {
-  const dir = await makeTempDir('gridbox-profile-');
-  try {
-    const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
-    rec.onChunk('/sw/lib/big.so', 0, 10, '/sw/lib');
-    rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib');
-    rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib'); // the same chunk again counts once
-    rec.onOpen('/sw/bin/tool', 5, '/sw');
-    await rec.flush();
-    const { readdir, readFile } = await import('node:fs/promises');
-    const [f] = await readdir(dir);
-    const stored = JSON.parse(await readFile(`${dir}/${f}`, 'utf8')) as { bytes: number; catalogs: string[] };
-    assert.equal(stored.bytes, 25);
-    assert.deepEqual(stored.catalogs.sort(), ['/sw', '/sw/lib']);
+test('chunked files replay only the chunks the start read, and recorded catalogs are loaded first', () => withTempDir(async (dir) => {
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  rec.onChunk('/sw/lib/big.so', 0, 10, '/sw/lib');
+  rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib');
+  rec.onChunk('/sw/lib/big.so', 2, 10, '/sw/lib'); // the same chunk again counts once
+  rec.onOpen('/sw/bin/tool', 5, '/sw');
+  await rec.flush();
+  const { readdir, readFile } = await import('node:fs/promises');
+  const [f] = await readdir(dir);
+  const stored = JSON.parse(await readFile(`${dir}/${f}`, 'utf8')) as { bytes: number; catalogs: string[] };
+  assert.equal(stored.bytes, 25);
+  assert.deepEqual(stored.catalogs.sort(), ['/sw', '/sw/lib']);
 
-    const next = fakeClient({ '/sw/bin/tool': 5 }, { '/sw/lib/big.so': [10, 10, 10, 10] });
-    const again = createStartProfiler({ dir, client: next.client });
-    again.onLookup('/sw/bin');
-    await until(() => again.stats().replayed + again.stats().skipped === 2, 'the replay');
-    assert.deepEqual(next.looked.slice(0, 2).sort(), ['/sw', '/sw/lib'], 'catalog mountpoints are looked up before the files');
-    assert.deepEqual(next.reads.sort(), ['/sw/lib/big.so@0', '/sw/lib/big.so@20']);
-    assert.deepEqual(again.stats(), { recorded: 0, replayed: 2, replayedBytes: 25, skipped: 0 });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  const next = fakeClient({ '/sw/bin/tool': 5 }, { '/sw/lib/big.so': [10, 10, 10, 10] });
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onLookup('/sw/bin');
+  await until(() => again.stats().replayed + again.stats().skipped === 2, 'the replay');
+  assert.deepEqual(next.looked.slice(0, 2).sort(), ['/sw', '/sw/lib'], 'catalog mountpoints are looked up before the files');
+  assert.deepEqual(next.reads.sort(), ['/sw/lib/big.so@0', '/sw/lib/big.so@20']);
+  assert.deepEqual(again.stats(), { recorded: 0, replayed: 2, replayedBytes: 25, skipped: 0 });
+}, 'gridbox-profile-'));
 
 test('a profile with foreign or malformed rows replays only its well-formed file rows', () => {
   const p = parseProfile(JSON.stringify({ fqrn: 'x', image: '/i', bytes: 3, files: [['/i/a', 1], ['/i/b'], [7, 1], ['/i/c', 2, [0, -1]], ['/i/d', 2, [1]]], catalogs: ['/i', 3] }));
