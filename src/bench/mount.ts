@@ -21,9 +21,8 @@ import { listenSrv } from '../server/srv-handler.js';
 import { copyCapped } from './copy-tree.js';
 import { findStockCvmfs, mountStock } from './stock-cvmfs.js';
 import { scientificRows } from './mount-scientific.js';
-import { runChild, must } from './run-child.js';
+import { runChild, must, waitGone } from './run-child.js';
 import { readMountRecord } from '../mountd/run-dir.js';
-import { isAlive } from '../plumbing/process-identity.js';
 
 const FQRN = 'bench.mount.org';
 
@@ -94,20 +93,13 @@ export async function run(): Promise<string[]> {
       mounted = false;
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };
-    /**
-     * The start steps' unmount, done as for the stock client: umount(8), then until the daemon is gone (a zombie
-     * counts as gone: the init of these machines reaps orphans up to ~2 s late, for both clients alike).
-     */
+    /** The start steps' unmount, done as for the stock client: umount(8), then until the daemon is gone. */
     const umountSystem = async (): Promise<number> => {
       const rec = await readMountRecord(env.GRIDBOX_RUN_DIR, ours);
       if (rec === undefined) throw new Error(`no mount record for ${ours}`);
       const t0 = process.hrtime.bigint();
       await must(runChild('umount', [ours]), 'umount');
-      const deadline = Date.now() + 30_000;
-      while (isAlive(rec.pid)) {
-        if (Date.now() > deadline) throw new Error(`gridbox mount daemon ${rec.pid} still running 30 s after umount`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await waitGone([rec.pid], 'gridbox mount daemon');
       mounted = false;
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };

@@ -1,5 +1,6 @@
 // One child process run to completion with its output collected: what every bench step that shells out needs.
 import { spawn } from 'node:child_process';
+import { isAlive } from '../plumbing/process-identity.js';
 
 export interface Run { code: number | null; stdout: string; stderr: string }
 
@@ -19,4 +20,17 @@ export async function must(p: Promise<Run>, what: string): Promise<string> {
   const r = await p;
   if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.slice(-500)}`);
   return r.stdout;
+}
+
+/**
+ * Resolves once none of `pids` is running (a zombie counts as gone: these machines' init reaps orphans up to
+ * ~2 s late), polling every 5 ms; `what` names them in the error after `timeoutMs`. How the unmount rows wait
+ * for a client, ours and the stock one alike.
+ */
+export async function waitGone(pids: number[], what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some((pid) => isAlive(pid))) {
+    if (Date.now() > deadline) throw new Error(`${what} ${pids.filter((pid) => isAlive(pid)).join(' ')} still running ${timeoutMs / 1000} s after umount`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }

@@ -10,7 +10,7 @@ import { execSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runChild as run } from './run-child.js';
+import { runChild as run, waitGone } from './run-child.js';
 
 export const DEFAULT_STOCK_PREFIX = '/var/tmp/cvmfs-ref';
 
@@ -80,15 +80,6 @@ function pidsMentioning(needle: string): number[] {
   return out;
 }
 
-function alive(pid: number): boolean {
-  try {
-    // A zombie has exited: its stat state is Z.
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** The config file mount.cvmfs's cascade would amount to, for one repository on loopback. */
 export function stockConfig(o: StockMountOptions): string {
   const lines = [
@@ -124,11 +115,7 @@ export async function mountStock(stock: StockCvmfs, o: StockMountOptions): Promi
     async unmount() {
       const u = await run('umount', [o.mountpoint], stock.env);
       if (u.code !== 0) throw new Error(`umount ${o.mountpoint} (stock cvmfs2) failed: ${u.stderr.trim()}`);
-      const deadline = Date.now() + 30_000;
-      while (pids.some(alive)) {
-        if (Date.now() > deadline) throw new Error(`stock cvmfs2 processes ${pids.filter(alive).join(' ')} still running 30 s after umount`);
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
+      await waitGone(pids, 'stock cvmfs2 processes');
     },
   };
 }
