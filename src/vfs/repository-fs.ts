@@ -66,15 +66,23 @@ interface Node {
   /** The first path this node was found at; any other path of a hardlink group reads the same content. */
   path: string;
   attr: Attr;
-  /** What makes two entries interchangeable (type, mode, size, owner, times, content hash, target). */
-  sig: string;
+  /**
+   * What makes two entries interchangeable (type, mode, size, owner, times, content hash, target), computed only
+   * when a revision switch or a second path asks (`sigOf`): a traversal creates tens of thousands of nodes and
+   * almost never compares one.
+   */
+  sig?: string;
+  /** The client answer and revision the node was made from, for `sigOf`. */
+  origin?: { cn: ClientNode; rev: number };
   target?: string;
   /** The client's answer for a regular file, opened without a second path resolution. */
   file?: ClientNode;
   nlookup: number;
-  /** Client inode numbers (one per revision seen) mapped to this node. */
-  inos: Set<number>;
-  paths: Set<string>;
+  /** Client inode numbers mapped to this node: the first, and more only after revision switches. */
+  ino: number;
+  moreInos?: number[];
+  /** Paths other than `path` the node was found at (hardlinks): rare, so absent until needed. */
+  morePaths?: string[];
   /** Revision in which the node was last confirmed to match its path (directories: created). */
   revision: number;
   /** Registered passthrough backing file, shared by every open of the node until it is forgotten. */
@@ -98,6 +106,19 @@ function signature(n: ClientNode, revision: number): string {
   // Directories are never carried over: their listing may differ though their attributes do not.
   const dir = (a.mode & S_IFMT) === S_IFDIR ? `@${revision}` : '';
   return `${a.mode}:${a.size}:${a.uid}:${a.gid}:${a.nlink}:${a.rdev}:${a.mtime}.${a.mtimeNs}:${content}:${e.entry.target ?? ''}${dir}`;
+}
+
+/** The node's signature, made on first use. */
+function sigOf(n: Node): string {
+  if (n.sig === undefined) {
+    n.sig = n.origin === undefined ? '' : signature(n.origin.cn, n.origin.rev);
+    n.origin = undefined;
+  }
+  return n.sig;
+}
+
+function addIno(n: Node, ino: number): void {
+  if (ino !== n.ino && !(n.moreInos?.includes(ino) ?? false)) (n.moreInos ??= []).push(ino);
 }
 
 function fuseAttr(n: ClientNode): Attr {
@@ -170,7 +191,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
 
   const root: Node = {
     nodeid: FUSE_ROOT_ID, path: '', attr: { ino: 256, size: 4096, atime: 0, mtime: 0, ctime: 0, mode: S_IFDIR | 0o755, nlink: 2, uid: 0, gid: 0 },
-    sig: '', nlookup: 1, inos: new Set(), paths: new Set(), revision: seenRevision,
+    sig: '', nlookup: 1, ino: 0, revision: seenRevision,
   };
   nodes.set(FUSE_ROOT_ID, root);
 
@@ -201,25 +222,24 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     if (known !== undefined) {
       const n = nodes.get(known);
       if (n !== undefined) {
-        n.paths.add(cn.path);
+        if (cn.path !== n.path && !(n.morePaths?.includes(cn.path) ?? false)) (n.morePaths ??= []).push(cn.path);
         byPath.set(cn.path, n.nodeid);
         return n;
       }
     }
-    const sig = signature(cn, rev);
     const prev = byPath.get(cn.path);
     const p = prev === undefined ? undefined : nodes.get(prev);
-    if (p !== undefined && p.nodeid !== FUSE_ROOT_ID && p.sig === sig) {
+    if (p !== undefined && p.nodeid !== FUSE_ROOT_ID && sigOf(p) === signature(cn, rev)) {
       // Unchanged across a revision switch: same nodeid, so the kernel keeps its page cache.
-      p.inos.add(cn.attr.ino);
+      addIno(p, cn.attr.ino);
       p.revision = rev;
       byIno.set(cn.attr.ino, p.nodeid);
       return p;
     }
     const n: Node = {
-      nodeid: nextNodeid++, path: cn.path, attr: fuseAttr(cn), sig, target: cn.entry.entry.target, nlookup: 0,
+      nodeid: nextNodeid++, path: cn.path, attr: fuseAttr(cn), origin: { cn, rev }, target: cn.entry.entry.target, nlookup: 0,
       file: cn.entry.entry.type === 'file' ? cn : undefined,
-      inos: new Set([cn.attr.ino]), paths: new Set([cn.path]), revision: rev,
+      ino: cn.attr.ino, revision: rev,
     };
     nodes.set(n.nodeid, n);
     byIno.set(cn.attr.ino, n.nodeid);
@@ -246,12 +266,12 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return cn;
     }
     if (n.revision === rev && cn !== undefined) return cn;
-    if (cn === undefined || signature(cn, rev) !== n.sig) {
+    if (cn === undefined || signature(cn, rev) !== sigOf(n)) {
       if ((n.attr.mode & S_IFMT) === S_IFDIR && cn !== undefined && (cn.attr.mode & S_IFMT) === S_IFDIR) return cn;
       throw ESTALE;
     }
     n.revision = rev;
-    n.inos.add(cn.attr.ino);
+    addIno(n, cn.attr.ino);
     byIno.set(cn.attr.ino, n.nodeid);
     return cn;
   };
@@ -336,8 +356,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       // The kernel forgets an inode only after its last file is released: nobody uses the backing file now.
       if (n.backingId !== undefined) pt?.close(n.backingId);
       dropShared(n);
-      for (const ino of n.inos) if (byIno.get(ino) === nodeid) byIno.delete(ino);
-      for (const p of n.paths) if (byPath.get(p) === nodeid) byPath.delete(p);
+      for (const ino of [n.ino, ...n.moreInos ?? []]) if (byIno.get(ino) === nodeid) byIno.delete(ino);
+      for (const p of [n.path, ...n.morePaths ?? []]) if (byPath.get(p) === nodeid) byPath.delete(p);
     },
 
     async getattr(_ctx, nodeid): Promise<AttrOut> {
