@@ -12,6 +12,7 @@ function fakeClient(sizes: Record<string, number>, chunked: Record<string, numbe
   const opened: string[] = [];
   const looked: string[] = [];
   const reads: string[] = [];
+  const warmed: string[] = [];
   const chunksOf = (path: string) => {
     let off = 0;
     return chunked[path].map((size) => { const c = { offset: off, size }; off += size; return c; });
@@ -29,8 +30,9 @@ function fakeClient(sizes: Record<string, number>, chunked: Record<string, numbe
     openNode: async (n: ClientNode) => { opened.push(n.path); byHandle.set(++handles, n.path); return handles; },
     read: async (h: number, offset: number) => { reads.push(`${byHandle.get(h)}@${offset}`); return Buffer.alloc(1); },
     release: async () => undefined,
+    prefetch: (ns: ClientNode[]) => { warmed.push(...ns.map((n) => n.path)); },
   } as unknown as Client;
-  return { client, opened, looked, reads };
+  return { client, opened, looked, reads, warmed };
 }
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
@@ -63,6 +65,7 @@ test('a start is recorded once per image and replayed through the client on the 
   again.onOpen(`${img}/bin/sh`, 100);
   await until(() => again.stats().replayed + again.stats().skipped === 3, 'the replay');
   assert.deepEqual(next.opened.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`]);
+  assert.deepEqual(next.warmed.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`], 'whole files are also read ahead from the client cache');
   assert.deepEqual({ ...again.stats(), recorded: 0 }, { recorded: 0, replayed: 2, replayedBytes: 300, skipped: 1 });
 }, 'gridbox-profile-'));
 
@@ -136,6 +139,7 @@ test('chunked files replay only the chunks the start read, and recorded catalogs
   await until(() => again.stats().replayed + again.stats().skipped === 2, 'the replay');
   assert.deepEqual(next.looked.slice(0, 2).sort(), ['/sw', '/sw/lib'], 'catalog mountpoints are looked up before the files');
   assert.deepEqual(next.reads.sort(), ['/sw/lib/big.so@0', '/sw/lib/big.so@20']);
+  assert.deepEqual(next.warmed, ['/sw/bin/tool'], 'chunked files are read by their chunks, not warmed whole');
   assert.deepEqual(again.stats(), { recorded: 0, replayed: 2, replayedBytes: 25, skipped: 0 });
 }, 'gridbox-profile-'));
 
