@@ -2,7 +2,7 @@
 // <base>/<fqrn|shared>/XX/rest (spec §7.6). Only storage: which objects stay is Quota's business,
 // and nothing here verifies (callers commit only verified content). New objects are written through a
 // CacheWriter (temp file, then rename), so an object of any size streams in with bounded memory.
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, open, openSync, readSync, renameSync, unlinkSync, writeFileSync, writev } from 'node:fs';
 import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GridboxError, q } from '../errors.js';
@@ -29,8 +29,11 @@ export interface CachedObject {
  * aborted, or whose process dies, leaves nothing but a temp file that cleanup removes.
  */
 export interface CacheWriter {
-  /** Appends bytes (synchronously: local disk or memory). */
-  write(chunk: Buffer): void;
+  /**
+   * Appends bytes: kept in memory, or written to disk in the background; a returned promise settles when the
+   * disk took them (wait for it before the next write to bound memory). commit() waits for every write.
+   */
+  write(chunk: Buffer): void | Promise<void>;
   /** Bytes written so far. */
   readonly size: number;
   /** Makes the object visible whole (rename) and returns an open handle on it; the writer is spent. */
@@ -110,42 +113,55 @@ class FsCacheWriter implements CacheWriter {
   private fd = -1;
   private tmp: string | undefined;
   private done = false;
+  /** Bytes went to the temp file (set when the first spill is queued, before the file exists). */
+  private spilled = false;
+  /**
+   * The file operations in flight, in order. Opening, writing and closing go through the threadpool: a start
+   * that fetches hundreds of objects at once otherwise spent a quarter of the daemon's one thread in write(2)
+   * and copies, and FUSE requests waited behind them. A write that reaches the disk returns this promise
+   * (ObjectOutput's backpressure); commit() and abort() wait for it.
+   */
+  private io: Promise<void> = Promise.resolve();
+  private failed: unknown;
   size = 0;
 
   constructor(private readonly store: FsCacheStore, private readonly id: ObjectId) {}
 
-  write(chunk: Buffer): void {
+  write(chunk: Buffer): void | Promise<void> {
     if (this.done) throw new GridboxError('USAGE', `Write to a finished cache writer of ${q(cacheKey(this.id))}`);
+    if (this.failed !== undefined) throw this.error(this.failed);
     this.size += chunk.length;
-    if (this.fd < 0 && this.buffered + chunk.length <= WRITER_MEMORY_BYTES) {
+    if (!this.spilled && this.buffered + chunk.length <= WRITER_MEMORY_BYTES) {
       this.parts.push(chunk);
       this.buffered += chunk.length;
       return;
     }
-    try {
-      if (this.fd < 0) {
-        this.openTemp();
-        const head = Buffer.concat(this.parts, this.buffered);
-        this.parts = [];
-        this.buffered = 0;
-        this.writeAll(head);
-      }
-      this.writeAll(chunk);
-    } catch (e) {
-      this.abort();
-      throw this.error(e);
-    }
+    // Past the memory bound: the bytes held so far and this chunk go to the temp file in one writev.
+    const bufs = this.parts.length > 0 ? [...this.parts, chunk] : [chunk];
+    this.spilled = true;
+    this.parts = [];
+    this.buffered = 0;
+    return this.enqueue(async () => {
+      if (this.fd < 0) await this.openTemp();
+      await writeAllAsync(this.fd, bufs);
+    });
   }
 
   async commit(): Promise<CachedObject> {
     if (this.done) throw new GridboxError('USAGE', `Commit of a finished cache writer of ${q(cacheKey(this.id))}`);
     this.done = true;
     try {
-      if (this.fd < 0) {
-        this.openTemp();
-        this.writeAll(Buffer.concat(this.parts, this.buffered));
+      if (!this.spilled || this.parts.length > 0) {
+        const bufs = this.parts;
         this.parts = [];
+        void this.enqueue(async () => {
+          if (this.fd < 0) await this.openTemp();
+          // No Buffer.concat: the pieces go to the kernel as they are.
+          await writeAllAsync(this.fd, bufs);
+        });
       }
+      await this.io;
+      if (this.failed !== undefined) throw this.failed;
       // The handle is opened on the temp file before the rename: it is the committed object's inode,
       // whatever happens to the name afterwards (another process evicting it, say).
       this.store.moveIntoPlace(this.tmp!, this.id);
@@ -164,17 +180,25 @@ class FsCacheWriter implements CacheWriter {
     if (this.done && this.fd < 0 && this.tmp === undefined) return;
     this.done = true;
     this.parts = [];
-    if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already gone */ } this.fd = -1; }
-    if (this.tmp !== undefined) { try { unlinkSync(this.tmp); } catch { /* never created */ } this.tmp = undefined; }
+    // Once the operations in flight have settled: close the temp file and remove it.
+    void this.io.then(() => {
+      if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already gone */ } this.fd = -1; }
+      if (this.tmp !== undefined) { try { unlinkSync(this.tmp); } catch { /* never created */ } this.tmp = undefined; }
+    });
   }
 
-  private openTemp(): void {
+  /** Runs `op` after the operations before it; the first failure sticks (later ones do not run). */
+  private enqueue(op: () => Promise<void>): Promise<void> {
+    this.io = this.io.then(async () => {
+      if (this.failed !== undefined) return;
+      try { await op(); } catch (e) { this.failed = e; }
+    });
+    return this.io.then(() => { if (this.failed !== undefined) throw this.error(this.failed); });
+  }
+
+  private async openTemp(): Promise<void> {
     this.tmp = this.store.tempPath();
-    this.fd = openSync(this.tmp, 'w+', 0o644);
-  }
-
-  private writeAll(b: Buffer): void {
-    for (let off = 0; off < b.length;) off += writeSync(this.fd, b, off, b.length - off);
+    this.fd = await new Promise<number>((ok, fail) => { open(this.tmp!, 'w+', 0o644, (e, fd) => (e ? fail(e) : ok(fd))); });
   }
 
   private error(e: unknown): GridboxError {
@@ -182,6 +206,22 @@ class FsCacheWriter implements CacheWriter {
     const k = cacheKey(this.id);
     const code = (e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'CACHE_FULL' : 'CACHE_IO';
     return new GridboxError(code, `Cannot store object ${q(k)} in the cache`, { cause: e, objectId: k });
+  }
+}
+
+/** Appends every byte of `bufs` at the file's position (writev, then whatever a short write left). */
+async function writeAllAsync(fd: number, bufs: Buffer[]): Promise<void> {
+  let rest = bufs.filter((b) => b.length > 0);
+  while (rest.length > 0) {
+    let n = await new Promise<number>((ok, fail) => { writev(fd, rest, (e, written) => (e ? fail(e) : ok(written))); });
+    if (n === 0) throw new GridboxError('CACHE_IO', 'write(2) wrote nothing');
+    const left: Buffer[] = [];
+    for (const b of rest) {
+      if (n >= b.length) { n -= b.length; continue; }
+      left.push(n > 0 ? b.subarray(n) : b);
+      n = 0;
+    }
+    rest = left;
   }
 }
 

@@ -97,7 +97,7 @@ export class ObjectCache {
     return this.getOrFill(id, async (begin) => {
       const bytes = await fetch();
       const w = begin();
-      w.write(bytes);
+      await w.write(bytes);
       return w;
     }, opts);
   }
@@ -150,7 +150,7 @@ export class ObjectCache {
   /** Stores verified bytes; returns a handle (an unlinked file or memory when the quota does not admit the object). */
   async insert(id: ObjectId, bytes: Buffer, opts: GetOptions = {}): Promise<CachedObject> {
     const w = this.store.begin(id);
-    w.write(bytes);
+    await w.write(bytes);
     return this.commit(id, w, opts);
   }
 
