@@ -6,7 +6,7 @@ import { listenSrv } from '../server/srv-handler.js';
 import { withTempDir } from '../testing/tmp.js';
 import { makeRawObject, pseudoRandomBytes, writeRawObjects } from '../testing/raw-repo.js';
 import { hashBytes } from '../hash/object-id.js';
-import { ObjectCache } from './object-cache.js';
+import { ObjectCache, WARM_MAX_BYTES } from './object-cache.js';
 
 const FQRN = 'cache.example.org';
 
@@ -93,5 +93,23 @@ test('warm reads cached objects ahead without downloading or counting an access'
     assert.equal(after.misses, before.misses);
     assert.deepEqual(cache.quota.lruOrder(), order);
     assert.equal(await cache.lookup(objs[2].id), null);
+    assert.equal(after.warmedBytes, 3000 + 3001, 'whole small objects');
+  } finally { cache.close(); }
+}));
+
+test('warm reads the first MiB of a large object by default, all of it when asked', () => withTempDir(async (dir) => {
+  const big = makeRawObject(pseudoRandomBytes(3 * 1048576 + 5, 7));
+  const cache = await ObjectCache.openDir(join(dir, 'cache'), 'shared', 64 << 20);
+  try {
+    await (await cache.insert(big.id, big.content)).close();
+    const settled = async (n: number): Promise<void> => {
+      for (let i = 0; i < 400 && cache.stats().warmed < n; i++) await new Promise((r) => setTimeout(r, 5));
+    };
+    cache.warm([big.id]);
+    await settled(1);
+    assert.equal(cache.stats().warmedBytes, WARM_MAX_BYTES);
+    cache.warm([big.id], big.content.length);
+    await settled(2);
+    assert.equal(cache.stats().warmedBytes, WARM_MAX_BYTES + big.content.length);
   } finally { cache.close(); }
 }));

@@ -14,8 +14,9 @@ export interface CacheCounters {
   /** Objects served from memory because the quota did not admit them. */
   notAdmitted: number;
   evictions: number;
-  /** Cached objects read ahead into memory by warm(). */
+  /** Cached objects read ahead into memory by warm(), and their bytes read. */
   warmed: number;
+  warmedBytes: number;
 }
 
 export interface GetOptions {
@@ -60,10 +61,11 @@ export const WARM_MAX_BYTES = 1 << 20;
 
 export class ObjectCache {
   private readonly inflight = new Map<string, Inflight>();
-  private readonly warmQueue: string[] = [];
+  /** Cache files to read ahead and how many bytes of each. */
+  private readonly warmQueue: Array<{ path: string; maxBytes: number }> = [];
   private warming = 0;
   private closed = false;
-  private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0, warmed: 0 };
+  private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0, warmed: 0, warmedBytes: 0 };
 
   constructor(readonly store: CacheStore, readonly quota: Quota) {}
 
@@ -169,14 +171,15 @@ export class ObjectCache {
    * Reads cached objects ahead into the OS page cache (e.g. the files of a directory being listed), a few
    * at a time on the threadpool, so a reader going through them one by one finds them in memory instead
    * of waiting on the disk for each. Local only: objects not in the cache are skipped, never fetched.
-   * Counts as no access for the LRU.
+   * Counts as no access for the LRU. At most `maxBytes` of each object are read (a listing's files: the
+   * first MiB; a start profile's files, which the start is known to read: all of them).
    */
-  warm(ids: ObjectId[]): void {
+  warm(ids: ObjectId[], maxBytes = WARM_MAX_BYTES): void {
     const store = this.store;
     if (this.closed || !(store instanceof FsCacheStore)) return;
     for (const id of ids) {
       if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
-      if (this.quota.knows(cacheKey(id))) this.warmQueue.push(store.pathOf(id));
+      if (this.quota.knows(cacheKey(id))) this.warmQueue.push({ path: store.pathOf(id), maxBytes });
     }
     while (this.warming < WARM_CONCURRENCY && this.warmQueue.length > 0) {
       this.warming++;
@@ -185,14 +188,15 @@ export class ObjectCache {
   }
 
   private async warmNext(): Promise<void> {
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    for (let path = this.warmQueue.shift(); path !== undefined && !this.closed; path = this.warmQueue.shift()) {
+    const buf = Buffer.allocUnsafe(256 * 1024);
+    for (let next = this.warmQueue.shift(); next !== undefined && !this.closed; next = this.warmQueue.shift()) {
       try {
-        const fh = await openFile(path, 'r');
+        const fh = await openFile(next.path, 'r');
         try {
-          for (let pos = 0; pos < WARM_MAX_BYTES;) {
-            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-            if (bytesRead < buf.length) break;
+          for (let pos = 0; pos < next.maxBytes;) {
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, next.maxBytes - pos), pos);
+            this.counters.warmedBytes += bytesRead;
+            if (bytesRead === 0) break;
             pos += bytesRead;
           }
         } finally { await fh.close(); }

@@ -122,8 +122,9 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
       if (used + size > budget) { skipped++; return; }
       used += size;
       // Already in the client cache (a remount, a second image sharing files): read it into memory in the
-      // background, so the start's reads do not each wait on the disk in turn. Fetches nothing.
-      if (picked === undefined) o.client.prefetch?.([n]);
+      // background, whole (the start read it), so the start's reads do not each wait on the disk in turn.
+      // Fetches nothing; within the byte budget like the rest of the replay.
+      if (picked === undefined) o.client.prefetch?.([n], size);
       const h = o.client.openNode === undefined ? await o.client.open(path) : await o.client.openNode(n);
       try {
         if (picked !== undefined) await Promise.all(picked.map((c) => o.client.read(h, c.offset, 1)));
