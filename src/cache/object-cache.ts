@@ -194,10 +194,12 @@ export class ObjectCache {
         const fh = await openFile(next.path, 'r');
         try {
           for (let pos = 0; pos < next.maxBytes;) {
-            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, next.maxBytes - pos), pos);
+            const want = Math.min(buf.length, next.maxBytes - pos);
+            const { bytesRead } = await fh.read(buf, 0, want, pos);
             this.counters.warmedBytes += bytesRead;
-            if (bytesRead === 0) break;
             pos += bytesRead;
+            // A short read is the end of the file: no second read (a threadpool hop) to learn that.
+            if (bytesRead < want) break;
           }
         } finally { await fh.close(); }
         this.counters.warmed++;
