@@ -172,19 +172,22 @@ export class ObjectCache {
    * at a time on the threadpool, so a reader going through them one by one finds them in memory instead
    * of waiting on the disk for each. Local only: objects not in the cache are skipped, never fetched.
    * Counts as no access for the LRU. At most `maxBytes` of each object are read (a listing's files: the
-   * first MiB; a start profile's files, which the start is known to read: all of them).
+   * first MiB; a start profile's files, which the start is known to read: all of them). Returns how many of
+   * `ids` were in the cache and queued.
    */
-  warm(ids: ObjectId[], maxBytes = WARM_MAX_BYTES): void {
+  warm(ids: ObjectId[], maxBytes = WARM_MAX_BYTES): number {
     const store = this.store;
-    if (this.closed || !(store instanceof FsCacheStore)) return;
+    if (this.closed || !(store instanceof FsCacheStore)) return 0;
+    let queued = 0;
     for (const id of ids) {
       if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
-      if (this.quota.knows(cacheKey(id))) this.warmQueue.push({ path: store.pathOf(id), maxBytes });
+      if (this.quota.knows(cacheKey(id))) { this.warmQueue.push({ path: store.pathOf(id), maxBytes }); queued++; }
     }
     while (this.warming < WARM_CONCURRENCY && this.warmQueue.length > 0) {
       this.warming++;
       void this.warmNext().finally(() => { this.warming--; });
     }
+    return queued;
   }
 
   private async warmNext(): Promise<void> {

@@ -74,13 +74,16 @@ export class Fetcher {
     };
   }
 
-  /** Warms the cached content of whole-file entries up to `maxBytes` (see ObjectCache.warm); fetches nothing. */
-  prefetch(entries: CatalogEntry[], maxBytes = WARM_MAX_BYTES): void {
+  /**
+   * Warms the cached content of whole-file entries up to `maxBytes` (see ObjectCache.warm); fetches nothing.
+   * Returns how many were in the cache.
+   */
+  prefetch(entries: CatalogEntry[], maxBytes = WARM_MAX_BYTES): number {
     const ids: ObjectId[] = [];
     for (const e of entries) {
       if (e.entry.type === 'file' && e.id !== undefined && e.chunks === undefined && e.entry.size > 0 && e.entry.size <= maxBytes) ids.push(e.id);
     }
-    if (ids.length > 0) this.cache.warm(ids, maxBytes);
+    return ids.length > 0 ? this.cache.warm(ids, maxBytes) : 0;
   }
 
   /** The object content as an open handle: cached file, or memory when the quota cannot keep it. */

@@ -78,7 +78,7 @@ export interface Client {
    * Reads the locally cached content of these nodes ahead into memory (a directory being listed, a start being
    * replayed), files up to `maxBytes` (default: the first MiB's worth, ObjectCache.warm); no download.
    */
-  prefetch?(nodes: ClientNode[], maxBytes?: number): void;
+  prefetch?(nodes: ClientNode[], maxBytes?: number): number;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
   /** The descriptor of the local cache file holding an open handle's whole content, if any (FUSE passthrough); valid until release. */
   backingFd?(handle: number): number | undefined;
@@ -145,7 +145,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
       if (closed) throw new GridboxError('USAGE', `Client of ${q(settings.fqrn)} is closed`);
       return openEntry(node);
     },
-    prefetch: (nodes, maxBytes) => { if (!closed) fetcher.prefetch(nodes.map((n) => n.entry), maxBytes); },
+    prefetch: (nodes, maxBytes) => (closed ? 0 : fetcher.prefetch(nodes.map((n) => n.entry), maxBytes)),
     read: (h, offset, length) => handleOf(h).read(offset, length),
     backingFd: (h) => handles.get(h)?.fd,
     async release(h) {

@@ -8,7 +8,8 @@ import type { Client, ClientNode } from '../client/index.js';
 import { createStartProfiler, imageOf, MAX_BYTES_FACTOR, parseProfile } from './start-profile.js';
 
 /** Chunked files: path -> chunk sizes. Every other path in `sizes` is a whole file. */
-function fakeClient(sizes: Record<string, number>, chunked: Record<string, number[]> = {}) {
+/** `cached`: whole files the client cache holds (prefetch warms them and says so). */
+function fakeClient(sizes: Record<string, number>, chunked: Record<string, number[]> = {}, cached: string[] = []) {
   const opened: string[] = [];
   const looked: string[] = [];
   const reads: string[] = [];
@@ -30,7 +31,7 @@ function fakeClient(sizes: Record<string, number>, chunked: Record<string, numbe
     openNode: async (n: ClientNode) => { opened.push(n.path); byHandle.set(++handles, n.path); return handles; },
     read: async (h: number, offset: number) => { reads.push(`${byHandle.get(h)}@${offset}`); return Buffer.alloc(1); },
     release: async () => undefined,
-    prefetch: (ns: ClientNode[]) => { warmed.push(...ns.map((n) => n.path)); },
+    prefetch: (ns: ClientNode[]) => { warmed.push(...ns.map((n) => n.path)); return ns.filter((n) => cached.includes(n.path)).length; },
   } as unknown as Client;
   return { client, opened, looked, reads, warmed };
 }
@@ -67,6 +68,20 @@ test('a start is recorded once per image and replayed through the client on the 
   assert.deepEqual(next.opened.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`]);
   assert.deepEqual(next.warmed.sort(), [`${img}/bin/sh`, `${img}/lib/libc.so`], 'whole files are also read ahead from the client cache');
   assert.deepEqual({ ...again.stats(), recorded: 0 }, { recorded: 0, replayed: 2, replayedBytes: 300, skipped: 1 });
+}, 'gridbox-profile-'));
+
+test('files already in the client cache are only warmed, not opened; the rest are fetched through an open', () => withTempDir(async (dir) => {
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  rec.onOpen('/img/cached', 10);
+  rec.onOpen('/img/new', 20);
+  await rec.flush();
+  const next = fakeClient({ '/img/cached': 10, '/img/new': 20 }, {}, ['/img/cached']);
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onLookup('/img/x');
+  await until(() => again.stats().replayed === 2, 'the replay');
+  assert.deepEqual(next.opened, ['/img/new']);
+  assert.deepEqual(next.warmed.sort(), ['/img/cached', '/img/new']);
+  assert.equal(again.stats().replayedBytes, 30);
 }, 'gridbox-profile-'));
 
 test('a replay stops at the byte bound even when the files grew', () => withTempDir(async (dir) => {

@@ -121,10 +121,14 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
       const size = picked === undefined ? n.attr.size : picked.reduce((a, c) => a + c.size, 0);
       if (used + size > budget) { skipped++; return; }
       used += size;
-      // Already in the client cache (a remount, a second image sharing files): read it into memory in the
-      // background, whole (the start read it), so the start's reads do not each wait on the disk in turn.
-      // Fetches nothing; within the byte budget like the rest of the replay.
-      if (picked === undefined) o.client.prefetch?.([n], size);
+      // Already in the client cache (a remount, a second image sharing files): only read it into memory in the
+      // background, whole (the start read it), so the start's reads do not each wait on the disk in turn; no
+      // open and no close on the thread that answers FUSE. Within the byte budget like the rest of the replay.
+      if (picked === undefined && (o.client.prefetch?.([n], size) ?? 0) > 0) {
+        replayed++;
+        replayedBytes += size;
+        return;
+      }
       const h = o.client.openNode === undefined ? await o.client.open(path) : await o.client.openNode(n);
       try {
         if (picked !== undefined) await Promise.all(picked.map((c) => o.client.read(h, c.offset, 1)));
