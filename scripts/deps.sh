@@ -29,3 +29,6 @@ if [ -d dist ]; then
   done
 fi
 npx tsc -p tsconfig.json
+# The mount daemon's bundle (src/cli/commands/mountd-bundle.ts): bin/gridbox starts a mount without a node
+# front only when it exists. Built again only when the compiled sources changed since.
+node dist/cli/build-mountd-bundle.js || true

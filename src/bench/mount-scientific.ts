@@ -14,7 +14,7 @@ import { DEFAULT_SETTINGS, repoLayout } from '../publish/repo-layout.js';
 import { listenSrv } from '../server/srv-handler.js';
 import { createReadStream } from 'node:fs';
 import { startLatencyProxy } from './latency-proxy.js';
-import { runChild, must } from './run-child.js';
+import { cliBinOf, runChild, must } from './run-child.js';
 
 const FQRN = 'scientific.bench.org';
 const IMAGE_AT = '/scientific';
@@ -69,7 +69,7 @@ export async function scientificRows(o: ScientificInput): Promise<string[]> {
   const env = { ...process.env, GRIDBOX_RUN_DIR: join(o.tmp, 'scirun'), GRIDBOX_CVMFS_CONFIG_DIR: join(o.tmp, 'scietc') };
   let mounted = false;
   const mount = async (cache: string): Promise<void> => {
-    await must(runChild(process.execPath, [o.main, 'mount', FQRN, mnt, '--server', `${proxy.url(origin.url)}${FQRN}`, '--key', join(repo, 'keys', `${FQRN}.pub`), '--cache', cache], env), 'gridbox mount');
+    await must(runChild(cliBinOf(o.main), ['mount', FQRN, mnt, '--server', `${proxy.url(origin.url)}${FQRN}`, '--key', join(repo, 'keys', `${FQRN}.pub`), '--cache', cache], env), 'gridbox mount');
     mounted = true;
   };
   const umount = async (): Promise<void> => {

@@ -22,7 +22,7 @@ import { listenSrv } from '../server/srv-handler.js';
 import { copyCapped } from './copy-tree.js';
 import { findStockCvmfs, mountStock } from './stock-cvmfs.js';
 import { scientificRows } from './mount-scientific.js';
-import { runChild, must, waitGone } from './run-child.js';
+import { cliBinOf, runChild, must, waitGone } from './run-child.js';
 import { readMountRecord } from '../mountd/run-dir.js';
 
 const FQRN = 'bench.mount.org';
@@ -83,7 +83,7 @@ export async function run(): Promise<string[]> {
     await mkdir(theirs);
     const mountOurs = async (cache: string, extra: string[] = []): Promise<number> => {
       const t0 = process.hrtime.bigint();
-      await must(runChild(process.execPath, [main, 'mount', FQRN, ours, '--server', `${origin!.url}${FQRN}`, '--key', join(tree.repo, 'keys', `${FQRN}.pub`), '--cache', cache, ...extra], env), 'gridbox mount');
+      await must(runChild(cliBinOf(main), ['mount', FQRN, ours, '--server', `${origin!.url}${FQRN}`, '--key', join(tree.repo, 'keys', `${FQRN}.pub`), '--cache', cache, ...extra], env), 'gridbox mount');
       mounted = true;
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };

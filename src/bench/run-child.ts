@@ -1,6 +1,12 @@
 // One child process run to completion with its output collected: what every bench step that shells out needs.
 import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { isAlive } from '../plumbing/process-identity.js';
+
+/** bin/gridbox of the build whose dist/cli/main.js is `main`: `mount` is timed as users run it (no node front). */
+export function cliBinOf(main: string): string {
+  return join(dirname(main), '..', '..', 'bin', 'gridbox');
+}
 
 export interface Run { code: number | null; stdout: string; stderr: string }
 

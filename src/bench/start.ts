@@ -8,6 +8,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { startLatencyProxy } from './latency-proxy.js';
+import { cliBinOf } from './run-child.js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,7 +60,8 @@ export async function run(): Promise<string[]> {
   const rounds = Number(process.env.GRIDBOX_BENCH_START_ROUNDS ?? 3);
   const work = await mkdtemp(join(tmpdir(), 'gridbox-bench-start-'));
   const env: NodeJS.ProcessEnv = { ...process.env, GRIDBOX_RUN_DIR: join(work, 'run'), GRIDBOX_ACCOUNTING: 'off' };
-  const gridbox = (args: string[], what: string, main = MAIN): Promise<Run> => must(runChild([process.execPath, main, ...args], { env }), what);
+  // `mount` through bin/gridbox, as users run it (its shell front starts the daemon with no node start of its own).
+  const gridbox = (args: string[], what: string, main = MAIN): Promise<Run> => must(runChild(args[0] === 'mount' ? [cliBinOf(main), ...args] : [process.execPath, main, ...args], { env }), what);
   // GRIDBOX_BENCH_START_BASELINE=.../dist/cli/main.js: another build's daemon timed in the same rounds (before/after).
   const baseline = process.env.GRIDBOX_BENCH_START_BASELINE;
   let mountedBy = MAIN;

@@ -40,16 +40,19 @@ export async function readConfigIfExists(path: string): Promise<string | undefin
   }
 }
 
-/** The client flags as a daemon's argv, every path made absolute (daemons run from "/"). */
+/** The client flags with every path made absolute (daemons run from "/"). */
+export function absoluteClientFlags(o: ClientFlags): ClientFlags {
+  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
+  return {
+    server: o.server, proxy: o.proxy, config: abs(o.config), cache: abs(o.cache), keys: abs(o.keys),
+    key: o.key === undefined ? undefined : o.key.split(':').map((k) => resolve(k)).join(':'),
+  };
+}
+
+/** The client flags as a daemon's argv, every path made absolute. */
 export function clientFlagArgs(o: ClientFlags): string[] {
-  const args: string[] = [];
-  if (o.server !== undefined) args.push('--server', o.server);
-  if (o.proxy !== undefined) args.push('--proxy', o.proxy);
-  if (o.config !== undefined) args.push('--config', resolve(o.config));
-  if (o.cache !== undefined) args.push('--cache', resolve(o.cache));
-  if (o.keys !== undefined) args.push('--keys', resolve(o.keys));
-  if (o.key !== undefined) args.push('--key', o.key.split(':').map((k) => resolve(k)).join(':'));
-  return args;
+  const a = absoluteClientFlags(o);
+  return (['server', 'proxy', 'config', 'cache', 'keys', 'key'] as const).flatMap((k) => (a[k] === undefined ? [] : [`--${k}`, a[k]]));
 }
 
 /** Expands a --server value: templates, and "/cvmfs" alone gets the repository name appended. */

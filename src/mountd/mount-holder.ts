@@ -2,6 +2,9 @@
 // tmpfs, a bind mount, another gridbox mount from another run dir) would otherwise get a second mount
 // stacked on top, hiding the first. Names the holder: for a gridbox mount its daemon's pid and run dir.
 import { readdir, readFile, realpath } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { isAlive } from '../plumbing/process-identity.js';
+import { readMountRecord, recordPaths } from './run-dir.js';
 import { GridboxError, q } from '../errors.js';
 import { readMountInfo, type MountInfo } from '../fuse/mount.js';
 
@@ -16,8 +19,35 @@ export async function mountAt(mountpoint: string): Promise<MountInfo | undefined
   return (await readMountInfo()).filter((m) => m.mountpoint === real).at(-1);
 }
 
-/** The gridbox daemon serving `mountpoint`, found by its command line (`mount FQRN MNT --foreground ... --run-dir D`). */
+/**
+ * The gridbox daemon serving `mountpoint`: found by its control socket (/proc/net/unix lists the bound paths;
+ * the socket's name comes from the mountpoint and its directory is the daemon's run dir, whose record names
+ * the pid), else by its command line (`mount FQRN MNT --foreground ... --run-dir D`, as the node front
+ * starts it; bin/gridbox passes the mountpoint as typed and no run dir).
+ */
 export async function findDaemonFor(mountpoint: string): Promise<{ pid: number; runDir?: string } | undefined> {
+  return (await bySocket(mountpoint)) ?? (await byCommandLine(mountpoint));
+}
+
+async function bySocket(mountpoint: string): Promise<{ pid: number; runDir: string } | undefined> {
+  const name = `/${basename(recordPaths('/', mountpoint).socket)}`;
+  let table: string;
+  try {
+    table = await readFile('/proc/net/unix', 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of table.split('\n')) {
+    const path = line.split(' ').at(-1) ?? '';
+    if (!path.endsWith(name)) continue;
+    const runDir = dirname(path);
+    const rec = await readMountRecord(runDir, mountpoint).catch(() => undefined);
+    if (rec !== undefined && isAlive(rec.pid)) return { pid: rec.pid, runDir };
+  }
+  return undefined;
+}
+
+async function byCommandLine(mountpoint: string): Promise<{ pid: number; runDir?: string } | undefined> {
   let pids: string[];
   try {
     pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n));

@@ -9,7 +9,7 @@ import { mountRepository, type MountedRepository } from '../vfs/mount-repository
 import { serveControl, type MountStatus } from './control.js';
 import type { Registry } from '../metrics/registry.js';
 import { recordPaths, removeMountRecord, writeMountRecord } from './run-dir.js';
-import type { DaemonReady } from './start-daemon.js';
+import { readyReport } from './daemon-report.js';
 
 export interface ServeOptions {
   fqrn: string;
@@ -20,8 +20,10 @@ export interface ServeOptions {
   /** This process is root of the user+mount namespace the mount lives in. */
   userns: boolean;
   loop?: 'auto' | 'epoll' | 'threadpool';
-  /** fd to write the ready line to (then closed); without one, `announce` is called. */
+  /** fd to write the ready report to (then closed); without one, `announce` is called. */
   readyFd?: number;
+  /** Lines the front that started this daemon prints after the ready report (daemon-report.ts). */
+  readyLines?: (revision: number) => string[];
   log: (line: string) => void;
   announce?: (line: string) => void;
   /** Also serve Prometheus metrics on GET /metrics at this HOST:PORT (they are on the control socket anyway). */
@@ -88,7 +90,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   log(`mounted ${fqrn} revision ${client.revision()} at ${mnt} (${mounted.session.loop} loop; ${Math.round(process.uptime() * 1000)} ms after the daemon started, ${Date.now() - started} ms of them mounting)`);
   if (o.readyFd !== undefined) {
     try {
-      writeSync(o.readyFd, `ready ${JSON.stringify({ revision: client.revision(), pid: process.pid } satisfies DaemonReady)}\n`);
+      writeSync(o.readyFd, readyReport({ revision: client.revision(), pid: process.pid }, o.readyLines?.(client.revision())));
       closeSync(o.readyFd);
     } catch (e) {
       log(`cannot signal readiness on fd ${o.readyFd}: ${(e as Error).message}`);

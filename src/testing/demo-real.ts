@@ -35,7 +35,8 @@ function run(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; time
 }
 
 async function gridbox(args: string[], env: NodeJS.ProcessEnv, what: string, asNobody = false, cwd?: string): Promise<Run> {
-  const argv = [process.execPath, MAIN, ...args];
+  // `mount` through bin/gridbox, as a site runs it (no node front: src/mountd/daemon-report.ts).
+  const argv = args[0] === 'mount' ? [join(dirname(MAIN), '..', '..', 'bin', 'gridbox'), ...args] : [process.execPath, MAIN, ...args];
   const r = await run(asNobody ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...argv] : argv, { env, cwd });
   if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   return r;

@@ -40,9 +40,14 @@ export function cliMain(): string {
   return fileURLToPath(new URL('../cli/main.js', import.meta.url));
 }
 
-/** `gridbox ARGS` in a child process. */
+/** bin/gridbox, the CLI as users run it (its `mount` starts the daemon without a node front). */
+export function cliBin(): string {
+  return fileURLToPath(new URL('../../bin/gridbox', import.meta.url));
+}
+
+/** `gridbox ARGS` in a child process, through bin/gridbox. */
 export function gridbox(args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return runChild(process.execPath, [cliMain(), ...args], { env });
+  return runChild(cliBin(), args, { env });
 }
 
 /** `bash -c SCRIPT` in a child process. */

@@ -133,7 +133,8 @@ function wrap(outputs: Array<{ path: string; text: string }>, manifest: Manifest
 // Written by \`gridbox install-shims\` (src/cli/commands/install-shims-bundle.ts, esbuild); do not edit.
 // What the shim moved aside before starting node (src/cli/shim-env.ts) is back before anything reads the environment.
 (${restoreShimEnv.toString()})(process.env);
-if (__gridboxSourcesUnchanged()) __gridboxRuntime();
+// The daemon asks whether it runs from a fresh bundle (it builds one for the next mount when not).
+if (__gridboxSourcesUnchanged()) { globalThis.__gridboxBundle = __filename; __gridboxRuntime(); }
 // The compiled sources changed since this bundle was made: their own entry point runs, never stale code.
 else ${DYNAMIC_IMPORT}(${JSON.stringify(pathToFileURL(mainJs).href)});
 function __gridboxSourcesUnchanged() {
