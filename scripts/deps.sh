@@ -21,6 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >&2
+elif [ native/fuse-ioctl/fuse_ioctl.c -nt native/fuse-ioctl/build/Release/fuse_ioctl.node ]; then
+  # The addon's source changed since npm ci built it (a pull on an installed tree).
+  npm rebuild gridbox-fuse-ioctl >&2 || echo "deps: the gridbox-fuse-ioctl addon did not build: no passthrough, mounts through mount(8)" >&2
 fi
 # Drop compiled files whose source is gone, so a stale *.test.js never runs.
 if [ -d dist ]; then

@@ -1,10 +1,14 @@
-// The two /dev/fuse ioctls FUSE passthrough needs (Linux >= 6.9, include/uapi/linux/fuse.h), which Node
-// cannot issue itself: register an open file as a backing file and get its backing_id for an OPEN reply,
-// and drop that registration. Nothing else: the FUSE protocol stays in TypeScript (src/fuse/).
+// The system calls gridbox's FUSE server needs and Node cannot make itself: the two /dev/fuse ioctls of FUSE
+// passthrough (Linux >= 6.9, include/uapi/linux/fuse.h: register an open file as a backing file and get its
+// backing_id for an OPEN reply, drop that registration), and mount(2) of the FUSE connection, which spares
+// a daemon the start of mount(8) (a blocking fork and exec, ~25 ms of a mount with a cold page cache).
+// Nothing else: the FUSE protocol stays in TypeScript (src/fuse/).
 #include <node_api.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 
 // Defined here rather than taken from <linux/fuse.h>, whose copy on older build hosts lacks them.
 struct gridbox_fuse_backing_map {
@@ -55,10 +59,41 @@ static napi_value backing_close(napi_env env, napi_callback_info info) {
   return result(env, rc < 0 ? -errno : 0);
 }
 
+// A string argument, malloc'ed (the caller frees it), or NULL when it is not a string.
+static char* string_arg(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char* s = malloc(len + 1);
+  if (s == NULL) return NULL;
+  if (napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok) { free(s); return NULL; }
+  return s;
+}
+
+// mount(source, target, fstype, flags, data) -> 0, or -errno
+static napi_value do_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t flags;
+  char* str[4] = { NULL, NULL, NULL, NULL };
+  int ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 5 &&
+           napi_get_value_int32(env, argv[3], &flags) == napi_ok;
+  for (int i = 0; ok && i < 4; i++) ok = (str[i] = string_arg(env, argv[i == 3 ? 4 : i])) != NULL;
+  napi_value out = NULL;
+  if (!ok) {
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data) takes four strings and an integer");
+  } else {
+    int rc = mount(str[0], str[1], str[2], (unsigned long)(uint32_t)flags, str[3]);
+    out = result(env, rc < 0 ? -errno : 0);
+  }
+  for (int i = 0; i < 4; i++) free(str[i]);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
+    { "mount", NULL, do_mount, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -4,10 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
-import { clearStaleMount, enterCommand, findFuseMount, fuseMountState, unmountFuse, userNamespaceCommand } from './mount.js';
+import { clearStaleMount, enterCommand, findFuseMount, fuseMountState, mountDirect, unmountFuse, userNamespaceCommand } from './mount.js';
+import { loadNativeAddon } from './native-addon.js';
 import { FIXTURE_SCRIPT, HELLO, fuseSkipReason, patternBytes, startFixture } from './testing-fs.js';
 
 interface Out { code: number; stdout: string; stderr: string }
@@ -119,5 +121,34 @@ test('an unprivileged user mounts in a user namespace and another command sees i
     const end = await fx.exited;
     assert.equal(end.code, 0, end.stderr);
     assert.ok(end.lines.some((l) => l.closed), 'server saw ENODEV and closed');
+  });
+});
+
+test('mount(2) through the native addon mounts as mount(8) would, and leaves options it does not know to mount(8)', async (t) => {
+  const skip = fuseSkipReason() ?? (loadNativeAddon() === undefined ? 'the gridbox-fuse-ioctl addon is not built (npm ci builds it with node-gyp)' : undefined);
+  if (skip) return t.skip(skip);
+  assert.equal(typeof loadNativeAddon()?.mount, 'function', 'the addon has mount (scripts/deps.sh rebuilds an addon older than its source)');
+  await withTempDir(async (dir) => {
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    const fd = openSync('/dev/fuse', 'r+');
+    try {
+      const base = ['fd=3', 'rootmode=40000', 'user_id=0', 'group_id=0', 'default_permissions', 'allow_other', 'ro'];
+      assert.equal(mountDirect('direct.test', mnt, 'fuse.gridbox', fd, [...base, 'x-unknown=1']), false);
+      assert.equal(await findFuseMount(mnt), undefined, 'an unknown option leaves the mount to mount(8)');
+      assert.equal(mountDirect('direct.test', mnt, 'fuse.gridbox', fd, base), true);
+      // Read from mountinfo only: the mount itself would wait for an INIT nobody answers.
+      const m = await findFuseMount(mnt);
+      assert.ok(m, 'mounted');
+      assert.equal(m.fstype, 'fuse.gridbox');
+      assert.equal(m.source, 'direct.test');
+      assert.match(m.options, /^ro(,|$)/);
+      const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mnt) ?? '';
+      assert.match(line, / - fuse\.gridbox direct\.test ro,.*user_id=0,group_id=0,default_permissions,allow_other/, line);
+    } finally {
+      closeSync(fd); // aborts the connection, so the unmount does not wait on it
+      await unmountFuse(mnt, { lazy: true }).catch(() => undefined);
+    }
+    assert.equal(await findFuseMount(mnt), undefined);
   });
 });

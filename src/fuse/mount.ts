@@ -5,6 +5,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { loadNativeAddon } from './native-addon.js';
 import { GridboxError, q } from '../errors.js';
 
 export interface MountOptions {
@@ -57,10 +58,33 @@ function runHelper(command: string, args: string[], opts: SpawnOptions, timeoutM
   });
 }
 
+/** Options mount(8) turns into mount(2) flags; every other option of ours is the FUSE data string's. */
+const MOUNT_FLAGS: Record<string, number> = { ro: 1 /* MS_RDONLY */, nosuid: 2, nodev: 4, noexec: 8 };
+
 /**
- * Opens /dev/fuse and mounts it at `mountpoint` with mount(8) -i (no mount.fuse helper), the fd passed as
- * fd 3. Needs root, or root in a user+mount namespace that opened /dev/fuse itself (see
- * userNamespaceCommand). The kernel queues INIT; start the session right after this returns.
+ * mount(2) through the native addon, as mount(8) -i would call it (`fd=3` becomes our own fd number):
+ * true when mounted. False, for mount(8) to do it and explain any failure, when the addon or its mount is
+ * missing, an option is not one of ours, or the kernel refused.
+ */
+export function mountDirect(source: string, target: string, fstype: string, fd: number, options: string[]): boolean {
+  const mount = loadNativeAddon()?.mount;
+  if (mount === undefined) return false;
+  let flags = 0;
+  const data: string[] = [];
+  for (const opt of options) {
+    if (opt in MOUNT_FLAGS) flags |= MOUNT_FLAGS[opt];
+    else if (opt === 'fd=3') data.push(`fd=${fd}`);
+    else if (/^(rootmode|user_id|group_id|max_read|blksize)=\d+$|^(default_permissions|allow_other)$/.test(opt)) data.push(opt);
+    else return false;
+  }
+  return mount(source, target, fstype, flags, data.join(',')) === 0;
+}
+
+/**
+ * Opens /dev/fuse and mounts it at `mountpoint` with mount(2) through the native addon, else with mount(8)
+ * -i (no mount.fuse helper), the fd passed as fd 3. Needs root, or root in a user+mount namespace that
+ * opened /dev/fuse itself (see userNamespaceCommand). The kernel queues INIT; start the session right
+ * after this returns.
  */
 export async function mountFuse(mountpoint: string, opts: MountOptions): Promise<FuseMount> {
   const mnt = resolve(mountpoint);
@@ -89,6 +113,7 @@ export async function mountFuse(mountpoint: string, opts: MountOptions): Promise
     if (extra.includes(',')) { closeSync(fd); throw new GridboxError('USAGE', `Cannot mount FUSE: option ${q(extra)} contains a comma`); }
     o.push(extra);
   }
+  if (mountDirect(opts.fsname, mnt, `fuse.${opts.subtype}`, fd, o)) return { fd, mountpoint: mnt, unmount: (u) => unmountFuse(mnt, u) };
   let r: RunResult;
   try {
     r = await runHelper('mount', ['-i', '-t', `fuse.${opts.subtype}`, '-o', o.join(','), opts.fsname, mnt],

@@ -3,13 +3,8 @@
 // reply, and the kernel then serves reads and mmap from it without asking us. Node has no ioctl, so the two
 // calls come from the tiny gridbox-fuse-ioctl addon; without it, or without CAP_SYS_ADMIN in the initial user
 // namespace (the kernel's rule), the port reports itself disabled and reads take the normal path.
-import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
-
-interface IoctlAddon {
-  backingOpen(fuseFd: number, fd: number): number;
-  backingClose(fuseFd: number, backingId: number): number;
-}
+import { loadNativeAddon, type NativeAddon } from './native-addon.js';
 
 export interface PassthroughPort {
   /** False once the kernel refused (no privilege, not negotiated): callers stop trying. */
@@ -27,18 +22,9 @@ export interface PassthroughPort {
   stats(): { opened: number; closed: number; refused: number; lastError?: string };
 }
 
-let addon: IoctlAddon | null | undefined;
-
 /** The addon, or undefined when it is not built (e.g. node-gyp could not run): passthrough is then off. */
-export function loadIoctlAddon(): IoctlAddon | undefined {
-  if (addon === undefined) {
-    try {
-      addon = createRequire(import.meta.url)('gridbox-fuse-ioctl') as IoctlAddon;
-    } catch {
-      addon = null;
-    }
-  }
-  return addon ?? undefined;
+export function loadIoctlAddon(): NativeAddon | undefined {
+  return loadNativeAddon();
 }
 
 const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
