@@ -3,8 +3,8 @@
 // the same things with the same exit codes, and a daemon that ran without a fresh bundle leaves one behind.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { chmod, cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmod, cp, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withTempDir } from '../testing/tmp.js';
@@ -133,6 +133,22 @@ test('a daemon that started without a bundle builds one, and the next mount star
       const starts = nodeStarts(w);
       assert.equal(starts.length, 1, starts.join(' | '));
       assert.ok(starts[0].startsWith(`${bundle} mount `), starts[0]);
+      await mustRun(runChild(bin, ['umount', w.mnt], { env: w.env }), 'umount');
+
+      // A compiled source changes (an upgrade, a rebuild): the stale bundle runs main.js inside the same node
+      // process, the mount works, and a fresh bundle replaces the stale one for the mount after.
+      const before = statSync(bundle).mtimeMs;
+      const source = join(inst, 'dist/mountd/serve-mount.js');
+      // An older mtime than now: the builder refuses sources that are still being written (mtime >= its start).
+      await utimes(source, new Date(), new Date(Date.now() - 60_000));
+      const stale = await mustRun(runChild(bin, w.args, { env: w.env }), 'mount with a stale bundle');
+      assert.match(stale, mountedLine(w));
+      assert.match(readFileSync(w.nodeLog, 'utf8'), new RegExp(`^${bundle} mount `, 'm'), 'the shell front started the stale bundle');
+      for (let i = 0; i < 600 && statSync(bundle).mtimeMs === before; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.notEqual(statSync(bundle).mtimeMs, before, 'the daemon had the stale bundle rebuilt');
+      const firstLine = readFileSync(bundle, 'utf8').split('\n', 1)[0];
+      const manifest = JSON.parse(firstLine.slice(firstLine.indexOf('['))) as Array<[string, number, number]>;
+      assert.equal(manifest.find(([f]) => f === source)?.[2], statSync(source).mtimeMs, 'the new bundle lists the changed source as it is now');
       await mustRun(runChild(bin, ['umount', w.mnt], { env: w.env }), 'umount');
     } finally {
       await runChild(bin, ['umount', w.mnt], { env: w.env });
