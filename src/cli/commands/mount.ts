@@ -159,8 +159,8 @@ async function serve(fqrn: string, mnt: string, o: MountFlags): Promise<number> 
 
 async function serveHere(fqrn: string, mnt: string, o: MountFlags, dir: string, readyFd?: number, readyLines?: (revision: number) => string[]): Promise<number> {
   const log = (line: string): void => { process.stderr.write(`${new Date().toISOString()} ${line}\n`); };
-  // mount(8) runs while the client loads its modules, fetches and verifies the manifest and root catalog:
-  // the kernel queues its INIT until the session starts, so nothing waits on an unopened client.
+  // The FUSE mount is made while the client loads its modules, fetches and verifies the manifest and root
+  // catalog: the kernel queues its INIT until the session starts, so nothing waits on an unopened client.
   // A refused mountpoint is refused before any network or key work (a few ms of stat and mountinfo).
   const checked = assertMountable(mnt, dir, Boolean(o.inUserns));
   const early = checked.then(() => mountFuse(mnt, repositoryMountOptions(fqrn)));
