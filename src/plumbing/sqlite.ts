@@ -33,7 +33,7 @@ export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDb
   try {
     db = new Database(path, { readonly, fileMustExist: readonly || !(opts.create ?? false), timeout: opts.busyTimeoutMs ?? 5000 });
     db.prepare('SELECT count(*) FROM sqlite_master').get();
-    if (!readonly && opts.journal !== undefined) db.pragma(`journal_mode = ${opts.journal.toUpperCase()}`);
+    if (!readonly && opts.journal !== undefined) setJournalMode(db, opts.journal, opts.busyTimeoutMs ?? 5000);
     if (opts.synchronous !== undefined) db.pragma(`synchronous = ${opts.synchronous.toUpperCase()}`);
     return db;
   } catch (cause) {
@@ -43,3 +43,25 @@ export function openSqlite(path: string, opts: OpenSqliteOptions = {}): SqliteDb
       { cause, path });
   }
 }
+
+/**
+ * Switching the journal mode takes an exclusive lock, and SQLite answers SQLITE_BUSY at once, without calling
+ * the busy handler, when another connection holds the file at that moment: two processes creating the same
+ * WAL database together (serve's workers opening one accounting database) lost this race about 1 time in 20
+ * here. So it is retried like a busy wait, up to the busy timeout.
+ */
+function setJournalMode(db: SqliteDb, mode: string, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  for (let waitMs = 1; ; waitMs = Math.min(2 * waitMs, 50)) {
+    try {
+      db.pragma(`journal_mode = ${mode.toUpperCase()}`);
+      return;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw e;
+      Atomics.wait(sleeper, 0, 0, waitMs);
+    }
+  }
+}
+
+/** Something to block on for a few milliseconds: openSqlite is synchronous, as better-sqlite3 is. */
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
