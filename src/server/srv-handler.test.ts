@@ -198,3 +198,20 @@ for (const workers of ['1', '2']) test(`gridbox serve --workers ${workers} print
     assert.match(lines.find((l) => l.includes('nothing-here')) ?? '', /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \S+nothing-here HTTP\/1\.1" 404 \d+ [\d.]+$/);
   } finally { if (child.exitCode === null) child.kill('SIGKILL'); }
 }));
+
+test('gridbox serve --workers 2 whose workers cannot open the accounting database exits with the reason instead of waiting for them', () => withTempDir(async (dir) => {
+  await makeSrv(dir);
+  const db = join(dir, 'fleet.db');
+  await writeFile(db, 'not a database, but long enough that SQLite reads a header from it..........................');
+  const child = spawn(process.execPath, [cliMain(), 'serve', '--root', dir, '--listen', '127.0.0.1:0', '--workers', '2', '--accounting-db', db], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d; });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`serve still running after 30 s; stderr: ${stderr}`)), 30_000);
+      child.once('exit', (c) => { clearTimeout(t); resolve(c); });
+    });
+    assert.notEqual(code, 0);
+    assert.match(stderr, /accounting database .*fleet\.db/);
+  } finally { if (child.exitCode === null) child.kill('SIGKILL'); }
+}));

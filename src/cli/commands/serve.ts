@@ -111,12 +111,16 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
 async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, fastPath: boolean, accountingDb?: string): Promise<number> {
   // ^C reaches the whole process group; the primary decides when workers stop.
   process.on('SIGINT', () => undefined);
-  const { options, log } = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, fastPath, accountingDb);
   let running;
+  let log: AccessLog | undefined;
   try {
-    running = await listenSrv(options, host, port);
+    // Opening the access log or the accounting database can fail as much as listening can.
+    const h = handlerOptions(srvDir, cacheMb, accessLogPath, metrics, fastPath, accountingDb);
+    log = h.log;
+    running = await listenSrv(h.options, host, port);
   } catch (e) {
-    // The IPC channel would keep a failed worker alive; the primary sees it exit and reports.
+    // The IPC channel would keep a failed worker alive, and the primary would wait for it to listen forever;
+    // this way the primary sees it exit and reports.
     process.disconnect();
     throw e;
   }
