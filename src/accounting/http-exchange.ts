@@ -3,6 +3,7 @@
 // Bodies are bounded: an answer longer than MAX_ANSWER_BYTES is an error, not a memory hazard.
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { tlsTrustOptions } from '../plumbing/extra-ca.js';
 
 export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
@@ -19,7 +20,7 @@ export function exchangeText(url: string, o: { method?: 'GET' | 'POST'; body?: s
     headers['content-length'] = String(body.length);
   }
   return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? https : http).request(u, { method: o.method ?? 'GET', headers }, (res) => {
+    const req = (u.protocol === 'https:' ? https : http).request(u, { method: o.method ?? 'GET', headers, ...(u.protocol === 'https:' ? tlsTrustOptions() : {}) }, (res) => {
       const parts: Buffer[] = [];
       let n = 0;
       res.on('data', (c: Buffer) => {

@@ -2,6 +2,8 @@
 // `apptainer`/`singularity` shims reach the runtime CLI) and loads only that command's module,
 // which keeps start-up cheap for `exec`. The only place that exits.
 import { describeError, edgeOf } from '../errors.js';
+import { noteDeferredExtraCa } from '../plumbing/extra-ca.js';
+import { restoreShimEnv } from './shim-env.js';
 
 /** A command module exports `run`, which returns the process exit code. */
 export interface CommandModule {
@@ -60,6 +62,11 @@ async function main(argv: string[]): Promise<number> {
   // Runtime commands keep their own name as the first argument (apptainer-style parsing).
   return mod.run(file === 'apptainer' ? argv : rest);
 }
+
+// bin/gridbox started node with NODE_EXTRA_CA_CERTS moved aside (plumbing/extra-ca.ts); commands and what they
+// start see the caller's environment as it was.
+noteDeferredExtraCa();
+restoreShimEnv(process.env);
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -3,7 +3,13 @@
 // `gridbox mount` starts the daemon from this file's CommonJS bundle (commands/mountd-bundle.ts): Node 20's
 // ES module loader, over the ~200 modules a daemon needs, was most of a mount's time before the bundle.
 import { describeError, edgeOf } from '../errors.js';
+import { noteDeferredExtraCa } from '../plumbing/extra-ca.js';
 import { run } from './commands/mount.js';
+import { restoreShimEnv } from './shim-env.js';
+
+// bin/gridbox started node with NODE_EXTRA_CA_CERTS moved aside (plumbing/extra-ca.ts).
+noteDeferredExtraCa();
+restoreShimEnv(process.env);
 
 const [name, ...rest] = process.argv.slice(2);
 if (name !== 'mount') {

@@ -7,6 +7,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type https from 'node:https';
 import { createRequire } from 'node:module';
+import { tlsTrustOptions } from '../plumbing/extra-ca.js';
 
 // node:https (and tls with it) is loaded on the first https request: repositories on plain http, the usual
 // stratum 1 and squid case, never pay for it in a mount daemon's or a runtime's start.
@@ -32,7 +33,7 @@ export function createAgents(): HttpAgents {
   let secure: https.Agent | undefined;
   return {
     http: plain,
-    get https() { return (secure ??= new (httpsLib().Agent)(o)); },
+    get https() { return (secure ??= new (httpsLib().Agent)({ ...o, ...tlsTrustOptions() })); },
     close: () => { plain.destroy(); secure?.destroy(); },
   };
 }

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { GridboxError, q } from '../errors.js';
+import { extraCaMovedAside } from '../plumbing/extra-ca.js';
 import { parseReport, type DaemonReady } from './daemon-report.js';
 
 export type { DaemonReady };
@@ -37,7 +38,8 @@ function tail(file: string): string {
 export async function startDaemon(o: DaemonLaunch): Promise<DaemonReady & { lines: string[] }> {
   const timeoutMs = o.timeoutMs ?? READY_TIMEOUT_MS;
   const logFd = openSync(o.log, 'a');
-  const child = spawn(o.command, o.args, { detached: true, cwd: '/', stdio: ['ignore', logFd, logFd, 'pipe'] });
+  // The daemon is one of our entry points: it loads NODE_EXTRA_CA_CERTS itself if it ever speaks TLS.
+  const child = spawn(o.command, o.args, { detached: true, cwd: '/', env: extraCaMovedAside(process.env), stdio: ['ignore', logFd, logFd, 'pipe'] });
   closeSync(logFd);
   const mnt = o.mountpoint;
   const text = await new Promise<string>((ok, fail) => {
