@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withTempDir } from '../testing/tmp.js';
 import type { Client, ClientNode } from '../client/index.js';
-import { createStartProfiler, imageOf, MAX_BYTES_FACTOR, parseProfile } from './start-profile.js';
+import { createStartProfiler, imageOf, MAX_BYTES_FACTOR, mergeProfile, parseProfile, type Profile } from './start-profile.js';
 
 /** Chunked files: path -> chunk sizes. Every other path in `sizes` is a whole file. */
 /** `cached`: whole files the client cache holds (prefetch warms them and says so). */
@@ -164,4 +164,56 @@ test('a profile with foreign or malformed rows replays only its well-formed file
   assert.deepEqual(p?.catalogs, ['/i']);
   assert.equal(parseProfile('[1,2]'), undefined);
   assert.equal(parseProfile('null'), undefined);
+});
+
+test('a start that read files its profile lacked merges them in: a probe first, the real job next, both replayed after', () => withTempDir(async (dir) => {
+  const img = '/.images/ab/abcdef';
+  // Mount 1: the pilot's probe (exec IMG true) is the image's first start on this node.
+  const probe = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  probe.onOpen(`${img}/bin/true`, 10);
+  await probe.flush();
+  // Mount 2: the real job; the probe's file is replayed, and the job's own files are recorded as well.
+  const job = fakeClient({ [`${img}/bin/true`]: 10 });
+  const second = createStartProfiler({ dir, client: job.client, windowMs: 60_000 });
+  second.onOpen(`${img}/bin/python3`, 300);
+  second.onOpen(`${img}/bin/true`, 10);
+  await until(() => second.stats().replayed === 1, 'the probe profile replay');
+  await second.flush();
+  assert.equal(second.stats().recorded, 1, 'the merged profile was written');
+  // Mount 3: both starts' files come back; a start that adds nothing rewrites nothing.
+  const all = fakeClient({ [`${img}/bin/true`]: 10, [`${img}/bin/python3`]: 300 });
+  const third = createStartProfiler({ dir, client: all.client, windowMs: 60_000 });
+  third.onOpen(`${img}/bin/python3`, 300);
+  await until(() => third.stats().replayed === 2, 'the merged replay');
+  assert.deepEqual(all.opened.sort(), [`${img}/bin/python3`, `${img}/bin/true`]);
+  await third.flush();
+  assert.equal(third.stats().recorded, 0);
+}, 'gridbox-profile-'));
+
+test('an image quiet for a while starts again: its next start is recorded and merged, without a second replay', () => withTempDir(async (dir) => {
+  const c = fakeClient({ '/img/a': 1 });
+  const rec = createStartProfiler({ dir, client: c.client, windowMs: 100, quietMs: 300 });
+  rec.onOpen('/img/a', 1);
+  await until(() => rec.stats().recorded === 1, 'the first start saved at the end of its window');
+  rec.onOpen('/img/b', 2); // inside the quiet time: the same start, after its window, not recorded
+  await new Promise((r) => setTimeout(r, 400));
+  rec.onLookup('/img/etc'); // the image was quiet for 400 ms: a new start
+  rec.onOpen('/img/c', 3);
+  await until(() => rec.stats().recorded === 2, 'the second start merged at the end of its window');
+  const { readdir, readFile } = await import('node:fs/promises');
+  const [f] = await readdir(dir);
+  const p = parseProfile(await readFile(`${dir}/${f}`, 'utf8'))!;
+  assert.deepEqual(p.files.map((x) => x[0]).sort(), ['/img/a', '/img/c']);
+  assert.equal(p.bytes, 4);
+  assert.deepEqual(c.opened, [], 'no replay in the mount that recorded the profile');
+}, 'gridbox-profile-'));
+
+test('mergeProfile: the fresh start first, chunk sets joined, nothing written when nothing is new', () => {
+  const stored: Profile = { fqrn: 'x', image: '/i', bytes: 21, files: [['/i/a', 1], ['/i/big', 20, [0, 1]]], catalogs: ['/i'] };
+  assert.equal(mergeProfile(stored, { ...stored, files: [['/i/a', 1], ['/i/big', 10, [1]]], bytes: 11 }), undefined);
+  const m = mergeProfile(stored, { fqrn: 'x', image: '/i', bytes: 22, files: [['/i/new', 2], ['/i/big', 20, [1, 3]]], catalogs: ['/i', '/i/sub'] })!;
+  assert.deepEqual(m.files, [['/i/new', 2], ['/i/big', 30, [0, 1, 3]], ['/i/a', 1]]);
+  assert.deepEqual(m.catalogs, ['/i', '/i/sub']);
+  assert.equal(m.bytes, 33);
+  assert.deepEqual(mergeProfile(undefined, stored), stored);
 });

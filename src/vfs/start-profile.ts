@@ -7,7 +7,10 @@
 // runtime resolves the image and sets up its sandbox long before the first exec reads a byte, and the
 // replay's own lookups wait on the image's catalog with the runtime's.
 // A profile that names missing files is harmless (they are skipped); never more than MAX_BYTES_FACTOR × the
-// recorded bytes.
+// recorded bytes. Every start is recorded, not only an image's first: a start of an image after QUIET_MS
+// without activity records again (a mount lives for days), and what a start read that its profile lacked is
+// merged in; otherwise a pilot's probe of an image (`apptainer exec IMG true`), often its first start on a
+// node, would be the only start its profile ever knew.
 import { mkdir, readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -16,6 +19,8 @@ import { writeFileAtomic } from '../plumbing/atomic-write.js';
 
 /** How long after the first sign of a start of an image its reads count as "the start". */
 export const START_WINDOW_MS = 20_000;
+/** An image quiet this long (no lookup or read under it) starts again with its next lookup: recorded anew. */
+export const QUIET_MS = 60_000;
 /** Replay stops once the objects it fetched hold this many times the bytes the profile recorded. */
 export const MAX_BYTES_FACTOR = 2;
 /**
@@ -70,10 +75,39 @@ export function parseProfile(text: string): Profile | undefined {
 
 interface Recording { files: Map<string, { size: number; chunks?: Set<number> }>; catalogs: Set<string>; timer: NodeJS.Timeout }
 
-export function createStartProfiler(o: { dir: string; client: Client; log?: (line: string) => void; windowMs?: number; concurrency?: number }): StartProfiler {
+/**
+ * A start's record merged into the stored profile: the start's files first (chunk sets joined with the stored
+ * ones), then stored files it did not read, at most MAX_PROFILE_FILES; undefined when it adds nothing.
+ */
+export function mergeProfile(stored: Profile | undefined, fresh: Profile): Profile | undefined {
+  if (stored === undefined) return fresh;
+  const old = new Map(stored.files.map((f) => [f[0], f]));
+  let added = false;
+  const files: ProfileFile[] = [];
+  for (const f of fresh.files) {
+    const o = old.get(f[0]);
+    old.delete(f[0]);
+    if (o === undefined) { added = true; files.push(f); continue; }
+    if (f[2] === undefined || o[2] === undefined) { files.push(f[2] === undefined ? f : o); continue; }
+    // Chunked in both: the chunks either start read (sizes are the fresh record's per chunk on average).
+    const chunks = [...new Set([...o[2], ...f[2]])].sort((a, b) => a - b);
+    if (chunks.length > o[2].length) added = true;
+    const per = f[2].length > 0 ? f[1] / f[2].length : 0;
+    files.push([f[0], Math.max(o[1], f[1], Math.round(per * chunks.length)), chunks]);
+  }
+  const catalogs = [...new Set([...(stored.catalogs ?? []), ...(fresh.catalogs ?? [])])];
+  if (!added && catalogs.length === (stored.catalogs ?? []).length) return undefined;
+  for (const f of old.values()) files.push(f);
+  const kept = files.slice(0, MAX_PROFILE_FILES);
+  return { ...fresh, files: kept, catalogs, bytes: kept.reduce((a, f) => a + f[1], 0) };
+}
+
+export function createStartProfiler(o: { dir: string; client: Client; log?: (line: string) => void; windowMs?: number; quietMs?: number; concurrency?: number }): StartProfiler {
   const windowMs = o.windowMs ?? START_WINDOW_MS;
+  const quietMs = o.quietMs ?? QUIET_MS;
   const concurrency = o.concurrency ?? REPLAY_CONCURRENCY;
-  const seen = new Set<string>();
+  /** When each image was last looked into or read: the first time starts a replay, a quiet spell a new recording. */
+  const lastActive = new Map<string, number>();
   const recording = new Map<string, Recording>();
   let recorded = 0, replayed = 0, replayedBytes = 0, skipped = 0;
   /** The image of the last lookup: most lookups stay inside it, so they cost one startsWith. */
@@ -92,8 +126,12 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
       bytes += f.size;
       files.push(f.chunks === undefined ? [path, f.size] : [path, f.size, [...f.chunks].sort((a, b) => a - b)]);
     }
-    const p: Profile = { fqrn: o.client.fqrn, image, bytes, files, catalogs: [...r.catalogs] };
+    const fresh: Profile = { fqrn: o.client.fqrn, image, bytes, files, catalogs: [...r.catalogs] };
     try {
+      // Read again now, not at the start: another mount of this repository may have written it meanwhile.
+      const stored = await readFile(fileOf(image), 'utf8').then(parseProfile, () => undefined);
+      const p = mergeProfile(stored, fresh);
+      if (p === undefined) return;
       await mkdir(o.dir, { recursive: true });
       await writeFileAtomic(fileOf(image), JSON.stringify(p));
       recorded++;
@@ -151,24 +189,24 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     o.log?.(`start profile of ${image}: ${replayed} files (${replayedBytes} bytes) fetched ahead in ${Date.now() - t0} ms (catalogs ready after ${resolvedAt - t0} ms), ${skipped} skipped`);
   };
 
-  const start = (image: string): void => {
-    // Record from the first sign on; a profile found on disk ends the recording and is replayed instead.
+  /** Records from the first sign on; the first start of an image in this mount also replays its profile. */
+  const start = (image: string, replayProfile: boolean): void => {
     const timer = setTimeout(() => { void save(image); }, windowMs);
     timer.unref();
     recording.set(image, { files: new Map(), catalogs: new Set(), timer });
+    if (!replayProfile) return;
     void readFile(fileOf(image), 'utf8').then((t) => {
       const p = parseProfile(t);
-      if (p === undefined) return;
-      clearTimeout(timer);
-      recording.delete(image);
-      void replay(image, p);
+      if (p !== undefined) void replay(image, p);
     }, () => undefined);
   };
 
   const touch = (image: string): void => {
-    if (seen.has(image)) return;
-    seen.add(image);
-    start(image);
+    const now = Date.now();
+    const before = lastActive.get(image);
+    lastActive.set(image, now);
+    if (before === undefined) start(image, true);
+    else if (now - before >= quietMs && !recording.has(image)) start(image, false);
   };
 
   const note = (path: string, catalog: string | undefined): Recording['files'] | undefined => {
@@ -182,7 +220,7 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
 
   return {
     onLookup(path) {
-      if (lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47) return;
+      if (lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47) { touch(lastImage); return; }
       const image = lookupImage(path);
       if (image === undefined) return;
       lastImage = image;
