@@ -215,3 +215,20 @@ test('gridbox serve --workers 2 whose workers cannot open the accounting databas
     assert.match(stderr, /accounting database .*fleet\.db/);
   } finally { if (child.exitCode === null) child.kill('SIGKILL'); }
 }));
+
+test('gridbox serve --workers 2 stops cleanly when SIGTERM reaches its whole process group (a service manager stopping it)', () => withTempDir(async (dir) => {
+  await makeSrv(dir);
+  const child = spawn(process.execPath, [cliMain(), 'serve', '--root', dir, '--listen', '127.0.0.1:0', '--workers', '2'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d; });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once('line', () => resolve());
+      child.once('exit', (c) => reject(new Error(`serve exited ${c}: ${stderr}`)));
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    process.kill(-child.pid!, 'SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    assert.equal(stderr, '');
+  } finally { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }
+}));

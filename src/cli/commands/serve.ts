@@ -109,8 +109,10 @@ function handlerOptions(srvDir: string, cacheMb: number, accessLogPath: string |
 
 /** A worker serves until the primary says "stop" (or goes away, which ends the worker through cluster). */
 async function runWorker(srvDir: string, host: string, port: number, cacheMb: number, accessLogPath: string | undefined, metrics: boolean, fastPath: boolean, accountingDb?: string): Promise<number> {
-  // ^C reaches the whole process group; the primary decides when workers stop.
+  // ^C, and a service manager's SIGTERM, reach the whole process group; the primary decides when workers stop
+  // (a worker that died of the signal would leave the primary's stop message nobody to read: EPIPE).
   process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
   let running;
   let log: AccessLog | undefined;
   try {
@@ -170,6 +172,9 @@ async function runPrimary(count: number): Promise<number> {
 function stopWorker(w: Worker): Promise<void> {
   return new Promise<void>((resolve) => {
     if (w.isDead()) { resolve(); return; }
+    // A worker gone by other means cannot be told to stop: the send fails asynchronously (EPIPE), and its exit
+    // below is what counts.
+    w.on('error', () => undefined);
     const t = setTimeout(() => w.process.kill('SIGKILL'), STOP_GRACE_MS);
     w.once('exit', () => { clearTimeout(t); resolve(); });
     try { w.send('gridbox:stop'); } catch { w.process.kill('SIGKILL'); }
