@@ -11,6 +11,7 @@ import { fixturesDir } from '../testing/fixtures.js';
 import { isGridboxError } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
 import { openCatalog } from './catalog-reader.js';
+import { openSqliteReadOnly } from './sqlite.js';
 
 
 /** Unpacks the fixture and inflates every catalog; returns hex → inflated catalog file. */
@@ -168,5 +169,33 @@ test('openCatalog() rejects a catalog without its catalog table, or with a forei
     execFileSync('sqlite3', [wrong, "CREATE TABLE properties (key TEXT, value TEXT); INSERT INTO properties VALUES ('schema','3.0');" +
       ' CREATE TABLE catalog (x); CREATE TABLE chunks (x); CREATE TABLE nested_catalogs (x); CREATE TABLE statistics (x);']);
     assert.throws(() => openCatalog(wrong), (e: unknown) => isGridboxError(e, 'CATALOG_SCHEMA') && e.message.includes('3.0'));
+  });
+});
+
+test('an immutable catalog keeps its shared lock (no per-statement locking), and two such readers share the file', async () => {
+  await withTempDir(async (tmp) => {
+    const file = unpackCatalogs(tmp).get(ROOT_HEX)!;
+    const plain = openSqliteReadOnly(file);
+    const held = openSqliteReadOnly(file, 'CATALOG_INVALID', { immutable: true });
+    try {
+      assert.equal(plain.pragma('locking_mode', { simple: true }), 'normal');
+      assert.equal(held.pragma('locking_mode', { simple: true }), 'exclusive');
+    } finally {
+      plain.close();
+      held.close();
+    }
+    // Two mounts of one repository share the cache's catalog files: both must read them at once.
+    const a = openCatalog(file, { immutable: true });
+    const b = openCatalog(file, { immutable: true });
+    try {
+      for (let i = 0; i < 3; i++) {
+        assert.equal(a.lookup('')?.entry.type, 'dir');
+        assert.equal(b.lookup('')?.entry.type, 'dir');
+        assert.deepEqual(a.listing('').map((e) => e.path), b.listing('').map((e) => e.path));
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
   });
 });

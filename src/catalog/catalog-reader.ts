@@ -88,9 +88,12 @@ function readProperties(db: SqliteDb, file: string): CatalogProperties {
   return props;
 }
 
-/** Open a catalog file; CATALOG_INVALID for a file that is no SQLite database, CATALOG_SCHEMA for a wrong layout. */
-export function openCatalog(file: string): CatalogReader {
-  const db = openSqliteReadOnly(file, 'CATALOG_INVALID');
+/**
+ * Open a catalog file; CATALOG_INVALID for a file that is no SQLite database, CATALOG_SCHEMA for a wrong layout.
+ * `immutable`: the file is never written again while open (see openSqliteReadOnly).
+ */
+export function openCatalog(file: string, o: { immutable?: boolean } = {}): CatalogReader {
+  const db = openSqliteReadOnly(file, 'CATALOG_INVALID', o);
   try {
     return new SqliteCatalogReader(db, file);
   } catch (e) {

@@ -8,7 +8,7 @@ import { Downloader } from '../download/downloader.js';
 import { parseSignedManifest } from '../manifest/manifest.js';
 import { verifyRepositoryTrust } from '../manifest/trust.js';
 import type { ClientSettings } from './client-config.js';
-import type { RepositorySource } from './ports.js';
+import type { OpenCatalog, RepositorySource } from './ports.js';
 import type { ManifestInfo, TrustPort } from './repository.js';
 
 /** Manifest fields the session needs, from the signed manifest parser. */
@@ -59,7 +59,7 @@ export function earlyFetched(source: RepositorySource, files: readonly string[])
 export interface DefaultDeps {
   source: RepositorySource;
   cache: ObjectCache;
-  openCatalog: typeof openCatalog;
+  openCatalog: OpenCatalog;
   trust: TrustPort;
   log?: (line: string) => void;
   onClose: () => Promise<void>;
@@ -85,7 +85,8 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
     throw e;
   }
   return {
-    source, cache, openCatalog, trust: defaultTrust, log: o.log,
+    // Catalogs in the client cache are content-addressed: never rewritten in place, so opened as immutable.
+    source, cache, openCatalog: (file) => openCatalog(file, { immutable: true }), trust: defaultTrust, log: o.log,
     onClose: async () => { cache.close(); await downloader.close(); },
   };
 }
