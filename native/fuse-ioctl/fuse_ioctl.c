@@ -1,14 +1,24 @@
 // The system calls gridbox's FUSE server needs and Node cannot make itself: the two /dev/fuse ioctls of FUSE
 // passthrough (Linux >= 6.9, include/uapi/linux/fuse.h: register an open file as a backing file and get its
 // backing_id for an OPEN reply, drop that registration), and mount(2) of the FUSE connection, which spares
-// a daemon the start of mount(8) (a blocking fork and exec, ~25 ms of a mount with a cold page cache).
-// Nothing else: the FUSE protocol stays in TypeScript (src/fuse/).
+// a daemon the start of mount(8) (a blocking fork and exec, ~25 ms of a mount with a cold page cache); and
+// a posix_spawn(3)-like start with pipes on fixed descriptors, for the runtime's start of bwrap: Node's child_process costs
+// a module graph (net, streams) and a fork of the whole Node process, ~14 ms of a ~120 ms `apptainer exec`.
+// Nothing else: the FUSE protocol stays in TypeScript (src/fuse/), the launch logic in src/launcher/.
+#define _GNU_SOURCE // pipe2, F_GETPIPE_SZ
 #include <node_api.h>
 #include <errno.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 // Defined here rather than taken from <linux/fuse.h>, whose copy on older build hosts lacks them.
 struct gridbox_fuse_backing_map {
@@ -89,11 +99,209 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
   return out;
 }
 
+
+// What the child of spawn_child needs; it runs on its own stack in the parent's memory (CLONE_VM), so it only
+// reads this and makes system calls.
+struct spawn_args {
+  const char* path;
+  char** argv;
+  char** envp;
+  const int* child_end;
+  int npipes;
+  int first_fd;
+  int err_fd; // close-on-exec: reads EOF in the parent when the exec succeeded, else the child's errno
+};
+
+// The kernel's struct sigaction (rt_sigaction(2)), to reach the two signals glibc keeps for itself (32, 33),
+// which its own sigaction refuses to touch and its posix_spawn leaves ignored in the child.
+struct kernel_sigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  uint64_t mask;
+};
+
+static int spawn_child_main(void* p) {
+  const struct spawn_args* a = p;
+  // Every signal at its default: a handler address means nothing after exec, and an ignored signal would stay
+  // ignored (Node ignores SIGPIPE and SIGXFSZ), as libuv's own spawn also resets them.
+  struct kernel_sigaction dfl = { 0, 0, 0, 0 };
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+  }
+  // stdin, stdout and stderr as they are, even when the caller's are close-on-exec (as libuv's spawn does).
+  for (int fd = 0; fd < 3; fd++) fcntl(fd, F_SETFD, 0);
+  // dup2 clears close-on-exec on the target; the high sources close at exec.
+  for (int i = 0; i < a->npipes; i++) {
+    if (dup2(a->child_end[i], a->first_fd + i) < 0) goto fail;
+  }
+  uint64_t none = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
+  execve(a->path, a->argv, a->envp);
+fail:;
+  int e = errno;
+  ssize_t ignored = write(a->err_fd, &e, sizeof(e));
+  (void)ignored;
+  _exit(127);
+}
+
+// Starts `path` the way posix_spawn does (clone with CLONE_VM|CLONE_VFORK: no copy of the Node process, the
+// parent waits only until the exec), with all signals blocked in the parent meanwhile so no handler of Node's
+// runs on the child's stack. 0, or an errno (the child, if it got that far, is reaped).
+static int spawn_child(pid_t* pid_out, const char* path, char** argv, char** envp, const int* child_end, int npipes, int first_fd) {
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) return errno;
+  // The child's end above the dup2 targets too, or a target could be it.
+  int high = fcntl(ep[1], F_DUPFD_CLOEXEC, first_fd + npipes);
+  close(ep[1]);
+  if (high < 0) { int e = errno; close(ep[0]); return e; }
+  ep[1] = high;
+  const size_t stack_size = 64 * 1024;
+  char* stack = malloc(stack_size);
+  if (stack == NULL) { close(ep[0]); close(ep[1]); return ENOMEM; }
+  struct spawn_args a = { path, argv, envp, child_end, npipes, first_fd, ep[1] };
+  uint64_t all = ~(uint64_t)0, old;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof(uint64_t));
+  pid_t pid = clone(spawn_child_main, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+  int err = pid < 0 ? errno : 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(uint64_t));
+  free(stack);
+  close(ep[1]);
+  if (err == 0) {
+    int child_err;
+    ssize_t got;
+    do got = read(ep[0], &child_err, sizeof(child_err)); while (got < 0 && errno == EINTR);
+    if (got == sizeof(child_err)) {
+      err = child_err;
+      int status;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    } else {
+      *pid_out = pid;
+    }
+  }
+  close(ep[0]);
+  return err;
+}
+
+// A JavaScript array of strings as a NULL-terminated char* array (each string and the array malloc'ed), or NULL.
+static char** string_array(napi_env env, napi_value v) {
+  uint32_t n;
+  bool is_array;
+  if (napi_is_array(env, v, &is_array) != napi_ok || !is_array || napi_get_array_length(env, v, &n) != napi_ok) return NULL;
+  char** out = calloc(n + 1, sizeof(char*));
+  if (out == NULL) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    if (napi_get_element(env, v, i, &item) != napi_ok || (out[i] = string_arg(env, item)) == NULL) {
+      for (uint32_t j = 0; j < i; j++) free(out[j]);
+      free(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+static void free_array(char** a) {
+  if (a == NULL) return;
+  for (char** p = a; *p != NULL; p++) free(*p);
+  free(a);
+}
+
+
+// spawnPiped(path, argv, env, firstFd, dataPipes) -> [pid, statusReadFd, dataWriteFd..., dataCapacity...], or
+// [-errno]. A data pipe's capacity (F_GETPIPE_SZ) is how much the caller can write without blocking.
+// The child gets stdin/stdout/stderr as they are, fd `firstFd` = the write end of a status pipe, and fds
+// firstFd+1 .. firstFd+dataPipes = the read ends of data pipes; every signal at its default and none blocked
+// (Node ignores SIGPIPE, and an ignored signal would stay ignored across exec). The parent's ends are close-on-exec.
+static napi_value spawn_piped(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t first_fd, data_pipes;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 ||
+      napi_get_value_int32(env, argv[3], &first_fd) != napi_ok || napi_get_value_int32(env, argv[4], &data_pipes) != napi_ok ||
+      first_fd < 3 || data_pipes < 0 || data_pipes > 64) {
+    napi_throw_type_error(env, NULL, "spawnPiped(path, argv, env, firstFd, dataPipes) takes a string, two string arrays, and two integers");
+    return NULL;
+  }
+  char* path = string_arg(env, argv[0]);
+  char** args = string_array(env, argv[1]);
+  char** envp = string_array(env, argv[2]);
+  int npipes = data_pipes + 1;
+  int parent_end[65], child_end[65];
+  int made = 0, err = 0;
+  pid_t pid = -1;
+  if (path == NULL || args == NULL || envp == NULL) {
+    napi_throw_type_error(env, NULL, "spawnPiped: path, argv and env must be strings");
+    goto out;
+  }
+  for (; made < npipes; made++) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) { err = errno; break; }
+    // Pipe 0 (status) is written by the child; the data pipes are read by it.
+    int child = made == 0 ? p[1] : p[0];
+    parent_end[made] = made == 0 ? p[0] : p[1];
+    // Above every dup2 target (firstFd .. firstFd+dataPipes), so no dup2 closes a source another one still needs.
+    child_end[made] = fcntl(child, F_DUPFD_CLOEXEC, first_fd + npipes);
+    close(child);
+    if (child_end[made] < 0) { err = errno; close(parent_end[made]); break; }
+  }
+  if (err == 0) err = spawn_child(&pid, path, args, envp, child_end, npipes, first_fd);
+  for (int i = 0; i < made; i++) close(child_end[i]);
+  napi_value out;
+  napi_create_array(env, &out);
+  if (err != 0) {
+    for (int i = 0; i < made; i++) close(parent_end[i]);
+    napi_set_element(env, out, 0, result(env, -err));
+  } else {
+    napi_set_element(env, out, 0, result(env, (int32_t)pid));
+    for (int i = 0; i < npipes; i++) napi_set_element(env, out, (uint32_t)i + 1, result(env, parent_end[i]));
+    for (int i = 1; i < npipes; i++) {
+      int cap = fcntl(parent_end[i], F_GETPIPE_SZ);
+      napi_set_element(env, out, (uint32_t)npipes + (uint32_t)i, result(env, cap < 0 ? 0 : cap));
+    }
+  }
+  free(path);
+  free_array(args);
+  free_array(envp);
+  return out;
+out:
+  free(path);
+  free_array(args);
+  free_array(envp);
+  return NULL;
+}
+
+// waitPid(pid) -> [exitCode, signal] once the child is gone (blocking: call it only for a child that is ending),
+// or [-errno, 0].
+static napi_value wait_pid(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t pid;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, argv[0], &pid) != napi_ok) {
+    napi_throw_type_error(env, NULL, "waitPid(pid) takes an integer");
+    return NULL;
+  }
+  int status = 0, rc;
+  do rc = waitpid((pid_t)pid, &status, 0); while (rc < 0 && errno == EINTR);
+  napi_value out;
+  napi_create_array(env, &out);
+  if (rc < 0) {
+    napi_set_element(env, out, 0, result(env, -errno));
+    napi_set_element(env, out, 1, result(env, 0));
+  } else {
+    napi_set_element(env, out, 0, result(env, WIFEXITED(status) ? WEXITSTATUS(status) : 0));
+    napi_set_element(env, out, 1, result(env, WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+  }
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
     { "backingClose", NULL, backing_close, NULL, NULL, NULL, napi_default, NULL },
     { "mount", NULL, do_mount, NULL, NULL, NULL, napi_default, NULL },
+    { "spawnPiped", NULL, spawn_piped, NULL, NULL, NULL, napi_default, NULL },
+    { "waitPid", NULL, wait_pid, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

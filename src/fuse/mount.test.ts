@@ -9,7 +9,7 @@ import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
 import { clearStaleMount, enterCommand, findFuseMount, fuseMountState, mountDirect, unmountFuse, userNamespaceCommand } from './mount.js';
-import { loadNativeAddon } from './native-addon.js';
+import { loadNativeAddon } from '../plumbing/native-addon.js';
 import { FIXTURE_SCRIPT, HELLO, fuseSkipReason, patternBytes, startFixture } from './testing-fs.js';
 
 interface Out { code: number; stdout: string; stderr: string }

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { loadNativeAddon } from './native-addon.js';
+import { loadNativeAddon } from '../plumbing/native-addon.js';
 import { GridboxError, q } from '../errors.js';
 
 export interface MountOptions {

@@ -4,7 +4,7 @@
 // calls come from the tiny gridbox-fuse-ioctl addon; without it, or without CAP_SYS_ADMIN in the initial user
 // namespace (the kernel's rule), the port reports itself disabled and reads take the normal path.
 import { constants as osConstants } from 'node:os';
-import { loadNativeAddon, type NativeAddon } from './native-addon.js';
+import { loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
 
 export interface PassthroughPort {
   /** False once the kernel refused (no privilege, not negotiated): callers stop trying. */

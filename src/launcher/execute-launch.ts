@@ -1,9 +1,13 @@
 // The thin executor: checks that user namespaces are usable, spawns /usr/bin/bwrap with a LaunchSpec, feeds the
 // small data files through pipes, forwards signals to the payload and maps the exit status (runtime-contract.md
 // §3.7): the payload's code, 128+N for signal N; a setup failure (bwrap never started the command) is thrown.
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+// bwrap is started with the native addon's posix_spawn when it is built (plumbing/native-addon.ts), else with
+// child_process, which is then loaded only for this: its module graph (net, streams) and its fork of the whole
+// Node process were ~14 ms of a ~120 ms `apptainer exec`, which HTCondor and GlideinWMS call several times a job.
+import { closeSync, mkdirSync, read, readFileSync, writeSync, write } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { GridboxError, q } from '../errors.js';
+import { loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
 import { FIRST_DATA_FD, STATUS_FD } from './launch-spec.js';
 import type { LaunchSpec } from './launch-spec.js';
 
@@ -37,19 +41,47 @@ function payloadPids(childPid: number, pidNamespace: boolean): number[] {
 export interface LaunchHooks { onStarted?(): void }
 
 /** Runs the spec and resolves with the exit status; setup failures reject with a GridboxError. */
-export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}): Promise<number> {
+export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}, o: { spawner?: 'native' | 'child_process' } = {}): Promise<number> {
   checkUserNamespaces();
   for (const dir of spec.mkdirs) {
     try { mkdirSync(dir, { recursive: true, mode: 0o755 }); } catch (cause) { throw new GridboxError('LAUNCH_FAILED', `Cannot create work directory ${q(dir)}`, { cause, path: dir }); }
   }
-  const stdio: Array<'inherit' | 'pipe'> = ['inherit', 'inherit', 'inherit', 'pipe'];
-  for (let i = 0; i < spec.files.length; i++) stdio.push('pipe');
-  return new Promise<number>((resolve, reject) => {
-    const child = spawn(BWRAP_PATH, spec.argv, { env: spec.env, stdio });
-    let status = '';
-    let childPid: number | undefined;
-    let exitCode: number | undefined;
-    const onStatus = (chunk: Buffer): void => {
+  const addon = o.spawner === 'child_process' ? undefined : loadNativeAddon();
+  if (addon?.spawnPiped !== undefined && addon.waitPid !== undefined) return launchNative(spec, hooks, addon as NativeSpawn);
+  if (o.spawner === 'native') throw new GridboxError('LAUNCH_FAILED', 'the native addon (gridbox-fuse-ioctl) with spawnPiped is not built');
+  return launchChildProcess(spec, hooks);
+}
+
+/** What both spawners share: bwrap's status pipe read, signals forwarded to the payload, the outcome settled once. */
+interface Monitor {
+  onStatus(chunk: Buffer): void;
+  /** bwrap is gone: its exit status (or signal), unless the status pipe already gave the payload's code. */
+  onBwrapExit(code: number | null, signal: number | null): void;
+  settle(outcome: number | Error): void;
+}
+
+function monitor(spec: LaunchSpec, hooks: LaunchHooks, bwrapPid: () => number | undefined, resolve: (code: number) => void, reject: (e: Error) => void): Monitor {
+  let status = '';
+  let childPid: number | undefined;
+  let exitCode: number | undefined;
+  const forward = (sig: NodeJS.Signals): void => {
+    if (sig === 'SIGINT' && process.stdin.isTTY) return; // the terminal already signals the whole group
+    const bwrap = bwrapPid();
+    const targets = childPid === undefined ? (bwrap === undefined ? [] : [bwrap]) : payloadPids(childPid, spec.pidNamespace);
+    for (const pid of targets) { try { process.kill(pid, sig); } catch { /* already gone */ } }
+  };
+  for (const sig of FORWARDED) process.on(sig, forward);
+  let settled = false;
+  const settle = (outcome: number | Error): void => {
+    if (settled) return;
+    settled = true;
+    for (const sig of FORWARDED) process.off(sig, forward);
+    if (typeof outcome === 'number') resolve(outcome);
+    else reject(outcome);
+  };
+  return {
+    settle,
+    onStatus(chunk) {
       status += chunk.toString('utf8');
       const hadPid = childPid !== undefined;
       for (const m of status.matchAll(/"child-pid":\s*(\d+)/g)) childPid = Number(m[1]);
@@ -60,32 +92,76 @@ export async function executeLaunch(spec: LaunchSpec, hooks: LaunchHooks = {}): 
       // nothing left to do but exit itself: the caller gets the status now, not after bwrap's exit and the pipes'
       // close reach us (milliseconds per start, issue 11). bwrap exits with this very code.
       if (exitCode !== undefined) settle(exitCode);
+    },
+    onBwrapExit(code, signal) {
+      if (exitCode !== undefined) settle(exitCode);
+      else if (signal !== null) settle(128 + signal);
+      else settle(new GridboxError('LAUNCH_FAILED', `container setup failed: bwrap exited with status ${code} before starting the command`));
+    },
+  };
+}
+
+type NativeSpawn = Required<Pick<NativeAddon, 'spawnPiped' | 'waitPid'>>;
+
+function errnoName(errno: number): string {
+  return Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+}
+
+function launchNative(spec: LaunchSpec, hooks: LaunchHooks, addon: NativeSpawn): Promise<number> {
+  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
+  const r = addon.spawnPiped(BWRAP_PATH, [BWRAP_PATH, ...spec.argv], env, STATUS_FD, spec.files.length);
+  if (r[0] < 0) {
+    const cause = Object.assign(new Error(`${errnoName(-r[0])}: posix_spawn ${BWRAP_PATH}`), { code: errnoName(-r[0]) });
+    return Promise.reject(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH }));
+  }
+  const [pid, statusFd] = r;
+  const n = spec.files.length;
+  return new Promise<number>((resolve, reject) => {
+    const m = monitor(spec, hooks, () => pid, resolve, reject);
+    spec.files.forEach((f, i) => {
+      const fd = r[2 + i];
+      const data = Buffer.from(f.content);
+      // What fits the pipe is written at once; a larger file through the threadpool, where a write that waits for
+      // bwrap to read blocks a worker thread and not the loop that reads bwrap's status.
+      if (data.length <= r[2 + n + i]) {
+        try { writeSync(fd, data); } catch { /* bwrap failed before reading; its own error is reported */ }
+        closeSync(fd);
+        return;
+      }
+      const rest = (at: number): void => {
+        if (at >= data.length) { closeSync(fd); return; }
+        write(fd, data, at, data.length - at, null, (e, wrote) => { if (e) closeSync(fd); else rest(at + wrote); });
+      };
+      rest(0);
+    });
+    // The status pipe, read in the threadpool until bwrap closes it (exits); then bwrap is reaped.
+    const buf = Buffer.allocUnsafe(4096);
+    const next = (): void => {
+      read(statusFd, buf, 0, buf.length, null, (e, got) => {
+        if (!e && got > 0) { m.onStatus(Buffer.from(buf.subarray(0, got))); next(); return; }
+        closeSync(statusFd);
+        const [code, signal] = addon.waitPid(pid);
+        m.onBwrapExit(code < 0 ? null : code, signal > 0 ? signal : null);
+      });
     };
-    (child.stdio[STATUS_FD] as NodeJS.ReadableStream).on('data', onStatus);
+    next();
+  });
+}
+
+async function launchChildProcess(spec: LaunchSpec, hooks: LaunchHooks): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const stdio: Array<'inherit' | 'pipe'> = ['inherit', 'inherit', 'inherit', 'pipe'];
+  for (let i = 0; i < spec.files.length; i++) stdio.push('pipe');
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(BWRAP_PATH, spec.argv, { env: spec.env, stdio });
+    const m = monitor(spec, hooks, () => child.pid, resolve, reject);
+    (child.stdio[STATUS_FD] as NodeJS.ReadableStream).on('data', (c: Buffer) => m.onStatus(c));
     spec.files.forEach((f, i) => {
       const w = child.stdio[FIRST_DATA_FD + i] as NodeJS.WritableStream;
       w.on('error', () => { /* bwrap failed before reading; its own error is reported */ });
       w.end(f.content);
     });
-    const forward = (sig: NodeJS.Signals): void => {
-      if (sig === 'SIGINT' && process.stdin.isTTY) return; // the terminal already signals the whole group
-      const targets = childPid === undefined ? [child.pid as number] : payloadPids(childPid, spec.pidNamespace);
-      for (const pid of targets) { try { process.kill(pid, sig); } catch { /* already gone */ } }
-    };
-    for (const sig of FORWARDED) process.on(sig, forward);
-    let settled = false;
-    function settle(code: number | Error): void {
-      if (settled) return;
-      settled = true;
-      for (const sig of FORWARDED) process.off(sig, forward);
-      if (typeof code === 'number') resolve(code);
-      else reject(code);
-    }
-    child.on('error', (cause) => settle(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH })));
-    child.on('close', (code, signal) => {
-      if (exitCode !== undefined) settle(exitCode);
-      else if (signal !== null) settle(128 + (SIGNAL_NUMBERS[signal] ?? 0));
-      else settle(new GridboxError('LAUNCH_FAILED', `container setup failed: bwrap exited with status ${code} before starting the command`));
-    });
+    child.on('error', (cause) => m.settle(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH })));
+    child.on('close', (code, signal) => m.onBwrapExit(code, signal === null ? null : (SIGNAL_NUMBERS[signal] ?? 0)));
   });
 }

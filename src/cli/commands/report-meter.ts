@@ -2,7 +2,6 @@
 // what the image's gridbox mount fetched meanwhile (its control socket when we may reach it, else the mount's
 // user.rx/user.ndownload xattrs). Called by the runtime (`apptainer exec|run|test`) and by `pilot job` when
 // it runs somebody else's runtime. Never fails or prints: a start must not break or get noisy for accounting.
-import { execFile } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +39,8 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Co
   if (only === 'socket') return undefined;
   // Both attributes from one getfattr, run asynchronously: the runtime builds its launch meanwhile (a process
   // start per attribute cost a loaded node most of a second per container start).
+  // child_process loaded only here: a start that never needs it does not pay for its module graph (issue 11).
+  const { execFile } = await import('node:child_process');
   const out = await new Promise<string | undefined>((resolve) => {
     execFile('getfattr', ['--absolute-names', '-d', '-m', '^user\\.(rx|ndownload)$', mount.mountpoint], { encoding: 'utf8', timeout: 2000 },
       (err, stdout) => resolve(err ? undefined : stdout));

@@ -1,6 +1,7 @@
 // The gridbox-fuse-ioctl addon (native/fuse-ioctl): the system calls Node cannot make, loaded once. Optional:
-// npm ci builds it with node-gyp; without it passthrough is off and FUSE mounts go through mount(8). An
-// addon built before a function was added lacks that function, so each one is checked where it is used.
+// npm ci builds it with node-gyp; without it passthrough is off, FUSE mounts go through mount(8) and the
+// runtime starts bwrap with child_process. An addon built before a function was added lacks that function, so
+// each one is checked where it is used. In plumbing/ because fuse/ and launcher/ both use it.
 import { createRequire } from 'node:module';
 
 export interface NativeAddon {
@@ -8,6 +9,13 @@ export interface NativeAddon {
   backingClose(fuseFd: number, backingId: number): number;
   /** mount(2): 0, or -errno. */
   mount?(source: string, target: string, fstype: string, flags: number, data: string): number;
+  /**
+   * posix_spawn(3): stdio inherited, fd `firstFd` the write end of a status pipe, the next `dataPipes` fds the
+   * read ends of data pipes, all signals at their defaults. [pid, statusReadFd, ...dataWriteFds] or [-errno].
+   */
+  spawnPiped?(path: string, argv: string[], env: string[], firstFd: number, dataPipes: number): number[];
+  /** waitpid(2), blocking: [exitCode, signal], or [-errno, 0]. */
+  waitPid?(pid: number): [number, number];
 }
 
 let addon: NativeAddon | null | undefined;
