@@ -16,6 +16,8 @@ export interface NativeAddon {
   spawnPiped?(path: string, argv: string[], env: string[], firstFd: number, dataPipes: number): number[];
   /** waitpid(2), blocking: [exitCode, signal], or [-errno, 0]. */
   waitPid?(pid: number): [number, number];
+  /** getxattr(2): the value (up to 4 KiB), or -errno. */
+  getxattr?(path: string, name: string): string | number;
 }
 
 let addon: NativeAddon | null | undefined;

@@ -7,6 +7,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { gridboxMountOf, imageIdentity, parseMountInfo, type MountEntry, type StartRecord } from '../../accounting/start-record.js';
 import { spoolStart } from '../../accounting/start-spool.js';
+import { loadNativeAddon } from '../../plumbing/native-addon.js';
 
 /** Where this user's start records go: $GRIDBOX_ACCOUNTING_DB, /var/lib/gridbox for root, else the XDG state dir. */
 export function accountingDbPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -25,9 +26,9 @@ interface Counters { bytes: number; hits: number | null; misses: number | null; 
 async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Counters['source']): Promise<Counters | undefined> {
   if (only !== 'xattr') try {
     // mountd/'s run-dir and control modules are light (no client or FUSE stack), loaded only here.
-    const { readMountRecord, runDir } = await import('../../mountd/run-dir.js');
+    const { findMountRecord, runDir } = await import('../../mountd/run-dir.js');
     const { callControl } = await import('../../mountd/control.js');
-    const rec = await readMountRecord(runDir(env), mount.mountpoint);
+    const rec = await findMountRecord(runDir(env), mount.mountpoint);
     if (rec !== undefined) {
       const r = await callControl(rec.socket, 'status', 300);
       // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
@@ -37,18 +38,7 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Co
     }
   } catch { /* not our run dir, not reachable as this user, or slower than 300 ms (this delays the start): the xattrs below work for anyone */ }
   if (only === 'socket') return undefined;
-  // Both attributes from one getfattr, run asynchronously: the runtime builds its launch meanwhile (a process
-  // start per attribute cost a loaded node most of a second per container start).
-  // child_process loaded only here: a start that never needs it does not pay for its module graph (issue 11).
-  const { execFile } = await import('node:child_process');
-  const out = await new Promise<string | undefined>((resolve) => {
-    execFile('getfattr', ['--absolute-names', '-d', '-m', '^user\\.(rx|ndownload)$', mount.mountpoint], { encoding: 'utf8', timeout: 2000 },
-      (err, stdout) => resolve(err ? undefined : stdout));
-  });
-  const attr = (name: string): number | undefined => {
-    const m = new RegExp(`^user\\.${name}="(\\d+)"$`, 'm').exec(out ?? '');
-    return m ? Number(m[1]) : undefined;
-  };
+  const attr = await readMountXattrs(mount.mountpoint);
   const rxKiB = attr('rx');
   if (rxKiB === undefined) return undefined;
   return { bytes: rxKiB * 1024, hits: null, misses: attr('ndownload') ?? null, source: 'xattr' };
@@ -59,6 +49,30 @@ export interface StartMeter {
   started(): void;
   /** Records the start; resolves when stored (errors swallowed). */
   finish(exitStatus: number): Promise<void>;
+}
+
+/** The mount's user.rx and user.ndownload: by getxattr(2) through the native addon, else one getfattr(1). */
+async function readMountXattrs(mountpoint: string): Promise<(name: string) => number | undefined> {
+  const addon = loadNativeAddon();
+  if (addon?.getxattr !== undefined) {
+    const get = addon.getxattr;
+    return (name) => {
+      const v = get(mountpoint, `user.${name}`);
+      return typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined;
+    };
+  }
+  // Both attributes from one getfattr, run asynchronously: the runtime builds its launch meanwhile (a process
+  // start per attribute cost a loaded node most of a second per container start). child_process is loaded only
+  // here: a start that never needs it does not pay for its module graph (issue 11).
+  const { execFile } = await import('node:child_process');
+  const out = await new Promise<string | undefined>((resolve) => {
+    execFile('getfattr', ['--absolute-names', '-d', '-m', '^user\\.(rx|ndownload)$', mountpoint], { encoding: 'utf8', timeout: 2000 },
+      (err, stdout) => resolve(err ? undefined : stdout));
+  });
+  return (name) => {
+    const m = new RegExp(`^user\\.${name}="(\\d+)"$`, 'm').exec(out ?? '');
+    return m ? Number(m[1]) : undefined;
+  };
 }
 
 const NOOP: StartMeter = { started: () => undefined, finish: async () => undefined };
