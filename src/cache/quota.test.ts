@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { withTempDir } from '../testing/tmp.js';
 import Database from 'better-sqlite3';
-import { Quota } from './quota.js';
+import { INSERT_FLUSH_MS, Quota } from './quota.js';
 
 test('Quota evicts least recently used objects down to half the limit', () => withTempDir(async (dir) => {
   const q = Quota.open(join(dir, 'cachedb'), 1000);
@@ -64,12 +64,14 @@ test('Quota keeps accesses in memory until a flush, an insert or close writes th
   const q2 = Quota.open(db, 1000);
   try {
     for (const k of ['a', 'b', 'c']) q1.insert(k, 100);
+    q1.flush(); // the inserts themselves are held too (see below)
     assert.ok(q1.touch('a'));
     assert.deepEqual(q2.lruOrder(), ['a', 'b', 'c'], 'not written yet: another mount sees the old order');
     q1.flush();
     assert.deepEqual(q2.lruOrder(), ['b', 'c', 'a']);
     assert.ok(q1.touch('b'));
-    q1.insert('d', 100); // an insert writes pending accesses first
+    q1.insert('d', 100); // held, like the access before it; both written in the order they happened
+    q1.flush();
     assert.deepEqual(q2.lruOrder(), ['c', 'a', 'b', 'd']);
     assert.equal(q2.touch('d'), false, 'a key inserted by another mount is unknown here until adopted');
     assert.equal(q2.insert('d', 100).admitted, true);
@@ -88,11 +90,45 @@ test('Quota keeps the byte total across mounts and adopts a ledger written witho
   try {
     assert.equal(q1.usage().bytes, 500);
     q2.insert('z', 400);
+    q2.flush();
     assert.equal(q1.usage().bytes, 900);
     const r = q1.insert('w', 200); // 1100 > 1000: evict x, y down to <= 500
     assert.deepEqual(r.evicted, ['x', 'y']);
     assert.equal(q2.usage().bytes, 600);
     q2.remove('z');
     assert.equal(q1.usage().bytes, 200);
+  } finally { q1.close(); q2.close(); }
+}));
+
+test('Quota holds inserts below 90% of the limit in memory: counted by their own mount at once, by others after a flush', () => withTempDir(async (dir) => {
+  const db = join(dir, 'cachedb');
+  const q1 = Quota.open(db, 1000);
+  const q2 = Quota.open(db, 1000);
+  try {
+    assert.deepEqual(q1.insert('a', 400), { admitted: true, evicted: [] });
+    assert.deepEqual(q1.insert('b', 400), { admitted: true, evicted: [] });
+    assert.ok(q1.has('a') && q1.knows('b') && q1.touch('a'));
+    assert.equal(q2.has('a'), false, 'held: not in the ledger yet');
+    assert.deepEqual(q2.lruOrder(), []);
+    // 800 held + 300 would pass the limit: decided in a transaction, which writes the held ones first and evicts.
+    const r = q1.insert('c', 300);
+    assert.deepEqual(r, { admitted: true, evicted: ['b'] }, 'b first: a was touched after b was inserted; down to half the limit');
+    assert.deepEqual(q2.lruOrder(), ['a', 'c']);
+    // Other mounts' written inserts count at once: with q2's 'd' the ledger holds 900, so q1's next insert is
+    // decided in a transaction and evicts, though q1 itself wrote only 700.
+    assert.deepEqual(q2.insert('d', 200), { admitted: true, evicted: [] }); // 700 + 200 <= 900: held by q2
+    q2.flush();
+    assert.deepEqual(q1.insert('e', 200), { admitted: true, evicted: ['a'] });
+    assert.deepEqual(q2.lruOrder(), ['c', 'd', 'e']);
+    // A held insert is written by close, and by the timer when nothing else writes it.
+    q1.insert('f', 10);
+    q1.close();
+    assert.ok(q2.has('f'));
+    q2.insert('g', 10);
+    assert.equal(Quota.open(db, 1000).has('g'), false);
+    await new Promise((r) => setTimeout(r, INSERT_FLUSH_MS + 100));
+    const q3 = Quota.open(db, 1000);
+    assert.ok(q3.has('g'), 'written within INSERT_FLUSH_MS');
+    q3.close();
   } finally { q1.close(); q2.close(); }
 }));

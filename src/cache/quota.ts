@@ -1,7 +1,9 @@
 // The cache quota, kept apart from storage: an LRU ledger of cached objects and their sizes in a
 // small SQLite db (`<cache dir>/cachedb`, WAL, shared by every mount using the cache dir). Over
 // the limit it picks victims down to half the limit, as CVMFS does (spec §7.6); it never unlinks.
-// Accesses are batched in memory and written in one transaction (as CVMFS's cache manager does).
+// Accesses are batched in memory and written in one transaction (as CVMFS's cache manager does), and so are
+// inserts while the cache is clearly below its limit: a transaction per new object (WAL frames for four pages,
+// locks, a checkpoint's fsync now and then) was ~80 us, the largest single cost of a cache miss on loopback.
 import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { GridboxError, q } from '../errors.js';
@@ -31,6 +33,14 @@ function ownerAlive(owner: string): boolean {
 /** Pending accesses are written at least this often, and before any insert, eviction or LRU listing. */
 export const TOUCH_FLUSH_MS = 5_000;
 const TOUCH_FLUSH_COUNT = 4096;
+/** Inserts held in memory are written within this long, or at this many, or before anything that needs them. */
+export const INSERT_FLUSH_MS = 200;
+const INSERT_FLUSH_COUNT = 512;
+/**
+ * An insert is held only while the ledger's total plus the held bytes stays below this share of the limit: other
+ * mounts sharing the cache hold inserts of their own meanwhile, and the margin covers them until they are written.
+ */
+const HELD_INSERT_HEADROOM = 0.9;
 
 /**
  * LRU by access sequence. Pins belong to this Quota instance (owner "<process identity>:<random>", so a recycled pid is not taken for it), so pins of a
@@ -45,6 +55,10 @@ export class Quota {
   /** Accesses not yet written, oldest first (a re-touch moves the key to the end). */
   private readonly pending = new Map<string, true>();
   private flushTimer: NodeJS.Timeout | undefined;
+  /** New objects not yet written (key -> size; their order is in `pending`): admitted without a transaction. */
+  private readonly held = new Map<string, number>();
+  private heldBytes = 0;
+  private heldTimer: NodeJS.Timeout | undefined;
   private readonly st: Record<'size' | 'total' | 'seq' | 'setSeq' | 'add' | 'del' | 'pin', Database.Statement>;
 
   private constructor(dbPath: string, readonly limitBytes: number) {
@@ -91,7 +105,7 @@ export class Quota {
     return this.st.seq.get() as number;
   }
 
-  /** Writes the pending accesses in one transaction; keys another process dropped are forgotten. */
+  /** Writes the held inserts and pending accesses in one transaction; keys another process dropped are forgotten. */
   flush(): void {
     if (this.pending.size === 0 || !this.db.open) return;
     this.db.transaction(() => this.flushNow()).immediate();
@@ -99,18 +113,44 @@ export class Quota {
 
   private flushNow(): void {
     if (this.pending.size === 0) return;
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
+    // In the order things happened: a held insert where it was made (or last touched), accesses after it.
     let seq = this.nextSeq();
     for (const key of this.pending.keys()) {
-      if (this.st.setSeq.run(seq++, key).changes === 0) this.known.delete(key);
+      const size = this.held.get(key);
+      // Another mount may have recorded the same object meanwhile: then only its access is new.
+      if (size !== undefined && this.st.size.get(key) === undefined) this.st.add.run(key, size, seq++);
+      else if (this.st.setSeq.run(seq++, key).changes === 0) this.known.delete(key);
     }
     this.pending.clear();
+    this.held.clear();
+    this.heldBytes = 0;
+  }
+
+  /** Admits a new object without a transaction when the cache is clearly below its limit; false to decide in one. */
+  private hold(key: string, size: number): boolean {
+    // The total as the ledger has it now (one read, no write transaction): other mounts' inserts count at once.
+    if (this.known.has(key) || this.totalBytes() + this.heldBytes + size > this.limitBytes * HELD_INSERT_HEADROOM) return false;
+    this.pending.delete(key);
+    this.pending.set(key, true);
+    this.held.set(key, size);
+    this.heldBytes += size;
+    this.known.add(key);
+    if (this.held.size >= INSERT_FLUSH_COUNT) this.flush();
+    else if (this.heldTimer === undefined) {
+      this.heldTimer = setTimeout(() => { this.heldTimer = undefined; if (this.db.open) this.flush(); }, INSERT_FLUSH_MS);
+      this.heldTimer.unref();
+    }
+    return true;
   }
 
   /** Records an object (or refreshes it), evicting LRU unpinned objects down to limit/2 if it would not fit. */
   insert(key: string, size: number, opts: { pin?: boolean } = {}): InsertResult {
-    return this.db.transaction((): InsertResult => {
-      // Earlier accesses first, so victims are chosen by the real order.
-      this.pending.delete(key);
+    if (!opts.pin && this.hold(key, size)) return { admitted: true, evicted: [] };
+    const r = this.db.transaction((): InsertResult => {
+      // Earlier accesses first, so victims are chosen by the real order (a held insert of this key is written too).
+      if (!this.held.has(key)) this.pending.delete(key);
       this.flushNow();
       const evicted: string[] = [];
       const known = this.st.size.get(key) as number | undefined;
@@ -137,6 +177,7 @@ export class Quota {
       if (opts.pin) this.pinNow(key);
       return { admitted: true, evicted };
     }).immediate();
+    return r;
   }
 
   /**
@@ -159,6 +200,7 @@ export class Quota {
   knows(key: string): boolean { return this.known.has(key); }
 
   has(key: string): boolean {
+    if (this.held.has(key)) return true;
     return this.db.prepare('SELECT 1 FROM objects WHERE key = ?').get(key) !== undefined;
   }
 
@@ -172,10 +214,13 @@ export class Quota {
   remove(key: string): void {
     this.known.delete(key);
     this.pending.delete(key);
+    const size = this.held.get(key);
+    if (size !== undefined) { this.held.delete(key); this.heldBytes -= size; }
     this.st.del.run(key);
   }
 
   usage(): QuotaUsage {
+    this.flush();
     const r = { bytes: this.totalBytes(), objects: this.db.prepare('SELECT count(*) FROM objects').pluck().get() as number };
     const pinned = this.db.prepare('SELECT coalesce(sum(size), 0) FROM objects WHERE key IN (SELECT key FROM pins)').pluck().get() as number;
     return { bytes: r.bytes, objects: r.objects, pinnedBytes: pinned, limitBytes: this.limitBytes };
@@ -192,6 +237,8 @@ export class Quota {
     if (!this.db.open) return;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
     this.flush();
     this.db.prepare('DELETE FROM pins WHERE owner = ?').run(this.owner);
     this.db.close();
