@@ -14,10 +14,10 @@ test('findMountRecord finds what writeMountRecord wrote, like readMountRecord, a
     await writeMountRecord(dir, rec('/mnt/two'));
     writeFileSync(join(dir, 'junk.json'), '{not json');
     writeFileSync(join(dir, 'other.json'), '{"x": 1}');
-    assert.deepEqual(await findMountRecord(dir, '/mnt/two'), rec('/mnt/two'));
-    assert.deepEqual(await findMountRecord(dir, '/mnt/two/'), rec('/mnt/two'), 'the same mountpoint spelled with a trailing slash');
+    assert.deepEqual(findMountRecord(dir, '/mnt/two'), rec('/mnt/two'));
+    assert.deepEqual(findMountRecord(dir, '/mnt/two/'), rec('/mnt/two'), 'the same mountpoint spelled with a trailing slash');
     assert.deepEqual(await readMountRecord(dir, '/mnt/two'), rec('/mnt/two'));
-    assert.equal(await findMountRecord(dir, '/mnt/three'), undefined);
-    assert.equal(await findMountRecord(join(dir, 'absent'), '/mnt/one'), undefined);
+    assert.equal(findMountRecord(dir, '/mnt/three'), undefined);
+    assert.equal(findMountRecord(join(dir, 'absent'), '/mnt/one'), undefined);
   });
 });

@@ -25,11 +25,12 @@ interface Counters { bytes: number; hits: number | null; misses: number | null; 
 /** The mount's counters; `only` keeps the after-reading on the source the before-reading used (their units differ). */
 async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Counters['source']): Promise<Counters | undefined> {
   if (only !== 'xattr') try {
-    // mountd/'s run-dir and control modules are light (no client or FUSE stack), loaded only here.
-    const { findMountRecord, runDir } = await import('../../mountd/run-dir.js');
-    const { callControl } = await import('../../mountd/control.js');
-    const rec = await findMountRecord(runDir(env), mount.mountpoint);
+    // mountd/'s record lookup and control modules are light (no client or FUSE stack), loaded only here, and the
+    // control module (node:net) only for a mount whose record this user can read.
+    const { findMountRecord, runDir } = await import('../../mountd/run-dir-find.js');
+    const rec = findMountRecord(runDir(env), mount.mountpoint);
     if (rec !== undefined) {
+      const { callControl } = await import('../../mountd/control.js');
       const r = await callControl(rec.socket, 'status', 300);
       // Bytes on the wire (compressed) where the client counts them (bytesOnWire), else what it has (bytesDownloaded).
       const st = (r.ok ? r.status ?? {} : {}) as unknown as Record<string, number | undefined>;
