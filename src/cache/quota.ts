@@ -139,7 +139,11 @@ export class Quota {
     this.known.add(key);
     if (this.held.size >= INSERT_FLUSH_COUNT) this.flush();
     else if (this.heldTimer === undefined) {
-      this.heldTimer = setTimeout(() => { this.heldTimer = undefined; if (this.db.open) this.flush(); }, INSERT_FLUSH_MS);
+      this.heldTimer = setTimeout(() => {
+        this.heldTimer = undefined;
+        // A ledger busy past its timeout keeps the rows held: the next insert, flush or close writes them.
+        try { if (this.db.open) this.flush(); } catch { /* see above */ }
+      }, INSERT_FLUSH_MS);
       this.heldTimer.unref();
     }
     return true;
