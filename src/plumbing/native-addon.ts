@@ -10,8 +10,9 @@ export interface NativeAddon {
   /** mount(2): 0, or -errno. */
   mount?(source: string, target: string, fstype: string, flags: number, data: string): number;
   /**
-   * posix_spawn(3): stdio inherited, fd `firstFd` the write end of a status pipe, the next `dataPipes` fds the
-   * read ends of data pipes, all signals at their defaults. [pid, statusReadFd, ...dataWriteFds] or [-errno].
+   * A posix_spawn(3)-like start (clone with CLONE_VM|CLONE_VFORK, then exec): stdio inherited, fd `firstFd` the
+   * write end of a status pipe, the next `dataPipes` fds the read ends of data pipes, every signal at its default.
+   * [pid, statusReadFd, ...dataWriteFds, ...dataPipeCapacities], or [-errno].
    */
   spawnPiped?(path: string, argv: string[], env: string[], firstFd: number, dataPipes: number): number[];
   /** waitpid(2), blocking: [exitCode, signal], or [-errno, 0]. */
