@@ -232,9 +232,10 @@ static napi_value spawn_piped(napi_env env, napi_callback_info info) {
   int parent_end[65], child_end[65];
   int made = 0, err = 0;
   pid_t pid = -1;
+  napi_value out = NULL;
   if (path == NULL || args == NULL || envp == NULL) {
     napi_throw_type_error(env, NULL, "spawnPiped: path, argv and env must be strings");
-    goto out;
+    goto done;
   }
   for (; made < npipes; made++) {
     int p[2];
@@ -249,7 +250,6 @@ static napi_value spawn_piped(napi_env env, napi_callback_info info) {
   }
   if (err == 0) err = spawn_child(&pid, path, args, envp, child_end, npipes, first_fd);
   for (int i = 0; i < made; i++) close(child_end[i]);
-  napi_value out;
   napi_create_array(env, &out);
   if (err != 0) {
     for (int i = 0; i < made; i++) close(parent_end[i]);
@@ -262,15 +262,11 @@ static napi_value spawn_piped(napi_env env, napi_callback_info info) {
       napi_set_element(env, out, (uint32_t)npipes + (uint32_t)i, result(env, cap < 0 ? 0 : cap));
     }
   }
+done:
   free(path);
   free_array(args);
   free_array(envp);
   return out;
-out:
-  free(path);
-  free_array(args);
-  free_array(envp);
-  return NULL;
 }
 
 // waitPid(pid) -> [exitCode, signal] once the child is gone (blocking: call it only for a child that is ending),

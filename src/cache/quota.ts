@@ -152,7 +152,7 @@ export class Quota {
   /** Records an object (or refreshes it), evicting LRU unpinned objects down to limit/2 if it would not fit. */
   insert(key: string, size: number, opts: { pin?: boolean } = {}): InsertResult {
     if (!opts.pin && this.hold(key, size)) return { admitted: true, evicted: [] };
-    const r = this.db.transaction((): InsertResult => {
+    return this.db.transaction((): InsertResult => {
       // Earlier accesses first, so victims are chosen by the real order (a held insert of this key is written too).
       if (!this.held.has(key)) this.pending.delete(key);
       this.flushNow();
@@ -181,7 +181,6 @@ export class Quota {
       if (opts.pin) this.pinNow(key);
       return { admitted: true, evicted };
     }).immediate();
-    return r;
   }
 
   /**

@@ -3,8 +3,7 @@
 // reply, and the kernel then serves reads and mmap from it without asking us. Node has no ioctl, so the two
 // calls come from the tiny gridbox-fuse-ioctl addon; without it, or without CAP_SYS_ADMIN in the initial user
 // namespace (the kernel's rule), the port reports itself disabled and reads take the normal path.
-import { constants as osConstants } from 'node:os';
-import { loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
+import { errnoName, loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
 
 export interface PassthroughPort {
   /** False once the kernel refused (no privilege, not negotiated): callers stop trying. */
@@ -27,7 +26,6 @@ export function loadIoctlAddon(): NativeAddon | undefined {
   return loadNativeAddon();
 }
 
-const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
 /** Errors that say "never on this connection": no privilege, not negotiated, no such ioctl. */
 const PERMANENT = new Set(['EPERM', 'EOPNOTSUPP', 'ENOTTY', 'EINVAL', 'ENOSYS']);
 
@@ -45,7 +43,7 @@ export function createPassthrough(fuseFd: number, log?: (line: string) => void):
       const id = io.backingOpen(fuseFd, fd);
       if (id > 0) { opened++; return id; }
       refused++;
-      const name = ERRNO_NAME.get(-id) ?? String(-id);
+      const name = errnoName(-id) ?? String(-id);
       lastError = name;
       if (PERMANENT.has(name)) {
         enabled = false;

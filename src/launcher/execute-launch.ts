@@ -5,9 +5,8 @@
 // child_process, which is then loaded only for this: its module graph (net, streams) and its fork of the whole
 // Node process were ~14 ms of a ~120 ms `apptainer exec`, which HTCondor and GlideinWMS call several times a job.
 import { closeSync, mkdirSync, read, readFileSync, writeSync, write } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { GridboxError, q } from '../errors.js';
-import { loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
+import { errnoName, loadNativeAddon, type NativeAddon } from '../plumbing/native-addon.js';
 import { FIRST_DATA_FD, STATUS_FD } from './launch-spec.js';
 import type { LaunchSpec } from './launch-spec.js';
 
@@ -103,15 +102,12 @@ function monitor(spec: LaunchSpec, hooks: LaunchHooks, bwrapPid: () => number | 
 
 type NativeSpawn = Required<Pick<NativeAddon, 'spawnPiped' | 'waitPid'>>;
 
-function errnoName(errno: number): string {
-  return Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
-}
-
 function launchNative(spec: LaunchSpec, hooks: LaunchHooks, addon: NativeSpawn): Promise<number> {
   const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
   const r = addon.spawnPiped(BWRAP_PATH, [BWRAP_PATH, ...spec.argv], env, STATUS_FD, spec.files.length);
   if (r[0] < 0) {
-    const cause = Object.assign(new Error(`${errnoName(-r[0])}: posix_spawn ${BWRAP_PATH}`), { code: errnoName(-r[0]) });
+    const code = errnoName(-r[0]) ?? `errno ${-r[0]}`;
+    const cause = Object.assign(new Error(`${code}: exec ${BWRAP_PATH}`), { code });
     return Promise.reject(new GridboxError('LAUNCH_NO_BWRAP', `Cannot start ${BWRAP_PATH}`, { cause, path: BWRAP_PATH }));
   }
   const [pid, statusFd] = r;

@@ -2,7 +2,7 @@
 // /.singularity.d. SIF and other single-file images are refused. Also the real FsView over a directory.
 // Image-sync contract: `.singularity.d/env/90-environment.sh` carries the OCI Env, and `.singularity.d/workdir`
 // holds the OCI WorkingDir (one absolute path, trailing newline optional); `run` honours it without --pwd.
-import { type Dirent, closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync, statSync, accessSync, constants } from 'node:fs';
+import { type Dirent, type Stats, closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync, statSync, accessSync, constants } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { GridboxError, q } from '../errors.js';
 import type { EntryType, FsView, ImageInfo } from './launch-spec.js';
@@ -31,16 +31,13 @@ export function createFsView(root: string): FsView {
   };
   /** Types learned from directory listings (d_type), so listing a directory and asking each entry's type is one call. */
   const listed = new Map<string, EntryType>();
-  const typeOfDirent = (d: Dirent): EntryType | undefined =>
-    d.isDirectory() ? 'dir' : d.isFile() ? 'file' : d.isSymbolicLink() ? 'link' : d.isBlockDevice() || d.isCharacterDevice() || d.isFIFO() || d.isSocket() ? 'other' : undefined;
+  // The same answer from an lstat or a directory entry (Node fills an entry whose d_type is unknown by lstat).
+  const entryType = (s: Stats | Dirent): EntryType => (s.isDirectory() ? 'dir' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'link' : 'other');
   return {
     typeOf: memo((p: string): EntryType | undefined => {
       const known = listed.get(p);
       if (known !== undefined) return known;
-      try {
-        const st = lstatSync(at(p));
-        return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'link' : 'other';
-      } catch { return undefined; }
+      try { return entryType(lstatSync(at(p))); } catch { return undefined; }
     }),
     isExecutable: memo((p: string): boolean => {
       try {
@@ -53,10 +50,7 @@ export function createFsView(root: string): FsView {
       let entries: Dirent[];
       try { entries = readdirSync(at(p), { withFileTypes: true }); } catch { return []; }
       const prefix = p.endsWith('/') ? p : `${p}/`;
-      for (const d of entries) {
-        const t = typeOfDirent(d); // unknown d_type (some filesystems): typeOf asks lstat
-        if (t !== undefined) listed.set(prefix + d.name, t);
-      }
+      for (const d of entries) listed.set(prefix + d.name, entryType(d));
       return entries.map((d) => d.name).sort();
     }),
     readLink: memo((p: string): string | undefined => {

@@ -42,9 +42,9 @@ export function planRootfs(image: FsView, imageRoot: string, dests: string[]): R
   const ordered = [...points].sort((a, b) => depth(a) - depth(b) || a.localeCompare(b));
   const argv: string[] = [];
   if (!points.has('/')) argv.push('--ro-bind', imageRoot, '/');
+  const root = imageRoot === '/' ? '' : imageRoot.replace(/\/+$/, '');
   for (const dir of ordered) {
     argv.push('--tmpfs', dir);
-    const root = imageRoot === '/' ? '' : imageRoot.replace(/\/+$/, '');
     for (const name of image.list(dir)) {
       const inImage = under(dir, name);
       const type = image.typeOf(inImage);

@@ -3,6 +3,7 @@
 // runtime starts bwrap with child_process. An addon built before a function was added lacks that function, so
 // each one is checked where it is used. In plumbing/ because fuse/ and launcher/ both use it.
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 
 export interface NativeAddon {
   backingOpen(fuseFd: number, fd: number): number;
@@ -33,4 +34,11 @@ export function loadNativeAddon(): NativeAddon | undefined {
     }
   }
   return addon ?? undefined;
+}
+
+const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]));
+
+/** The name of an errno the addon returned negated (2 -> "ENOENT"), undefined for one this system does not name. */
+export function errnoName(errno: number): string | undefined {
+  return ERRNO_NAME.get(errno);
 }
