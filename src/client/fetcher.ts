@@ -175,7 +175,10 @@ export class Fetcher {
           const to = Math.min(end, c.offset + c.size) - c.offset;
           parts.push(withChunk(i, (h) => readHeld(h, from, to - from)));
         }
-        const out = Buffer.concat(await Promise.all(parts));
+        // A read inside one chunk (most are: the kernel reads at most 1 MiB, chunks are 4-16 MiB) is returned as
+        // read, not copied once more by concat.
+        const got = await Promise.all(parts);
+        const out = got.length === 1 ? got[0] : Buffer.concat(got);
         if (out.length !== len) throw new GridboxError('STORE_CORRUPT', `Chunk list of ${q(entry.path)} does not cover bytes ${offset}..${end}`, { path: entry.path });
         return out;
       },
