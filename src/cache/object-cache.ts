@@ -2,7 +2,7 @@
 // survive), and `getOrFill` reads through a caller-given fill with concurrent misses collapsed: one fill
 // streams into a CacheWriter, every caller gets a handle on the one committed object.
 // It does not download or verify: a fill must hand back a writer holding verified, decompressed content.
-import { open as openFile } from 'node:fs/promises';
+import { close, open, read } from 'node:fs';
 import { join } from 'node:path';
 import { parseObjectId, type ObjectId } from '../hash/object-id.js';
 import { cacheKey, FsCacheStore, type CachedObject, type CacheStore, type CacheWriter } from './cache-store.js';
@@ -190,23 +190,31 @@ export class ObjectCache {
     return queued;
   }
 
+  /**
+   * One lane of read-ahead. Callback fs, not fs/promises: a FileHandle per file (its object, its promise
+   * chain, its close through the GC's bookkeeping) cost more of the daemon's thread than the reads, and a
+   * listed directory warms every file in it. The close is not waited for.
+   */
   private async warmNext(): Promise<void> {
     const buf = Buffer.allocUnsafe(256 * 1024);
     for (let next = this.warmQueue.shift(); next !== undefined && !this.closed; next = this.warmQueue.shift()) {
+      let fd = -1;
       try {
-        const fh = await openFile(next.path, 'r');
-        try {
-          for (let pos = 0; pos < next.maxBytes;) {
-            const want = Math.min(buf.length, next.maxBytes - pos);
-            const { bytesRead } = await fh.read(buf, 0, want, pos);
-            this.counters.warmedBytes += bytesRead;
-            pos += bytesRead;
-            // A short read is the end of the file: no second read (a threadpool hop) to learn that.
-            if (bytesRead < want) break;
-          }
-        } finally { await fh.close(); }
+        const path = next.path;
+        fd = await new Promise<number>((resolve, reject) => { open(path, 'r', (e, f) => (e ? reject(e) : resolve(f))); });
+        for (let pos = 0; pos < next.maxBytes;) {
+          const want = Math.min(buf.length, next.maxBytes - pos);
+          const at = pos, from = fd;
+          const bytesRead = await new Promise<number>((resolve, reject) => { read(from, buf, 0, want, at, (e, n) => (e ? reject(e) : resolve(n))); });
+          this.counters.warmedBytes += bytesRead;
+          pos += bytesRead;
+          // A short read is the end of the file: no second read (a threadpool hop) to learn that.
+          if (bytesRead < want) break;
+        }
         this.counters.warmed++;
-      } catch { /* evicted meanwhile, or unreadable: the real read will report it */ }
+      } catch { /* evicted meanwhile, or unreadable: the real read will report it */ } finally {
+        if (fd >= 0) close(fd, () => undefined);
+      }
     }
   }
 
