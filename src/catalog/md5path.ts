@@ -1,6 +1,6 @@
 // Path hashing of catalog rows (cvmfs-format.md §4.3): MD5 of the repository-absolute path, split into two
 // little-endian signed 64-bit halves, kept as BigInt so no precision is lost. Not a general path normaliser.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export type Md5Path = readonly [bigint, bigint];
 
@@ -9,7 +9,8 @@ export const NULL_MD5PATH: Md5Path = [0n, 0n];
 
 /** `[md5path_1, md5path_2]` of a repository-absolute path ("" for the root, "/a/b" below it). */
 export function md5path(path: string): Md5Path {
-  const d = createHash('md5').update(path, 'utf8').digest();
+  // One-shot crypto.hash (no Hash object per call): every lookup and listing of the client hashes a path.
+  const d = hash('md5', path, 'buffer');
   return [d.readBigInt64LE(0), d.readBigInt64LE(8)];
 }
 

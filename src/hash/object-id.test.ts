@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatObjectId, hashBytes, objectKey, objectPath, parseObjectId, parseObjectKey } from './object-id.js';
+import { formatObjectId, HASH_ALGORITHM_CODE, hashAlgorithmFromCode, hashBytes, objectKey, objectPath, parseObjectId, parseObjectKey } from './object-id.js';
+import { isGridboxError } from '../errors.js';
 
 test('digest vectors of spec §1.2 for sha1, rmd160 and shake128', () => {
   const empty = Buffer.alloc(0);
@@ -19,4 +20,11 @@ test('textual forms and paths carry the algorithm id and the suffix', () => {
   const shake = hashBytes('shake128', Buffer.from('x'));
   assert.equal(formatObjectId(shake), `${shake.hex}-shake128`);
   assert.deepEqual(parseObjectKey(objectKey(shake, 'P')), { id: shake, suffix: 'P' });
+});
+
+test('catalog hash-algorithm codes map back to their names; any other code is HASH_BAD_ID', () => {
+  for (const [name, code] of Object.entries(HASH_ALGORITHM_CODE)) assert.equal(hashAlgorithmFromCode(code), name);
+  for (const bad of [0, 4, 7, -1, 1.5, Number.NaN]) {
+    assert.throws(() => hashAlgorithmFromCode(bad), (e) => isGridboxError(e, 'HASH_BAD_ID'), String(bad));
+  }
 });

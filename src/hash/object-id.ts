@@ -22,8 +22,16 @@ export interface ObjectId {
   readonly hex: string;
 }
 
+/** HASH_ALGORITHM_CODE inverted, indexed by code: every catalog row decodes one (no entries array per row). */
+const ALGORITHM_BY_CODE: readonly (HashAlgorithm | undefined)[] = (() => {
+  const byCode: (HashAlgorithm | undefined)[] = [];
+  for (const [name, c] of Object.entries(HASH_ALGORITHM_CODE)) byCode[c] = name as HashAlgorithm;
+  return byCode;
+})();
+
 export function hashAlgorithmFromCode(code: number): HashAlgorithm {
-  for (const [name, c] of Object.entries(HASH_ALGORITHM_CODE)) if (c === code) return name as HashAlgorithm;
+  const name = Number.isInteger(code) && code >= 0 ? ALGORITHM_BY_CODE[code] : undefined;
+  if (name !== undefined) return name;
   throw new GridboxError('HASH_BAD_ID', `Unknown hash algorithm code ${code}`);
 }
 
