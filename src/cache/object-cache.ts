@@ -200,12 +200,10 @@ export class ObjectCache {
     for (let next = this.warmQueue.shift(); next !== undefined && !this.closed; next = this.warmQueue.shift()) {
       let fd = -1;
       try {
-        const path = next.path;
-        fd = await new Promise<number>((resolve, reject) => { open(path, 'r', (e, f) => (e ? reject(e) : resolve(f))); });
+        fd = await new Promise<number>((resolve, reject) => { open(next.path, 'r', (e, f) => (e ? reject(e) : resolve(f))); });
         for (let pos = 0; pos < next.maxBytes;) {
           const want = Math.min(buf.length, next.maxBytes - pos);
-          const at = pos, from = fd;
-          const bytesRead = await new Promise<number>((resolve, reject) => { read(from, buf, 0, want, at, (e, n) => (e ? reject(e) : resolve(n))); });
+          const bytesRead = await new Promise<number>((resolve, reject) => { read(fd, buf, 0, want, pos, (e, n) => (e ? reject(e) : resolve(n))); });
           this.counters.warmedBytes += bytesRead;
           pos += bytesRead;
           // A short read is the end of the file: no second read (a threadpool hop) to learn that.
