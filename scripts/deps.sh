@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PKGS=(bubblewrap fuse3 squid docker-registry umoci skopeo squashfs-tools squashfuse nginx-light
   busybox-static apache2-utils mmdebstrap jq curl uidmap attr sqlite3 zstd wrk rsync
-  chromium)
+  chromium libcurl4-openssl-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,9 +21,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >&2
-elif [ native/fuse-ioctl/fuse_ioctl.c -nt native/fuse-ioctl/build/Release/fuse_ioctl.node ]; then
-  # The addon's source changed since npm ci built it (a pull on an installed tree).
-  npm rebuild gridbox-fuse-ioctl >&2 || echo "deps: the gridbox-fuse-ioctl addon did not build: no passthrough, mounts through mount(8)" >&2
+else
+  # An addon's source changed since npm ci built it (a pull on an installed tree).
+  if [ native/fuse-ioctl/fuse_ioctl.c -nt native/fuse-ioctl/build/Release/fuse_ioctl.node ]; then
+    npm rebuild gridbox-fuse-ioctl >&2 || echo "deps: the gridbox-fuse-ioctl addon did not build: no passthrough, mounts through mount(8)" >&2
+  fi
+  if [ native/object-fetch/object_fetch.c -nt native/object-fetch/build/Release/object_fetch.node ]; then
+    npm rebuild gridbox-object-fetch >&2 || echo "deps: the gridbox-object-fetch addon did not build: objects download through Node's http" >&2
+  fi
 fi
 # Drop compiled files whose source is gone, so a stale *.test.js never runs.
 if [ -d dist ]; then

@@ -127,6 +127,15 @@ class FsCacheWriter implements CacheWriter {
 
   constructor(private readonly store: FsCacheStore, private readonly id: ObjectId) {}
 
+  /** ObjectOutput.fileTarget: the temp file is written by someone else (the native fetcher), then adopted whole. */
+  fileTarget(): { path: string; adopt(size: number): void } {
+    if (this.done || this.spilled || this.size > 0) throw new GridboxError('USAGE', `File target of a used cache writer of ${q(cacheKey(this.id))}`);
+    this.spilled = true;
+    const tmp = this.store.tempPath();
+    this.tmp = tmp;
+    return { path: tmp, adopt: (size) => { this.size = size; } };
+  }
+
   write(chunk: Buffer): void | Promise<void> {
     if (this.done) throw new GridboxError('USAGE', `Write to a finished cache writer of ${q(cacheKey(this.id))}`);
     if (this.failed !== undefined) throw this.error(this.failed);
@@ -162,6 +171,8 @@ class FsCacheWriter implements CacheWriter {
       }
       await this.io;
       if (this.failed !== undefined) throw this.failed;
+      // A file written by someone else (fileTarget) is opened only now, read-only: its writer closed it.
+      if (this.fd < 0) this.fd = openSync(this.tmp!, 'r');
       // The handle is opened on the temp file before the rename: it is the committed object's inode,
       // whatever happens to the name afterwards (another process evicting it, say).
       this.store.moveIntoPlace(this.tmp!, this.id);

@@ -72,6 +72,8 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
     timeoutDirectMs: settings.timeoutDirectMs, maxRetries: settings.maxRetries,
     backoffInitMs: settings.backoffInitMs, backoffMaxMs: settings.backoffMaxMs,
     hostOrder: settings.hostOrder, proxyShard: settings.proxyShard,
+    // Content objects on a C thread (libcurl, hash, inflate, the cache file): a client reads many of them.
+    nativeFetch: true,
     // A capped TTL also caps how old a manifest a proxy may hand out, or the cap would not hold behind squid.
     fileMaxAgeS: settings.maxTtlMs === undefined || settings.maxTtlMs <= 0 ? undefined : Math.max(1, Math.floor(settings.maxTtlMs / 1000)),
   });

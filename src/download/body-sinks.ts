@@ -7,7 +7,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { createInflate, inflateSync, type Inflate } from 'node:zlib';
 import { GridboxError, q } from '../errors.js';
 import { createContentHash, formatObjectId, type ObjectId } from '../hash/object-id.js';
-import type { BodySink } from './transfer.js';
+import type { BodySink, FileTarget } from './transfer.js';
 
 export type Compression = 'zlib' | 'none';
 
@@ -20,6 +20,12 @@ export interface ObjectOutput {
   write(chunk: Buffer): void | Promise<void>;
   /** Drops what was written (the attempt failed or did not verify); the output is not used again. */
   abort(): void;
+  /**
+   * Offered by outputs that are files (the cache's writer): instead of write() calls, the whole content may be
+   * written by someone else into `path` (the native fetcher), and adopt() then takes it as the output's
+   * content. Called at most once, before any write; abort() still drops it.
+   */
+  fileTarget?(): { path: string; adopt(size: number): void };
 }
 
 /** Inflater output piece size: fewer, larger writes than zlib's 16 KiB default. */
@@ -133,7 +139,17 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
     inflate?.destroy();
     out.abort();
   };
+  let file: FileTarget<O> | undefined;
+  if (out.fileTarget !== undefined) {
+    let taken: { path: string; adopt(size: number): void } | undefined;
+    file = {
+      id, label, compression, expectedSize, maxOutBytes: maxOutputBytes,
+      path: () => (taken ??= out.fileTarget!()).path,
+      adopt: (size) => { taken!.adopt(size); return out; },
+    };
+  }
   return {
+    file,
     async write(chunk) {
       hash.update(chunk);
       if (held !== undefined) {

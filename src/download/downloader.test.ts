@@ -9,10 +9,34 @@ import { listenSrv } from '../server/srv-handler.js';
 import { withTempDir } from '../testing/tmp.js';
 import { makeRawObject, pseudoRandomBytes, writeRawObjects, type RawObject } from '../testing/raw-repo.js';
 import { HostChain, ProxyChain, parseProxyList, parseServerUrls, DIRECT } from './chains.js';
-import { Downloader } from './downloader.js';
+import { Downloader, type FetchObjectOptions } from './downloader.js';
+import { FsCacheStore } from '../cache/cache-store.js';
+import type { ObjectSuffix } from '../hash/object-id.js';
+
+/**
+ * The two download paths: 'node' (Node's http, a memory output) and 'native' (a cache writer's file, which
+ * the native fetcher fills when its addon is built; npm ci builds it). The failure tests below run on both.
+ */
+type Via = 'node' | 'native';
+const VIAS: Via[] = ['node', 'native'];
+
+async function fetchVia(d: Downloader, via: Via, cacheDir: string, o: RawObject, opts: FetchObjectOptions = {}, suffix: ObjectSuffix = o.suffix): Promise<Buffer> {
+  if (via === 'node') return d.fetchObject(o.id, suffix, opts);
+  assert.equal(await d.nativeReady(), true, 'the gridbox-object-fetch addon is built (npm ci builds it) and loads libcurl');
+  const store = await FsCacheStore.open(cacheDir, 'c');
+  const w = await d.fetchObjectTo(o.id, suffix, opts, () => store.begin(o.id));
+  const h = await w.commit();
+  try { return await h.readAll(); } finally { await h.close(); }
+}
+
+function assertPath(d: Downloader, via: Via): void {
+  const n = d.status().counters.nativeRequests;
+  if (via === 'native') assert.ok(n > 0, 'the native fetcher made the attempts');
+  else assert.equal(n, 0);
+}
 
 const FQRN = 'fail.example.org';
-const fast = { maxRetries: 1, backoffInitMs: 5, backoffMaxMs: 20, timeoutMs: 400, timeoutDirectMs: 400 };
+const fast = { maxRetries: 1, backoffInitMs: 5, backoffMaxMs: 20, timeoutMs: 400, timeoutDirectMs: 400, nativeFetch: true };
 
 async function listen(server: Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -78,7 +102,7 @@ test('chains parse CVMFS syntax, burn proxies within a group, then fail over to 
   assert.equal(hc.current(), 'h0', 'goes back to the first host after the reset time');
 });
 
-test('fetchObject fails over past a down, a slow and a corrupt host and returns only verified bytes', () => withTempDir(async (dir) => {
+for (const via of VIAS) test(`${via}: fetchObject fails over past a down, a slow and a corrupt host and returns only verified bytes`, () => withTempDir(async (dir) => {
   const srv = join(dir, 'srv');
   const objs = await makeObjects(srv, 4);
   const good = await listenSrv({ srvDir: srv });
@@ -88,9 +112,10 @@ test('fetchObject fails over past a down, a slow and a corrupt host and returns 
   const d = new Downloader({ ...fast, serverUrls: [down, slow.url, corrupt.url, `${good.url}${FQRN}`] });
   try {
     for (const o of objs) {
-      const got = await d.fetchObject(o.id, o.suffix, { expectedSize: o.suffix === 'C' ? undefined : o.content.length });
+      const got = await fetchVia(d, via, dir, o, { expectedSize: o.suffix === 'C' ? undefined : o.content.length });
       assert.ok(got.equals(o.content));
     }
+    assertPath(d, via);
     const st = d.status();
     assert.equal(st.host, `${good.url}${FQRN}`, 'the good host is current afterwards');
     assert.equal(st.proxy, DIRECT);
@@ -105,14 +130,15 @@ test('fetchObject fails over past a down, a slow and a corrupt host and returns 
   }
 }));
 
-test('truncated and wrong-size objects are retried elsewhere; when every host fails the error lists each attempt', () => withTempDir(async (dir) => {
+for (const via of VIAS) test(`${via}: truncated and wrong-size objects are retried elsewhere; when every host fails the error lists each attempt`, () => withTempDir(async (dir) => {
   const srv = join(dir, 'srv');
   const [obj] = await makeObjects(srv, 2).then((o) => o.slice(1));
   const trunc = await badServer(srv, 'truncate');
   const short = await badServer(srv, 'wrongsize');
   const d = new Downloader({ ...fast, serverUrls: [trunc.url, short.url] });
   try {
-    const err = await d.fetchObject(obj.id, '', { expectedSize: obj.content.length }).then(() => null, (e: unknown) => e);
+    const err = await fetchVia(d, via, dir, obj, { expectedSize: obj.content.length }, '').then(() => null, (e: unknown) => e);
+    assertPath(d, via);
     assert.ok(isGridboxError(err, 'DOWNLOAD_ALL_FAILED'), String(err));
     const attempts = (err as GridboxError).fields.attempts as { url: string; outcome: string; noCache: boolean }[];
     assert.ok(attempts.length >= 4);
@@ -124,7 +150,7 @@ test('truncated and wrong-size objects are retried elsewhere; when every host fa
   } finally { await d.close(); await trunc.close(); await short.close(); }
 }));
 
-test('a body that stalls half-way times out as DOWNLOAD_TIMEOUT (socket inactivity, not only headers) and fails over', () => withTempDir(async (dir) => {
+for (const via of VIAS) test(`${via}: a body that stalls half-way times out as DOWNLOAD_TIMEOUT (socket inactivity, not only headers) and fails over`, () => withTempDir(async (dir) => {
   const srv = join(dir, 'srv');
   const [obj] = await makeObjects(srv, 1);
   const stall = await badServer(srv, 'stall');
@@ -132,24 +158,26 @@ test('a body that stalls half-way times out as DOWNLOAD_TIMEOUT (socket inactivi
   const d = new Downloader({ ...fast, maxRetries: 0, serverUrls: [stall.url, `${good.url}${FQRN}`] });
   const alone = new Downloader({ ...fast, maxRetries: 0, serverUrls: [stall.url] });
   try {
-    const got = await d.fetchObject(obj.id, obj.suffix, {});
+    const got = await fetchVia(d, via, dir, obj);
     assert.ok(got.equals(obj.content));
-    const err = await alone.fetchObject(obj.id, obj.suffix, {}).then(() => null, (e: unknown) => e);
+    assertPath(d, via);
+    const err = await fetchVia(alone, via, dir, obj).then(() => null, (e: unknown) => e);
     assert.ok(isGridboxError(err, 'DOWNLOAD_ALL_FAILED'), String(err));
     assert.deepEqual(((err as GridboxError).fields.attempts as { outcome: string }[]).map((a) => a.outcome), ['DOWNLOAD_TIMEOUT']);
     assert.equal(d.status().counters.hostFailovers, 1);
   } finally { await d.close(); await alone.close(); await stall.close(); await good.close(); }
 }));
 
-test('a correctly hashed object of the wrong size is refused, and files are size-capped', () => withTempDir(async (dir) => {
+for (const via of VIAS) test(`${via}: a correctly hashed object of the wrong size is refused, and files are size-capped`, () => withTempDir(async (dir) => {
   const srv = join(dir, 'srv');
   const [obj] = await makeObjects(srv, 1);
   const good = await listenSrv({ srvDir: srv });
   const d = new Downloader({ ...fast, serverUrls: [`${good.url}${FQRN}`], maxFileBytes: 100 });
   try {
-    const e1 = await d.fetchObject(obj.id, obj.suffix, { expectedSize: obj.content.length - 1 }).catch((e: unknown) => e);
+    const e1 = await fetchVia(d, via, dir, obj, { expectedSize: obj.content.length - 1 }).catch((e: unknown) => e);
     assert.ok(isGridboxError(e1, 'DOWNLOAD_ALL_FAILED'));
     assert.ok(isGridboxError((e1 as Error).cause, 'STORE_SIZE_MISMATCH'));
+    assertPath(d, via);
     const e2 = await d.fetchFile(obj.relPath).catch((e: unknown) => e);
     assert.ok(isGridboxError((e2 as Error).cause, 'DOWNLOAD_TOO_LARGE'), String(e2));
     const raw = await d.fetchFile(obj.relPath, { maxBytes: obj.stored.length });
@@ -173,7 +201,7 @@ async function fakeProxy(mode: 'forward' | 'squid-error'): Promise<{ url: string
   return { url: `http://127.0.0.1:${port}`, hits: () => hits, close: () => stop(server) };
 }
 
-test('proxy failures (refused, X-Squid-Error) burn the proxy and move to the next group', () => withTempDir(async (dir) => {
+for (const via of VIAS) test(`${via}: proxy failures (refused, X-Squid-Error) burn the proxy and move to the next group`, () => withTempDir(async (dir) => {
   const srv = join(dir, 'srv');
   const objs = await makeObjects(srv, 2);
   const good = await listenSrv({ srvDir: srv });
@@ -182,7 +210,8 @@ test('proxy failures (refused, X-Squid-Error) burn the proxy and move to the nex
   const dead = `http://127.0.0.1:${await deadPort()}`;
   const d = new Downloader({ ...fast, serverUrls: [`${good.url}${FQRN}`], proxyGroups: [[dead, failing.url], [fwd.url]] });
   try {
-    for (const o of objs) assert.ok((await d.fetchObject(o.id, o.suffix)).equals(o.content));
+    for (const o of objs) assert.ok((await fetchVia(d, via, dir, o)).equals(o.content));
+    assertPath(d, via);
     const st = d.status();
     assert.equal(st.proxy, fwd.url);
     assert.equal(st.counters.proxyFailovers, 2);
@@ -200,4 +229,67 @@ test('file:// hosts work for tests, and a missing file fails over to the next ho
     assert.ok((await d.fetchObject(obj.id, obj.suffix)).equals(obj.content));
     assert.equal(d.status().counters.hostFailovers, 1);
   } finally { await d.close(); }
+}));
+
+test('both paths send the same request through a proxy: absolute target, Host, user agent, no-cache on a retry; large objects stream', () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  // Larger than the native inflater's 256 KiB piece and the cache writer's 1 MiB memory bound.
+  const plain = Buffer.concat([pseudoRandomBytes(2_500_000, 7), Buffer.alloc(3_000_000, 1)]);
+  const [obj] = await writeRawObjects(srv, FQRN, [makeRawObject(plain, '')]);
+  const good = await listenSrv({ srvDir: srv });
+  const seen: Record<Via, { url: string; host: string; ua: string; cc: string }[]> = { node: [], native: [] };
+  let via: Via = 'node';
+  let corruptFirst = true;
+  const server = createServer((req, res) => {
+    seen[via].push({ url: req.url ?? '', host: String(req.headers.host), ua: String(req.headers['user-agent']), cc: String(req.headers['cache-control'] ?? '') });
+    const up = request(req.url ?? '', { headers: req.headers }, (r) => {
+      if (!corruptFirst) { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); return; }
+      corruptFirst = false;
+      const parts: Buffer[] = [];
+      r.on('data', (c: Buffer) => parts.push(c));
+      r.on('end', () => { const b = Buffer.concat(parts); b[100] ^= 1; res.writeHead(200, { 'content-length': String(b.length) }).end(b); });
+    });
+    up.on('error', () => { res.writeHead(502).end(); });
+    up.end();
+  });
+  const port = await listen(server);
+  try {
+    const got: Record<Via, Buffer> = { node: Buffer.alloc(0), native: Buffer.alloc(0) };
+    for (via of VIAS) {
+      corruptFirst = true;
+      const d = new Downloader({ ...fast, serverUrls: [`${good.url}${FQRN}`], proxyGroups: [[`http://127.0.0.1:${port}`]], userAgent: 'gridbox-test 1' });
+      try {
+        got[via] = await fetchVia(d, via, join(dir, via), obj, { expectedSize: plain.length });
+        assertPath(d, via);
+        assert.equal(d.status().counters.noCacheRetries, 1);
+      } finally { await d.close(); }
+    }
+    assert.ok(got.node.equals(plain) && got.native.equals(plain));
+    assert.deepEqual(seen.native, seen.node);
+    assert.equal(seen.native.length, 2);
+    assert.equal(seen.native[0].url, `${good.url}${FQRN}/${obj.relPath}`);
+    assert.equal(seen.native[0].host, new URL(good.url).host);
+    assert.equal(seen.native[0].ua, 'gridbox-test 1');
+    assert.deepEqual(seen.native.map((s) => s.cc), ['', 'no-cache']);
+  } finally { await stop(server); await good.close(); }
+}));
+
+for (const via of VIAS) test(`${via}: rmd160 and shake128 objects and uncompressed ones verify; a wrong algorithm is a hash mismatch`, () => withTempDir(async (dir) => {
+  const srv = join(dir, 'srv');
+  const objs = await writeRawObjects(srv, FQRN, [
+    makeRawObject(pseudoRandomBytes(70_000, 3), '', 'rmd160'),
+    makeRawObject(pseudoRandomBytes(1_200, 4), '', 'shake128'),
+    makeRawObject(pseudoRandomBytes(300_000, 5), '', 'sha1', false),
+  ]);
+  const good = await listenSrv({ srvDir: srv });
+  const d = new Downloader({ ...fast, serverUrls: [`${good.url}${FQRN}`] });
+  try {
+    for (const o of objs.slice(0, 2)) assert.ok((await fetchVia(d, via, dir, o, { expectedSize: o.content.length })).equals(o.content));
+    const raw = objs[2];
+    assert.ok((await fetchVia(d, via, dir, raw, { compression: 'none', expectedSize: raw.content.length })).equals(raw.content));
+    // Served uncompressed but declared zlib: the hash is right, the inflate is not.
+    const e = await fetchVia(d, via, dir, raw, { expectedSize: raw.content.length }).catch((x: unknown) => x);
+    assert.ok(isGridboxError((e as Error).cause, 'COMPRESSION_BAD'), String(e));
+    assertPath(d, via);
+  } finally { await d.close(); await good.close(); }
 }));

@@ -9,7 +9,9 @@ import { HostChain, ProxyChain, DIRECT } from './chains.js';
 import { newCounters, withBadDataRetry, withHostFailover, withProxyFailover, withRetry, type DownloadCounters, type RequestContext, type Step } from './policies.js';
 import { createAgents, discard, httpRequest, type HttpAgents } from './http-request.js';
 import { measureHosts, orderByRtt, type HostProbe } from './host-order.js';
+import { NativeFetcher } from './native-fetch.js';
 import { transfer, type BodySink } from './transfer.js';
+import { NATIVE_UNAVAILABLE, transferNative } from './transfer-native.js';
 
 export interface DownloaderOptions {
   /** Base URLs, already template-expanded (see parseServerUrls), e.g. "http://127.0.0.1:8000/cvmfs/repo.example.org". */
@@ -48,6 +50,14 @@ export interface DownloaderOptions {
   /** Cap on an object whose size is unknown (catalogs, certificates). Default MAX_OBJECT_BYTES. */
   maxObjectBytes?: number;
   userAgent?: string;
+  /**
+   * Content objects over plain http go through the native fetcher (native-fetch.ts: libcurl, hash, inflate and
+   * the cache file on a C thread) when its addon is built, it has loaded libcurl, and the output is a file
+   * (the cache's writer). Its thread starts with the downloader, so that libcurl loads while the manifest and
+   * root catalog come through Node's http. Default false: only clients that read many objects (a mount) want
+   * the thread; GRIDBOX_NATIVE_FETCH=0 turns it off for them too.
+   */
+  nativeFetch?: boolean;
   /** Test seams. */
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -94,6 +104,8 @@ export class Downloader {
   private probing?: Promise<void>;
   private probedAt = 0;
   private failoversAtProbe = 0;
+  /** null when off, not built, closed, or libcurl could not be loaded. */
+  private native: NativeFetcher | null;
 
   constructor(private readonly o: DownloaderOptions) {
     this.hosts = new HostChain(o.serverUrls, o.hostResetAfterMs ?? 1_800_000);
@@ -101,18 +113,34 @@ export class Downloader {
     const timeoutMs = o.timeoutMs ?? 5000;
     const timeoutDirectMs = o.timeoutDirectMs ?? 10_000;
     this.agents = createAgents();
+    this.native = o.nativeFetch === true ? NativeFetcher.create() ?? null : null;
+    void this.native?.ready.then((ok) => { if (!ok) this.native = null; });
     const userAgent = o.userAgent ?? 'cvmfs gridbox 0.1';
     const attempt: Step<unknown> = async (ctx) => {
       const url = `${ctx.host}/${ctx.path}`;
       this.counters.requests++;
-      const sink = ctx.makeSink();
+      let sink = ctx.makeSink();
       try {
-        const r = await transfer(this.agents, {
+        const req = {
           url, proxy: ctx.proxy, noCache: ctx.noCache, maxAgeS: ctx.maxAgeS, refuseStale: ctx.refuseStale, userAgent, sink,
           timeoutMs: ctx.proxy === DIRECT ? timeoutDirectMs : timeoutMs,
           maxBytes: ctx.maxBytes,
-          onBytes: (n) => { this.counters.bytes += n; },
-        });
+          onBytes: (n: number) => { this.counters.bytes += n; },
+        };
+        let r: unknown = NATIVE_UNAVAILABLE;
+        const native = sink.file !== undefined && this.native?.isReady === true && url.startsWith('http:') ? this.native : undefined;
+        if (native !== undefined) {
+          this.counters.nativeRequests++;
+          r = await transferNative(native, req, sink.file!);
+          if (r === NATIVE_UNAVAILABLE) {
+            this.counters.nativeRequests--;
+            // libcurl could not be loaded: this and every later attempt goes through Node's http.
+            this.native?.close();
+            this.native = null;
+            req.sink = sink = ctx.makeSink();
+          }
+        }
+        if (r === NATIVE_UNAVAILABLE) r = await transfer(this.agents, req);
         ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: 'OK' });
         return r;
       } catch (e) {
@@ -188,6 +216,13 @@ export class Downloader {
 
   async close(): Promise<void> {
     this.agents.close();
+    this.native?.close();
+    this.native = null;
+  }
+
+  /** Resolves once the native fetcher finished loading: true when content objects go through it from now on. */
+  async nativeReady(): Promise<boolean> {
+    return this.native === null ? false : this.native.ready;
   }
 
   /** One timed HEAD of the host's manifest through the proxy now in use; rejects unless it answers 2xx. */

@@ -36,6 +36,8 @@ export type Step<T> = (ctx: RequestContext<T>) => Promise<T>;
 export interface DownloadCounters {
   /** HTTP attempts made. */
   requests: number;
+  /** Of those, attempts made by the native fetcher (libcurl on its own thread). */
+  nativeRequests: number;
   /** Raw body bytes received, verified or not. */
   bytes: number;
   /** Requests that ended with verified bytes. */
@@ -48,7 +50,7 @@ export interface DownloadCounters {
 }
 
 export function newCounters(): DownloadCounters {
-  return { requests: 0, bytes: 0, fetched: 0, retries: 0, noCacheRetries: 0, hashMismatches: 0, proxyFailovers: 0, hostFailovers: 0 };
+  return { requests: 0, nativeRequests: 0, bytes: 0, fetched: 0, retries: 0, noCacheRetries: 0, hashMismatches: 0, proxyFailovers: 0, hostFailovers: 0 };
 }
 
 const BAD_DATA = new Set(['STORE_HASH_MISMATCH', 'STORE_SIZE_MISMATCH', 'COMPRESSION_BAD', 'DOWNLOAD_TOO_LARGE']);

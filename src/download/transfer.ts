@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
+import type { ObjectId } from '../hash/object-id.js';
 import { DIRECT } from './chains.js';
 import { httpRequest, TIMEOUT_CODE, type HttpAgents, type HttpResponse } from './http-request.js';
 
@@ -18,6 +19,26 @@ export interface BodySink<T> {
   finish(): Promise<T>;
   /** Drops whatever was received (the attempt failed). */
   abort(): void;
+  /**
+   * Present when the result may instead arrive whole, as a file someone else downloaded, verified as it came
+   * and wrote (transfer-native.ts); then neither write() nor finish() is called, and abort() drops the file.
+   */
+  readonly file?: FileTarget<T>;
+}
+
+/** What a download straight into a file must know and check, and how the sink takes the verified file. */
+export interface FileTarget<T> {
+  readonly id: ObjectId;
+  readonly label: string;
+  readonly compression: 'zlib' | 'none';
+  /** The decompressed size that must come out, when known. */
+  readonly expectedSize: number | undefined;
+  /** Cap on the decompressed size when it is not known. */
+  readonly maxOutBytes: number;
+  /** Where this attempt's file goes (created by the downloader). */
+  path(): string;
+  /** The file verified and holds `size` plain bytes: the sink's result. */
+  adopt(size: number): T;
 }
 
 export interface AttemptRequest<T> {
@@ -125,7 +146,7 @@ async function transferFile<T>(target: URL, req: AttemptRequest<T>): Promise<T> 
   return req.sink.finish();
 }
 
-function transportError(e: unknown, base: DownloadErrorFields, action: string): GridboxError {
+export function transportError(e: unknown, base: DownloadErrorFields, action: string): GridboxError {
   const code = (e as { code?: string }).code ?? '';
   const via = base.proxy === DIRECT ? '' : ` via proxy ${q(base.proxy)}`;
   if (TIMEOUT_CODES.has(code)) {
@@ -137,7 +158,7 @@ function transportError(e: unknown, base: DownloadErrorFields, action: string): 
   return downloadError(c, `Cannot ${action} ${q(base.url)}${via}: ${(e as Error).message ?? String(e)}`, base, e);
 }
 
-function statusError(s: number, h: IncomingHttpHeaders, base: DownloadErrorFields, viaProxy: boolean): GridboxError {
+export function statusError(s: number, h: IncomingHttpHeaders, base: DownloadErrorFields, viaProxy: boolean): GridboxError {
   // spec §1.4: 3xx (redirects are not followed), 400, 404, 429 and 5xx blame the host; any other
   // status blames the proxy when there is one. X-Squid-Error or Proxy-Status "error=" turn it into a proxy error.
   let failure: FailureKind = (s >= 300 && s < 400) || s === 400 || s === 404 || s === 429 || s >= 500 || !viaProxy ? 'host' : 'proxy';
