@@ -575,11 +575,16 @@ static napi_value fetch(napi_env env, napi_callback_info info) {
     return throw_msg(env, "fetch: bad arguments or unsupported hash algorithm");
   }
   pthread_mutex_lock(&f->lock);
+  // A non-empty queue already has its wake-up on the way, and the worker takes the whole queue at once: a
+  // replay that queues dozens of objects in one tick costs one wake-up (a syscall and a thread switch).
+  int wake = f->queue_head == NULL;
   if (f->queue_tail != NULL) f->queue_tail->next = j;
   else f->queue_head = j;
   f->queue_tail = j;
-  if (f->multi != NULL) p_curl_multi_wakeup(f->multi);
-  pthread_cond_signal(&f->cond);
+  if (wake) {
+    if (f->multi != NULL) p_curl_multi_wakeup(f->multi);
+    pthread_cond_signal(&f->cond);
+  }
   pthread_mutex_unlock(&f->lock);
   return NULL;
 }

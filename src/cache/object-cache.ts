@@ -65,6 +65,8 @@ export class ObjectCache {
   private readonly warmQueue: Array<{ path: string; maxBytes: number }> = [];
   private warming = 0;
   private closed = false;
+  /** Objects this instance committed so far: a miss re-checks the store only if one landed while it looked. */
+  private commits = 0;
   private readonly counters: CacheCounters = { hits: 0, misses: 0, notAdmitted: 0, evictions: 0, warmed: 0, warmedBytes: 0 };
 
   constructor(readonly store: CacheStore, readonly quota: Quota) {}
@@ -111,6 +113,7 @@ export class ObjectCache {
    * quota does not admit is still returned: its file is unlinked at once and lives while the handle is open.
    */
   async getOrFill(id: ObjectId, fill: Fill, opts: GetOptions = {}): Promise<CachedObject> {
+    const commitsBefore = this.commits;
     const hit = await this.lookup(id);
     if (hit !== null) {
       this.counters.hits++;
@@ -129,8 +132,9 @@ export class ObjectCache {
     entry.result = (async () => {
       let obj: CachedObject;
       try {
-        // A previous filler may have finished between our lookup and now: look again before filling.
-        const late = await this.lookup(id);
+        // A previous filler may have finished between our lookup and now: look again before filling, when
+        // anything was committed meanwhile (a cold start's misses would otherwise each open(2) twice in vain).
+        const late = this.commits === commitsBefore ? null : await this.lookup(id);
         if (late !== null) {
           this.counters.hits++;
           if (opts.pin) this.quota.pin(key);
@@ -159,6 +163,7 @@ export class ObjectCache {
   /** Commits a filled writer, then admits the object to the quota (evicting others) or drops its name. */
   private async commit(id: ObjectId, w: CacheWriter, opts: GetOptions): Promise<CachedObject> {
     const handle = await w.commit();
+    this.commits++;
     if (!(await this.admit(cacheKey(id), handle.size, opts.pin === true))) {
       // The open handle keeps the content readable; the name goes, so the cache stays within its quota.
       await this.store.remove(id);
