@@ -4,7 +4,8 @@
 // a daemon the start of mount(8) (a blocking fork and exec, ~25 ms of a mount with a cold page cache); and
 // a posix_spawn(3)-like start with pipes on fixed descriptors, for the runtime's start of bwrap: Node's child_process costs
 // a module graph (net, streams) and a fork of the whole Node process, ~14 ms of a ~120 ms `apptainer exec`.
-// getxattr(2) for the accounting's reading of a mount's counters.
+// getxattr(2) for the accounting's reading of a mount's counters. posix_fadvise(2) WILLNEED, for the cache's
+// read-ahead: the kernel reads the files into the page cache in the background, no bytes come to user space.
 // Nothing else: the FUSE protocol stays in TypeScript (src/fuse/), the launch logic in src/launcher/.
 #define _GNU_SOURCE // pipe2, F_GETPIPE_SZ
 #include <node_api.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -319,6 +321,84 @@ static napi_value get_xattr(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// willNeed(paths, maxBytes, done(files, bytes)): on the threadpool, opens each file and asks the kernel to read
+// its first maxBytes into the page cache (posix_fadvise WILLNEED starts the reads and returns); `done` gets how
+// many files were found and the bytes asked for. One call per batch: the daemon's thread does no per-file work.
+typedef struct {
+  napi_async_work work;
+  napi_ref done;
+  char** paths;
+  uint32_t n;
+  int64_t max_bytes;
+  uint32_t files;
+  int64_t bytes;
+} will_need_job;
+
+static void will_need_execute(napi_env env, void* data) {
+  (void)env;
+  will_need_job* j = data;
+  for (uint32_t i = 0; i < j->n; i++) {
+    int fd = open(j->paths[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+      int64_t len = st.st_size < j->max_bytes ? st.st_size : j->max_bytes;
+      if (len <= 0 || posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_WILLNEED) == 0) {
+        j->files++;
+        j->bytes += len > 0 ? len : 0;
+      }
+    }
+    close(fd);
+  }
+}
+
+static void will_need_complete(napi_env env, napi_status status, void* data) {
+  will_need_job* j = data;
+  napi_value cb, undef, argv[2];
+  if (status == napi_ok && napi_get_reference_value(env, j->done, &cb) == napi_ok && cb != NULL) {
+    napi_get_undefined(env, &undef);
+    napi_create_uint32(env, j->files, &argv[0]);
+    napi_create_double(env, (double)j->bytes, &argv[1]);
+    napi_call_function(env, undef, cb, 2, argv, NULL);
+  }
+  napi_delete_reference(env, j->done);
+  napi_delete_async_work(env, j->work);
+  for (uint32_t i = 0; i < j->n; i++) free(j->paths[i]);
+  free(j->paths);
+  free(j);
+}
+
+static napi_value will_need(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], name;
+  uint32_t n = 0;
+  double max = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_array_length(env, argv[0], &n) != napi_ok || napi_get_value_double(env, argv[1], &max) != napi_ok) {
+    napi_throw_type_error(env, NULL, "willNeed(paths, maxBytes, done) takes an array of strings, a number and a function");
+    return NULL;
+  }
+  will_need_job* j = calloc(1, sizeof(*j));
+  if (j == NULL || (j->paths = calloc(n > 0 ? n : 1, sizeof(char*))) == NULL) {
+    free(j);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->max_bytes = (int64_t)max;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    if (napi_get_element(env, argv[0], i, &item) != napi_ok) break;
+    char* p = string_arg(env, item);
+    if (p == NULL) break;
+    j->paths[j->n++] = p;
+  }
+  napi_create_reference(env, argv[2], 1, &j->done);
+  napi_create_string_utf8(env, "gridbox-will-need", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, will_need_execute, will_need_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
@@ -327,6 +407,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "spawnPiped", NULL, spawn_piped, NULL, NULL, NULL, napi_default, NULL },
     { "waitPid", NULL, wait_pid, NULL, NULL, NULL, napi_default, NULL },
     { "getxattr", NULL, get_xattr, NULL, NULL, NULL, napi_default, NULL },
+    { "willNeed", NULL, will_need, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -7,6 +7,10 @@ import { withTempDir } from '../testing/tmp.js';
 import { makeRawObject, pseudoRandomBytes, writeRawObjects } from '../testing/raw-repo.js';
 import { hashBytes } from '../hash/object-id.js';
 import { ObjectCache, WARM_MAX_BYTES } from './object-cache.js';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { FsCacheStore } from './cache-store.js';
+import { loadNativeAddon } from '../plumbing/native-addon.js';
 
 const FQRN = 'cache.example.org';
 
@@ -111,5 +115,38 @@ test('warm reads the first MiB of a large object by default, all of it when aske
     cache.warm([big.id], big.content.length);
     await settled(2);
     assert.equal(cache.stats().warmedBytes, WARM_MAX_BYTES + big.content.length);
+  } finally { cache.close(); }
+}));
+
+test('warm has the kernel read cached files into the page cache (posix_fadvise through the addon), as fincore shows', () => withTempDir(async (dir) => {
+  assert.ok(loadNativeAddon()?.willNeed, 'the gridbox-fuse-ioctl addon is built with willNeed (npm ci builds it)');
+  const objs = [makeRawObject(pseudoRandomBytes(2 * 1048576, 11)), makeRawObject(pseudoRandomBytes(600_000, 12))];
+  const cache = await ObjectCache.openDir(join(dir, 'cache'), 'shared', 64 << 20);
+  try {
+    const store = cache.store as FsCacheStore;
+    const resident = (path: string): number => {
+      const r = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return Number(r.stdout.trim());
+    };
+    for (const o of objs) {
+      await (await cache.insert(o.id, o.content)).close();
+      const path = store.pathOf(o.id);
+      // Written back, then dropped from the page cache (GNU dd's iflag=nocache is posix_fadvise DONTNEED).
+      const fd = openSync(path, 'r');
+      fsyncSync(fd);
+      closeSync(fd);
+      assert.equal(spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']).status, 0);
+      assert.ok(resident(path) < o.content.length / 2, 'dropped before the warm');
+    }
+    assert.equal(cache.warm(objs.map((o) => o.id), 4 << 20), 2);
+    for (let i = 0; i < 400 && cache.stats().warmed < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(cache.stats().warmedBytes, objs[0].content.length + objs[1].content.length);
+    for (const o of objs) {
+      const path = store.pathOf(o.id);
+      // The reads run in the background: wait for them.
+      for (let i = 0; i < 200 && resident(path) < o.content.length; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(resident(path) >= o.content.length, `${path} is in the page cache after the warm`);
+    }
   } finally { cache.close(); }
 }));

@@ -5,6 +5,7 @@
 import { close, open, read } from 'node:fs';
 import { join } from 'node:path';
 import { parseObjectId, type ObjectId } from '../hash/object-id.js';
+import { loadNativeAddon } from '../plumbing/native-addon.js';
 import { cacheKey, FsCacheStore, type CachedObject, type CacheStore, type CacheWriter } from './cache-store.js';
 import { Quota, type QuotaUsage } from './quota.js';
 
@@ -57,6 +58,8 @@ class SharedHandle {
 /** Prefetch limits: reads in flight (threadpool), queued objects, and the largest object worth warming. */
 export const WARM_CONCURRENCY = 4;
 const WARM_QUEUE_MAX = 4096;
+/** Files per willNeed call: each is one threadpool task, and other file work must get its turn between them. */
+const WILL_NEED_BATCH = 256;
 export const WARM_MAX_BYTES = 1 << 20;
 
 export class ObjectCache {
@@ -183,6 +186,8 @@ export class ObjectCache {
   warm(ids: ObjectId[], maxBytes = WARM_MAX_BYTES): number {
     const store = this.store;
     if (this.closed || !(store instanceof FsCacheStore)) return 0;
+    const willNeed = loadNativeAddon()?.willNeed;
+    if (willNeed !== undefined) return this.warmByAdvice(store, ids, maxBytes, willNeed);
     let queued = 0;
     for (const id of ids) {
       if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
@@ -193,6 +198,29 @@ export class ObjectCache {
       void this.warmNext().finally(() => { this.warming--; });
     }
     return queued;
+  }
+
+  /**
+   * Read-ahead by the kernel (posix_fadvise WILLNEED through the addon): no bytes come to this process, and the
+   * daemon's thread makes one call per batch of files instead of a read callback per 256 KiB of each.
+   */
+  private warmByAdvice(store: FsCacheStore, ids: ObjectId[], maxBytes: number,
+    willNeed: (paths: string[], maxBytes: number, done: (files: number, bytes: number) => void) => void): number {
+    const paths: string[] = [];
+    for (const id of ids) {
+      if (this.warming + paths.length >= WARM_QUEUE_MAX) break;
+      if (this.quota.knows(cacheKey(id))) paths.push(store.pathOf(id));
+    }
+    for (let at = 0; at < paths.length; at += WILL_NEED_BATCH) {
+      const batch = paths.slice(at, at + WILL_NEED_BATCH);
+      this.warming += batch.length;
+      willNeed(batch, maxBytes, (files, bytes) => {
+        this.warming -= batch.length;
+        this.counters.warmed += files;
+        this.counters.warmedBytes += bytes;
+      });
+    }
+    return paths.length;
   }
 
   /**

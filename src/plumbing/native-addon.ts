@@ -20,6 +20,11 @@ export interface NativeAddon {
   waitPid?(pid: number): [number, number];
   /** getxattr(2): the value (up to 4 KiB), or -errno. */
   getxattr?(path: string, name: string): string | number;
+  /**
+   * On the threadpool: posix_fadvise(WILLNEED) of the first `maxBytes` of each file (the kernel reads them into
+   * the page cache in the background); `done` gets the files found and the bytes asked for.
+   */
+  willNeed?(paths: string[], maxBytes: number, done: (files: number, bytes: number) => void): void;
 }
 
 let addon: NativeAddon | null | undefined;
