@@ -29,23 +29,31 @@ function isLoopback(host: string): boolean {
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === 'localhost';
 }
 
-/** Copies `from` to `to`, each chunk no earlier than `delayMs` after it arrived, in arrival order. */
+/**
+ * Copies `from` to `to`, each chunk no earlier than `delayMs` after it arrived, in arrival order. One queue and
+ * one timer at a time: a timer per chunk could fire out of order (timers of different durations armed in
+ * different loop turns expire by the loop's clock, not by Date.now), which interleaved a response's bytes.
+ */
 function delayedPipe(from: Socket, to: Socket, delayMs: number, onBurst: () => void): void {
-  let lastDue = 0;
-  let pending = 0;
+  const queue: Array<{ chunk: Buffer; due: number }> = [];
+  let timer: NodeJS.Timeout | undefined;
   let ended = false;
+  const flush = (): void => {
+    timer = undefined;
+    const now = performance.now();
+    while (queue.length > 0 && queue[0].due <= now) {
+      const { chunk } = queue.shift()!;
+      if (!to.destroyed) to.write(chunk);
+    }
+    if (queue.length > 0) timer = setTimeout(flush, Math.max(1, Math.ceil(queue[0].due - now)));
+    else if (ended) to.end();
+  };
   from.on('data', (chunk: Buffer) => {
     onBurst();
-    const due = Math.max(Date.now() + delayMs, lastDue);
-    lastDue = due;
-    pending++;
-    setTimeout(() => {
-      pending--;
-      if (!to.destroyed) to.write(chunk);
-      if (ended && pending === 0) to.end();
-    }, Math.max(0, due - Date.now()));
+    queue.push({ chunk, due: performance.now() + delayMs });
+    timer ??= setTimeout(flush, delayMs);
   });
-  from.on('end', () => { ended = true; if (pending === 0) to.end(); });
+  from.on('end', () => { ended = true; if (queue.length === 0 && timer === undefined) to.end(); });
 }
 
 export async function startLatencyProxy(o: LatencyProxyOptions): Promise<LatencyProxy> {
