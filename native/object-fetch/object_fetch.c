@@ -30,6 +30,7 @@
 #include <zlib.h>
 
 #define OUT_CHUNK (256 * 1024)
+#define HEADER_VALUE 256
 
 // The libcurl functions used, resolved from libcurl.so.4 by the worker thread.
 #define CURL_FUNCS(X) X(curl_global_init) X(curl_multi_init) X(curl_multi_add_handle) X(curl_multi_remove_handle) \
@@ -68,7 +69,6 @@ static void load_curl(void) {
   }
   curl_loaded = 1;
 }
-#define HEADER_VALUE 256
 
 typedef struct job {
   struct job *next;
@@ -90,14 +90,14 @@ typedef struct job {
   int z_init, z_ended, z_error;
   char z_msg[128];
   int64_t wire, out, declared;
-  int overflow, too_large, bad_status, timed_out, closed, unavailable;
+  int overflow, too_large, timed_out, closed, unavailable;
   int write_errno;
   long status;
   uint64_t last_activity;
   CURLcode code;
   char errbuf[CURL_ERROR_SIZE];
   char hex[2 * EVP_MAX_MD_SIZE + 1];
-  char warning[HEADER_VALUE], squid_error[HEADER_VALUE], proxy_status[HEADER_VALUE];
+  char squid_error[HEADER_VALUE], proxy_status[HEADER_VALUE];
 } job;
 
 typedef struct fetcher {
@@ -144,10 +144,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *p) {
   j->last_activity = now_ms();
   if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
     // A new response (after a 1xx, say): forget the headers of the one before.
-    j->warning[0] = j->squid_error[0] = j->proxy_status[0] = 0;
+    j->squid_error[0] = j->proxy_status[0] = 0;
     j->declared = -1;
-  } else if (header_is(line, n, "warning", &v, &vn)) {
-    copy_header_value(j->warning, v, vn);
   } else if (header_is(line, n, "x-squid-error", &v, &vn)) {
     copy_header_value(j->squid_error, v, vn);
   } else if (header_is(line, n, "proxy-status", &v, &vn)) {
@@ -191,7 +189,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p) {
   if (j->wire == 0) {
     p_curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
     // The body of an error answer is not read: the connection is dropped, as the JavaScript path does.
-    if (j->status < 200 || j->status > 299) { j->bad_status = 1; return 0; }
+    if (j->status < 200 || j->status > 299) return 0;
     if (j->declared > j->max_raw) { j->too_large = 1; return 0; }
   }
   j->wire += (int64_t)n;
@@ -430,7 +428,6 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
     set_num(env, r, "writeErrno", j->write_errno);
     set_num(env, r, "closed", j->closed);
     set_num(env, r, "unavailable", j->unavailable);
-    set_str(env, r, "warning", j->warning);
     set_str(env, r, "squidError", j->squid_error);
     set_str(env, r, "proxyStatus", j->proxy_status);
     napi_create_double(env, j->id, &id);

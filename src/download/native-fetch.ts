@@ -29,7 +29,6 @@ export interface NativeFetchResult {
   closed: number;
   /** libcurl could not be loaded (curlMessage says why): nothing was sent. */
   unavailable: number;
-  warning: string;
   squidError: string;
   proxyStatus: string;
 }

@@ -4,6 +4,8 @@
 // the exact size), and the same classified errors, so the policy wrappers cannot tell the two apart.
 // The body never enters JavaScript: the addon writes the plain bytes to the sink's file, and the file is
 // taken only when everything checked out; otherwise the sink's abort() removes it.
+// Content objects only (sinks with a file target): mutable files (.cvmfspublished, refuseStale, max-age)
+// stay on transfer.ts.
 import type { IncomingHttpHeaders } from 'node:http';
 import { GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
