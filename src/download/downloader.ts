@@ -104,7 +104,7 @@ export class Downloader {
   private probing?: Promise<void>;
   private probedAt = 0;
   private failoversAtProbe = 0;
-  /** null when off, not built, closed, or libcurl could not be loaded. */
+  /** null when off, not built or closed. */
   private native: NativeFetcher | null;
 
   constructor(private readonly o: DownloaderOptions) {
@@ -113,8 +113,8 @@ export class Downloader {
     const timeoutMs = o.timeoutMs ?? 5000;
     const timeoutDirectMs = o.timeoutDirectMs ?? 10_000;
     this.agents = createAgents();
+    // Used once libcurl is loaded (isReady); until then, and for good when it cannot be, the Node path serves.
     this.native = o.nativeFetch === true ? NativeFetcher.create() ?? null : null;
-    void this.native?.ready.then((ok) => { if (!ok) this.native = null; });
     const userAgent = o.userAgent ?? 'cvmfs gridbox 0.1';
     const attempt: Step<unknown> = async (ctx) => {
       const url = `${ctx.host}/${ctx.path}`;

@@ -12,7 +12,10 @@ import { NativeFetcher } from './native-fetch.js';
 process.env.GRIDBOX_LIBCURL = 'libgridbox-no-such-curl.so.4';
 
 test('without libcurl the native fetcher reports itself unavailable and objects come through Node\'s http', () => withTempDir(async (dir) => {
-  assert.ok(NativeFetcher.create() !== undefined, 'the gridbox-object-fetch addon is built (npm ci builds it)');
+  const probe = NativeFetcher.create();
+  assert.ok(probe !== undefined, 'the gridbox-object-fetch addon is built (npm ci builds it)');
+  assert.equal(await probe.ready, false, 'libcurl cannot be loaded under that name');
+  probe.close();
   const srv = join(dir, 'srv');
   const objs = await writeRawObjects(srv, 'x.example.org', [makeRawObject(pseudoRandomBytes(90_000, 1)), makeRawObject(pseudoRandomBytes(5_000, 2))]);
   const good = await listenSrv({ srvDir: srv });

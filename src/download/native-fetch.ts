@@ -87,24 +87,38 @@ export class NativeFetcher {
   private readonly handle: object;
   /** True once transfers start at once (libcurl loaded). */
   isReady = false;
-  /** Resolves when loading ended: true when the fetcher can be used. */
-  readonly ready: Promise<boolean>;
+  private loaded = false;
+  /** Someone awaits `ready`: the thread keeps the process alive until loading ended. */
+  private heldForReady = false;
+  private refed = false;
+  private readonly whenLoaded: Promise<boolean>;
 
   private constructor(private readonly a: Addon) {
     let loaded!: (ok: boolean) => void;
-    this.ready = new Promise((resolve) => { loaded = resolve; });
+    this.whenLoaded = new Promise((resolve) => { loaded = resolve; });
     this.handle = a.createFetcher((id, r) => {
       if (r === null) {
+        this.loaded = true;
         this.isReady = !this.closed && this.a.state(this.handle) === 1;
+        this.updateRef();
         loaded(this.isReady);
         return;
       }
       const done = this.pending.get(id);
       this.pending.delete(id);
-      // Idle, the thread must not keep the process alive.
-      if (this.pending.size === 0 && !this.closed) this.a.ref(this.handle, false);
+      this.updateRef();
       done?.(r);
     });
+  }
+
+  /**
+   * Resolves when loading libcurl ended: true when the fetcher can be used. Meanwhile the thread keeps the process
+   * alive (it does not otherwise while idle), so that an await here cannot outlive the event loop.
+   */
+  get ready(): Promise<boolean> {
+    this.heldForReady = true;
+    this.updateRef();
+    return this.whenLoaded;
   }
 
   /** A fetcher, or undefined when the addon is not built or is turned off. */
@@ -117,17 +131,27 @@ export class NativeFetcher {
     if (this.closed) return Promise.reject(new Error('the native fetcher is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      if (this.pending.size === 0) this.a.ref(this.handle, true);
       this.pending.set(id, resolve);
+      this.updateRef();
       try {
         this.a.fetch(this.handle, id, j.url, j.proxy, j.userAgent, j.headers, j.timeoutMs, j.maxRawBytes, j.algorithm, j.compressed,
           j.expectedSize ?? -1, j.maxOutBytes, j.outPath);
       } catch (e) {
         this.pending.delete(id);
-        if (this.pending.size === 0) this.a.ref(this.handle, false);
+        this.updateRef();
         reject(e);
       }
     });
+  }
+
+  /**
+   * Idle, the thread must not keep the process alive: it does while transfers are in flight, and while someone
+   * awaits `ready` before libcurl finished loading.
+   */
+  private updateRef(): void {
+    if (this.closed) return;
+    const want = this.pending.size > 0 || (this.heldForReady && !this.loaded);
+    if (want !== this.refed) { this.refed = want; this.a.ref(this.handle, want); }
   }
 
   /** Stops the thread; transfers in flight end with `closed` set. */
