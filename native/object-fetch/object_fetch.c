@@ -285,7 +285,10 @@ static void start(fetcher *f, job *j) {
   j->easy = e;
   for (uint32_t i = 0; i < j->n_headers; i++) j->headers = p_curl_slist_append(j->headers, j->header_lines[i]);
   p_curl_easy_setopt(e, CURLOPT_URL, j->url);
-  p_curl_easy_setopt(e, CURLOPT_PROXY, j->proxy);  // "" is DIRECT, whatever the environment says
+  // The proxy is exactly the one asked for, as on Node's path: "" is DIRECT whatever http_proxy says, and an
+  // empty no-proxy list keeps a site's no_proxy (often 127.0.0.1, localhost) from bypassing CVMFS_HTTP_PROXY.
+  p_curl_easy_setopt(e, CURLOPT_PROXY, j->proxy);
+  p_curl_easy_setopt(e, CURLOPT_NOPROXY, "");
   p_curl_easy_setopt(e, CURLOPT_USERAGENT, j->user_agent);
   p_curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
   p_curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

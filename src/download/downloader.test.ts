@@ -253,6 +253,9 @@ test('both paths send the same request through a proxy: absolute target, Host, u
     up.end();
   });
   const port = await listen(server);
+  // A site's environment often exempts loopback from proxies; CVMFS_HTTP_PROXY must win over it on both paths.
+  const noProxy = process.env.no_proxy;
+  process.env.no_proxy = '127.0.0.1,localhost';
   try {
     const got: Record<Via, Buffer> = { node: Buffer.alloc(0), native: Buffer.alloc(0) };
     for (via of VIAS) {
@@ -271,7 +274,10 @@ test('both paths send the same request through a proxy: absolute target, Host, u
     assert.equal(seen.native[0].host, new URL(good.url).host);
     assert.equal(seen.native[0].ua, 'gridbox-test 1');
     assert.deepEqual(seen.native.map((s) => s.cc), ['', 'no-cache']);
-  } finally { await stop(server); await good.close(); }
+  } finally {
+    if (noProxy === undefined) delete process.env.no_proxy; else process.env.no_proxy = noProxy;
+    await stop(server); await good.close();
+  }
 }));
 
 for (const via of VIAS) test(`${via}: rmd160 and shake128 objects and uncompressed ones verify; a wrong algorithm is a hash mismatch`, () => withTempDir(async (dir) => {
@@ -283,6 +289,9 @@ for (const via of VIAS) test(`${via}: rmd160 and shake128 objects and uncompress
   ]);
   const good = await listenSrv({ srvDir: srv });
   const d = new Downloader({ ...fast, serverUrls: [`${good.url}${FQRN}`] });
+  // DIRECT means direct whatever the environment says: a proxy named there (nothing listens) must not be used.
+  const httpProxy = process.env.http_proxy;
+  process.env.http_proxy = `http://127.0.0.1:${await deadPort()}`;
   try {
     for (const o of objs.slice(0, 2)) assert.ok((await fetchVia(d, via, dir, o, { expectedSize: o.content.length })).equals(o.content));
     const raw = objs[2];
@@ -291,5 +300,8 @@ for (const via of VIAS) test(`${via}: rmd160 and shake128 objects and uncompress
     const e = await fetchVia(d, via, dir, raw, { expectedSize: raw.content.length }).catch((x: unknown) => x);
     assert.ok(isGridboxError((e as Error).cause, 'COMPRESSION_BAD'), String(e));
     assertPath(d, via);
-  } finally { await d.close(); await good.close(); }
+  } finally {
+    if (httpProxy === undefined) delete process.env.http_proxy; else process.env.http_proxy = httpProxy;
+    await d.close(); await good.close();
+  }
 }));
