@@ -39,6 +39,21 @@ const INFLATE_CHUNK_BYTES = 64 * 1024;
  */
 export const SMALL_BODY_BYTES = 64 * 1024;
 
+/**
+ * The errors of an object that did not verify, one wording for every download path (objectSink here,
+ * transfer-native.ts for the native fetcher); each path checks in the same order: hash, cap, inflate, size.
+ */
+export const objectFailure = {
+  hashMismatch: (id: ObjectId, label: string, got: string): GridboxError =>
+    new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(label)}: content hash is ${q(got)}`, { objectId: formatObjectId(id) }),
+  sizeExceeded: (id: ObjectId, label: string, limit: number): GridboxError =>
+    new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: decompressed size exceeds ${limit} bytes`, { objectId: formatObjectId(id) }),
+  inflateFailed: (id: ObjectId, label: string, why: string, cause?: unknown): GridboxError =>
+    new GridboxError('COMPRESSION_BAD', `Cannot inflate object ${q(label)}: ${why}`, { objectId: formatObjectId(id), cause }),
+  sizeMismatch: (id: ObjectId, label: string, expected: number, got: number): GridboxError =>
+    new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: expected ${expected} bytes, got ${got}`, { objectId: formatObjectId(id) }),
+};
+
 /** An ObjectOutput in memory, for small objects (certificates) and callers that want a Buffer. */
 export class MemoryOutput implements ObjectOutput {
   private parts: Buffer[] = [];
@@ -185,7 +200,7 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
         const got = hash.digest('hex');
         // The hash decides first: a corrupt body is a hash mismatch, whatever the inflater made of it.
         if (got !== id.hex) {
-          throw new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(label)}: content hash is ${q(got)}`, { objectId: formatObjectId(id) });
+          throw objectFailure.hashMismatch(id, label, got);
         }
         if (held !== undefined) {
           const parts = held;
@@ -193,14 +208,14 @@ export function objectSink<O extends ObjectOutput>(id: ObjectId, label: string, 
           await inflateHeld(parts);
         }
         if (overflow) {
-          throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: decompressed size exceeds ${limit} bytes`, { objectId: formatObjectId(id) });
+          throw objectFailure.sizeExceeded(id, label, limit);
         }
         if (failed !== undefined) throw failed;
         if (inflateError !== undefined || (inflate !== undefined && !inflate.readableEnded)) {
-          throw new GridboxError('COMPRESSION_BAD', `Cannot inflate object ${q(label)}: ${inflateError?.message ?? 'stream did not end'}`, { objectId: formatObjectId(id), cause: inflateError });
+          throw objectFailure.inflateFailed(id, label, inflateError?.message ?? 'stream did not end', inflateError);
         }
         if (expectedSize !== undefined && outBytes !== expectedSize) {
-          throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(label)}: expected ${expectedSize} bytes, got ${outBytes}`, { objectId: formatObjectId(id) });
+          throw objectFailure.sizeMismatch(id, label, expectedSize, outBytes);
         }
         return out;
       } catch (e) {

@@ -11,7 +11,7 @@ import { createAgents, discard, httpRequest, type HttpAgents } from './http-requ
 import { measureHosts, orderByRtt, type HostProbe } from './host-order.js';
 import { NativeFetcher } from './native-fetch.js';
 import { transfer, type BodySink } from './transfer.js';
-import { NATIVE_UNAVAILABLE, transferNative } from './transfer-native.js';
+import { transferNative } from './transfer-native.js';
 
 export interface DownloaderOptions {
   /** Base URLs, already template-expanded (see parseServerUrls), e.g. "http://127.0.0.1:8000/cvmfs/repo.example.org". */
@@ -119,7 +119,7 @@ export class Downloader {
     const attempt: Step<unknown> = async (ctx) => {
       const url = `${ctx.host}/${ctx.path}`;
       this.counters.requests++;
-      let sink = ctx.makeSink();
+      const sink = ctx.makeSink();
       try {
         const req = {
           url, proxy: ctx.proxy, noCache: ctx.noCache, maxAgeS: ctx.maxAgeS, refuseStale: ctx.refuseStale, userAgent, sink,
@@ -127,20 +127,9 @@ export class Downloader {
           maxBytes: ctx.maxBytes,
           onBytes: (n: number) => { this.counters.bytes += n; },
         };
-        let r: unknown = NATIVE_UNAVAILABLE;
         const native = sink.file !== undefined && this.native?.isReady === true && url.startsWith('http:') ? this.native : undefined;
-        if (native !== undefined) {
-          this.counters.nativeRequests++;
-          r = await transferNative(native, req, sink.file!);
-          if (r === NATIVE_UNAVAILABLE) {
-            this.counters.nativeRequests--;
-            // libcurl could not be loaded: this and every later attempt goes through Node's http.
-            this.native?.close();
-            this.native = null;
-            req.sink = sink = ctx.makeSink();
-          }
-        }
-        if (r === NATIVE_UNAVAILABLE) r = await transfer(this.agents, req);
+        if (native !== undefined) this.counters.nativeRequests++;
+        const r = native !== undefined ? await transferNative(native, req, sink.file!) : await transfer(this.agents, req);
         ctx.attempts.push({ url, proxy: ctx.proxy, noCache: ctx.noCache, outcome: 'OK' });
         return r;
       } catch (e) {

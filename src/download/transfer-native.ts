@@ -7,20 +7,20 @@
 // Content objects only (sinks with a file target): mutable files (.cvmfspublished, refuseStale, max-age)
 // stay on transfer.ts.
 import type { IncomingHttpHeaders } from 'node:http';
+import { constants as osConstants } from 'node:os';
 import { GridboxError, q } from '../errors.js';
 import { formatObjectId } from '../hash/object-id.js';
+import { objectFailure } from './body-sinks.js';
 import { DIRECT } from './chains.js';
 import { TIMEOUT_CODE } from './http-request.js';
 import type { NativeFetcher, NativeFetchResult } from './native-fetch.js';
 import { downloadError, statusError, transportError, type AttemptRequest, type DownloadErrorFields, type FileTarget } from './transfer.js';
 
-/** The addon could not load libcurl: this attempt did nothing, and the caller should use transfer.ts. */
-export const NATIVE_UNAVAILABLE = Symbol('native fetch unavailable');
-
 /** curl codes of a connection that never got to send the request (CURLE_COULDNT_RESOLVE_PROXY/_HOST, _CONNECT). */
 const CONNECT_CODES = new Set([5, 6, 7]);
 
-export async function transferNative<T>(fetcher: NativeFetcher, req: AttemptRequest<T>, target: FileTarget<T>): Promise<T | typeof NATIVE_UNAVAILABLE> {
+/** One attempt; the caller uses it only once the fetcher `isReady` (libcurl loaded). */
+export async function transferNative<T>(fetcher: NativeFetcher, req: AttemptRequest<T>, target: FileTarget<T>): Promise<T> {
   const viaProxy = req.proxy !== DIRECT;
   const headers: string[] = [];
   if (req.noCache) headers.push('Cache-Control: no-cache', 'Pragma: no-cache');
@@ -32,10 +32,6 @@ export async function transferNative<T>(fetcher: NativeFetcher, req: AttemptRequ
       algorithm: target.id.algorithm, compressed: target.compression === 'zlib', expectedSize: target.expectedSize,
       maxOutBytes: target.maxOutBytes, outPath: target.path(),
     });
-    if (r.unavailable) {
-      req.sink.abort();
-      return NATIVE_UNAVAILABLE;
-    }
     if (r.wireBytes > 0) req.onBytes?.(r.wireBytes);
     check(r, req, target, base, viaProxy);
     return target.adopt(r.outBytes);
@@ -47,11 +43,15 @@ export async function transferNative<T>(fetcher: NativeFetcher, req: AttemptRequ
 
 /** Throws the error transfer.ts and objectSink would have thrown for the same outcome. */
 function check<T>(r: NativeFetchResult, req: AttemptRequest<T>, target: FileTarget<T>, base: DownloadErrorFields, viaProxy: boolean): void {
-  const objectId = formatObjectId(target.id);
-  if (r.closed) throw new GridboxError('DOWNLOAD_HOST', `Download of ${q(req.url)} cancelled: the client is closing`, { ...base, transfer: false });
+  // A fetcher asked only once ready ends a transfer this way only when it is closed under it.
+  if (r.closed || r.unavailable) {
+    const why = r.closed ? 'the client is closing' : `the native fetcher cannot load libcurl (${r.curlMessage})`;
+    throw new GridboxError('DOWNLOAD_HOST', `Download of ${q(req.url)} cancelled: ${why}`, { ...base, transfer: false });
+  }
   if (r.writeErrno !== 0) {
+    const objectId = formatObjectId(target.id);
     // The cache's disk refused the bytes: no other host or proxy can fix that (as the JavaScript path's writer).
-    const code = r.writeErrno === 28 /* ENOSPC */ ? 'CACHE_FULL' : 'CACHE_IO';
+    const code = r.writeErrno === osConstants.errno.ENOSPC ? 'CACHE_FULL' : 'CACHE_IO';
     throw new GridboxError(code, `Cannot store object ${q(objectId)} in the cache (errno ${r.writeErrno})`, { objectId });
   }
   if (r.status !== 0 && (r.status < 200 || r.status > 299)) {
@@ -68,17 +68,9 @@ function check<T>(r: NativeFetchResult, req: AttemptRequest<T>, target: FileTarg
     throw transportError(e, base, r.status === 0 || CONNECT_CODES.has(r.curlCode) ? 'connect to' : 'read from');
   }
   // The hash decides first: a corrupt body is a hash mismatch, whatever the inflater made of it.
-  if (r.hex !== target.id.hex) {
-    throw new GridboxError('STORE_HASH_MISMATCH', `Cannot verify object ${q(target.label)}: content hash is ${q(r.hex)}`, { objectId });
-  }
-  const limit = target.expectedSize ?? target.maxOutBytes;
-  if (r.overflow) {
-    throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(target.label)}: decompressed size exceeds ${limit} bytes`, { objectId });
-  }
-  if (r.inflateError || !r.inflateEnded) {
-    throw new GridboxError('COMPRESSION_BAD', `Cannot inflate object ${q(target.label)}: ${r.inflateError ? r.inflateMessage : 'stream did not end'}`, { objectId });
-  }
-  if (target.expectedSize !== undefined && r.outBytes !== target.expectedSize) {
-    throw new GridboxError('STORE_SIZE_MISMATCH', `Cannot verify object ${q(target.label)}: expected ${target.expectedSize} bytes, got ${r.outBytes}`, { objectId });
-  }
+  const { id, label, expectedSize } = target;
+  if (r.hex !== id.hex) throw objectFailure.hashMismatch(id, label, r.hex);
+  if (r.overflow) throw objectFailure.sizeExceeded(id, label, expectedSize ?? target.maxOutBytes);
+  if (r.inflateError || !r.inflateEnded) throw objectFailure.inflateFailed(id, label, r.inflateError ? r.inflateMessage : 'stream did not end');
+  if (expectedSize !== undefined && r.outBytes !== expectedSize) throw objectFailure.sizeMismatch(id, label, expectedSize, r.outBytes);
 }

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { GridboxError, q, type ErrorCode } from '../errors.js';
 import type { ObjectId } from '../hash/object-id.js';
+import type { Compression } from './body-sinks.js';
 import { DIRECT } from './chains.js';
 import { httpRequest, TIMEOUT_CODE, type HttpAgents, type HttpResponse } from './http-request.js';
 
@@ -30,7 +31,7 @@ export interface BodySink<T> {
 export interface FileTarget<T> {
   readonly id: ObjectId;
   readonly label: string;
-  readonly compression: 'zlib' | 'none';
+  readonly compression: Compression;
   /** The decompressed size that must come out, when known. */
   readonly expectedSize: number | undefined;
   /** Cap on the decompressed size when it is not known. */
