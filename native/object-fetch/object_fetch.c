@@ -105,7 +105,7 @@ typedef struct fetcher {
   pthread_mutex_t lock;
   pthread_cond_t cond;  // wakes a worker that has no multi handle to wake (libcurl missing)
   job *queue_head, *queue_tail;
-  int stop, started, joined, unavailable, hooked;
+  int stop, joined, unavailable, hooked;
   CURLM *multi;
   napi_threadsafe_function tsfn;
   job *active;
@@ -442,7 +442,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
 }
 
 static void shutdown_fetcher(fetcher *f) {
-  if (!f->started || f->joined) return;
+  if (f->joined) return;
   pthread_mutex_lock(&f->lock);
   f->stop = 1;
   if (f->multi != NULL) p_curl_multi_wakeup(f->multi);
@@ -522,7 +522,6 @@ static napi_value create_fetcher(napi_env env, napi_callback_info info) {
     free(f);
     return throw_msg(env, "cannot start the fetch thread");
   }
-  f->started = 1;
   if (napi_add_env_cleanup_hook(env, cleanup_hook, f) == napi_ok) f->hooked = 1;
   napi_create_external(env, f, finalize_fetcher, NULL, &ext);
   return ext;

@@ -66,6 +66,7 @@ export class ObjectCache {
   private readonly inflight = new Map<string, Inflight>();
   /** Cache files to read ahead and how many bytes of each. */
   private readonly warmQueue: Array<{ path: string; maxBytes: number }> = [];
+  /** Read-ahead in flight: lanes running (the read path), or files handed to the kernel (willNeed). */
   private warming = 0;
   private closed = false;
   /** Objects this instance committed so far: a miss re-checks the store only if one landed while it looked. */
