@@ -34,6 +34,8 @@ const VALUE_FLAGS: Record<string, string> = {
   '-o': 'unsupported', '--overlay': 'unsupported', '--security': 'ignore', '--fusemount': 'unsupported',
   '--apply-cgroups': 'ignore', '--cpus': 'ignore', '--memory': 'ignore', '--add-caps': 'ignore', '--drop-caps': 'ignore',
 };
+/** The flags whose value may follow as the next argument (the shims' image hint skips them with their value). */
+export const VALUE_FLAG_NAMES: readonly string[] = Object.keys(VALUE_FLAGS);
 const BOOL_FLAGS: Record<string, string> = {
   '--no-home': 'noHome', '-c': 'contain', '--contain': 'contain', '-C': 'containAll', '--containall': 'containAll',
   '-e': 'cleanEnv', '--cleanenv': 'cleanEnv', '-p': 'pid', '--pid': 'pid', '--no-pid': 'noPid', '-i': 'ipc',

@@ -7,6 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomicSync } from '../../plumbing/atomic-write.js';
 import { shimEnvLines } from '../shim-env.js';
+import { imageHintLines } from '../shim-image-hint.js';
 import { BUNDLE_NAME } from './install-shims-bundle.js';
 
 const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -17,6 +18,7 @@ export function shimText(name: string, nodePath: string, mainJs: string): string
   const moveNodeVars = basename(mainJs).endsWith(BUNDLE_NAME) ? `${shimEnvLines()}\n` : '';
   return `#!/bin/sh
 # Written by \`gridbox install-shims\`: the gridbox runtime CLI under the name ${name}.
+${imageHintLines()}
 GRIDBOX_ARGV0=${name}
 export GRIDBOX_ARGV0
 ${moveNodeVars}exec ${shQuote(nodePath)} ${shQuote(mainJs)} "$@"
