@@ -399,6 +399,18 @@ static napi_value will_need(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// exitNow(code): _exit(2). For a process that has closed everything it owns (the mount daemon after its
+// unmount): Node's own exit then runs its environment teardown, joins its platform threads and runs the C
+// library's exit handlers and destructors of every loaded library, libcurl's ~30 among them, while the
+// caller of umount(8) waits for the daemon to be gone.
+static napi_value exit_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t code = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 1) napi_get_value_int32(env, argv[0], &code);
+  _exit(code & 0xff);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "backingOpen", NULL, backing_open, NULL, NULL, NULL, napi_default, NULL },
@@ -408,6 +420,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "waitPid", NULL, wait_pid, NULL, NULL, NULL, napi_default, NULL },
     { "getxattr", NULL, get_xattr, NULL, NULL, NULL, napi_default, NULL },
     { "willNeed", NULL, will_need, NULL, NULL, NULL, napi_default, NULL },
+    { "exitNow", NULL, exit_now, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

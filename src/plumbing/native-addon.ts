@@ -25,6 +25,8 @@ export interface NativeAddon {
    * the page cache in the background); `done` gets the files found and the bytes asked for.
    */
   willNeed?(paths: string[], maxBytes: number, done: (files: number, bytes: number) => void): void;
+  /** _exit(2): ends the process without Node's teardown or the C library's exit handlers. Never returns. */
+  exitNow?(code: number): never;
 }
 
 let addon: NativeAddon | null | undefined;
