@@ -204,7 +204,7 @@ test('openless: a node replaced by a new revision still reads the content it nam
   assert.notEqual(a2.nodeid, a.nodeid, 'a new lookup finds the new content under a new nodeid');
 });
 
-test('the start profiler hears a lookup before it resolves, whole-file opens and chunked READs with their catalog', async () => {
+test('the start profiler hears a lookup before it resolves and the catalog that answered it, whole-file opens and chunked READs with their catalog', async () => {
   const MiB = 1 << 20;
   const chunks = [0, 1, 2].map((i) => ({ offset: i * 4 * MiB, size: 4 * MiB, id: { algorithm: 'sha1', hex: String(i).repeat(40) } }));
   const big = {
@@ -225,6 +225,7 @@ test('the start profiler hears a lookup before it resolves, whole-file opens and
     onLookup: (p: string) => heard.push(`lookup ${p}${resolving ? ' (late)' : ''}`),
     onOpen: (p: string, size: number, cat?: string) => heard.push(`open ${p} ${size} ${cat}`),
     onChunk: (p: string, i: number, size: number, cat?: string) => heard.push(`chunk ${p} ${i} ${size / MiB} ${cat}`),
+    onCatalog: (p: string, cat: string) => heard.push(`catalog ${p} ${cat}`),
     flush: async () => undefined,
     stats: () => ({ recorded: 0, replayed: 0, replayedBytes: 0, skipped: 0 }),
   };
@@ -234,5 +235,5 @@ test('the start profiler hears a lookup before it resolves, whole-file opens and
   await fs.read!(ctx, a.nodeid, 0, 0, 3);
   await fs.read!(ctx, a.nodeid, 0, 3, 3); // not offset 0: the same open
   await fs.read!(ctx, b.nodeid, 0, 4 * MiB - 10, 20); // spans chunks 0 and 1
-  assert.deepEqual(heard, ['lookup /a', 'lookup /big', 'open /a 3 ', 'chunk /big 0 4 /sub', 'chunk /big 1 4 /sub']);
+  assert.deepEqual(heard, ['lookup /a', 'catalog /a ', 'lookup /big', 'catalog /big /sub', 'open /a 3 ', 'chunk /big 0 4 /sub', 'chunk /big 1 4 /sub']);
 });

@@ -343,6 +343,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
           // A remembered miss, valid as long as names are.
           return { nodeid: 0, entryTtl: entryTtl(), attrTtl: 0, attr: { ino: 0, size: 0, atime: 0, mtime: 0, ctime: 0, mode: 0, nlink: 0, uid: 0, gid: 0 } };
         }
+        opts.profiler?.onCatalog(path, cn.catalog);
         return entryOf(nodeFor(cn, rev));
       });
     },

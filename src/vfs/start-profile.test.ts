@@ -217,3 +217,27 @@ test('mergeProfile: the fresh start first, chunk sets joined, nothing written wh
   assert.equal(m.bytes, 33);
   assert.deepEqual(mergeProfile(undefined, stored), stored);
 });
+
+test('a catalog the start only looked into (a listed or stat-ed directory) is recorded and loaded first next time', () => withTempDir(async (dir) => {
+  const img = '/.images/ab/abcdef';
+  const rec = createStartProfiler({ dir, client: fakeClient({}).client, windowMs: 60_000 });
+  rec.onLookup(`${img}/bin`);
+  rec.onCatalog(`${img}/usr`, img);
+  rec.onCatalog(`${img}/usr/bin`, `${img}/usr/bin`); // `ls /usr/bin`: no file opened there
+  rec.onCatalog(`${img}/usr/bin/ls`, `${img}/usr/bin`);
+  rec.onCatalog('/elsewhere/x', '/elsewhere'); // outside any image looked into: not this image's
+  rec.onCatalog(`${img}/etc`, ''); // the root catalog is always loaded
+  rec.onOpen(`${img}/bin/sh`, 100, img);
+  await rec.flush();
+  const { readdir, readFile } = await import('node:fs/promises');
+  const files = await readdir(dir);
+  assert.equal(files.length, 1, 'one image recorded');
+  const stored = JSON.parse(await readFile(`${dir}/${files[0]}`, 'utf8')) as Profile;
+  assert.deepEqual(stored.catalogs?.sort(), [img, `${img}/usr/bin`]);
+
+  const next = fakeClient({ [`${img}/bin/sh`]: 100 });
+  const again = createStartProfiler({ dir, client: next.client });
+  again.onLookup(`${img}/etc`);
+  await until(() => again.stats().replayed === 1, 'the replay');
+  assert.deepEqual(next.looked.slice(0, 2).sort(), [img, `${img}/usr/bin`], 'both catalogs are looked up before the files');
+}, 'gridbox-profile-'));

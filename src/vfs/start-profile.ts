@@ -29,6 +29,8 @@ export const MAX_BYTES_FACTOR = 2;
  */
 export const REPLAY_CONCURRENCY = 48;
 const MAX_PROFILE_FILES = 20_000;
+/** Catalogs a profile loads up front at most (an image's catalogs number in the tens). */
+const MAX_PROFILE_CATALOGS = 1_000;
 
 /** A recorded file: a whole file and its size, or a chunked file, the bytes of its chunks read and their indices. */
 export type ProfileFile = [path: string, size: number] | [path: string, size: number, chunks: number[]];
@@ -41,6 +43,12 @@ export interface StartProfiler {
   onOpen(path: string, size: number, catalog?: string): void;
   /** Chunk `index` (`chunkSize` bytes) of the chunked file at `path` was read. */
   onChunk(path: string, index: number, chunkSize: number, catalog?: string): void;
+  /**
+   * A lookup of `path` was answered from the catalog mounted at `catalog`. A start that only lists or stats a
+   * directory with its own nested catalog (`ls /usr/bin`) opens no file there, yet waits for that catalog's
+   * load in the middle of its run; recorded, the replay loads it with the others at the start.
+   */
+  onCatalog(path: string, catalog: string): void;
   /** Writes profiles still recording (unmount). */
   flush(): Promise<void>;
   stats(): { recorded: number; replayed: number; replayedBytes: number; skipped: number };
@@ -228,6 +236,14 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     },
     onOpen(path, size, catalog) {
       note(path, catalog)?.set(path, { size });
+    },
+    onCatalog(path, catalog) {
+      // Every lookup comes here: the common case (the root catalog, or one already recorded) costs a few compares.
+      if (catalog === '') return;
+      const image = lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47 ? lastImage : lookupImage(path);
+      if (image === undefined) return;
+      const r = recording.get(image);
+      if (r !== undefined && r.catalogs.size < MAX_PROFILE_CATALOGS) r.catalogs.add(catalog);
     },
     onChunk(path, index, chunkSize, catalog) {
       const files = note(path, catalog);
