@@ -15,7 +15,7 @@ import { VALUE_FLAG_NAMES } from '../launcher/parse-apptainer-args.js';
 export function findImageFunction(): string {
   const valueFlags = VALUE_FLAG_NAMES.join('|');
   return `gridbox_find_image() {
-  cb=$1; shift
+  gridbox_cb=$1; shift
   while [ $# -gt 0 ]; do case $1 in -c|--config) shift; [ $# -gt 0 ] && shift ;; -?*) shift ;; *) break ;; esac; done
   case \${1-} in exec|run|shell|test) shift ;; *) return 0 ;; esac
   while [ $# -gt 0 ]; do
@@ -26,7 +26,7 @@ export function findImageFunction(): string {
       *) break ;;
     esac
   done
-  [ $# -gt 0 ] && "$cb" "$1"
+  [ $# -gt 0 ] && "$gridbox_cb" "$1"
 }`;
 }
 

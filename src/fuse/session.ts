@@ -497,7 +497,7 @@ function uvError(errno: number): Error {
  * `onread` with the read's bytes in an ArrayBuffer, their count and offset in stream_wrap's shared state.
  */
 function openPipeReader(fd: number, onChunk: (chunk: Buffer) => void, onEnd: (errno: number) => void): PipeReader {
-  const bind = (process as unknown as { binding(name: string): any }).binding;
+  const bind = (name: string): any => (process as unknown as { binding(name: string): any }).binding(name);
   const pipeWrap = bind('pipe_wrap');
   const streamWrap = bind('stream_wrap');
   const state: Int32Array = streamWrap.streamBaseState;
@@ -522,6 +522,7 @@ function openPipeReader(fd: number, onChunk: (chunk: Buffer) => void, onEnd: (er
     onEnd(nread);
   };
   const started = handle.readStart();
-  if (typeof started === 'number' && started < 0) { close(); throw Object.assign(new Error(`uv_read_start on fd ${fd} failed: ${started}`), { errno: started }); }
+  // Not closed on failure: closing the handle would close the fd, which the threadpool loop then reads instead.
+  if (typeof started === 'number' && started < 0) throw Object.assign(new Error(`uv_read_start on fd ${fd} failed: ${started}`), { errno: started });
   return { close };
 }
