@@ -55,6 +55,7 @@ test('the lines look up .singularity.d inside the image, and neither a missing i
       assert.equal(r.stderr, '');
       return r.stdout;
     };
+    assert.match(imageHintLines(), /\ngridbox_find_image gridbox_image_hint "\$@"$/, 'the shim calls the probe itself');
     assert.equal(probe(join(dir, 'img')), 'found\nwent on\n');
     for (const other of [join(dir, 'missing'), join(dir, 'file'), 'docker://debian:12']) assert.equal(probe(other), 'none\nwent on\n', other);
   } finally { rmSync(dir, { recursive: true, force: true }); }
