@@ -14,7 +14,7 @@ import { objectFailure } from './body-sinks.js';
 import { DIRECT } from './chains.js';
 import { TIMEOUT_CODE } from './http-request.js';
 import type { NativeFetcher, NativeFetchResult } from './native-fetch.js';
-import { downloadError, statusError, transportError, type AttemptRequest, type DownloadErrorFields, type FileTarget } from './transfer.js';
+import { cacheHeaders, downloadError, statusError, transportError, type AttemptRequest, type DownloadErrorFields, type FileTarget } from './transfer.js';
 
 /** curl codes of a connection that never got to send the request (CURLE_COULDNT_RESOLVE_PROXY/_HOST, _CONNECT). */
 const CONNECT_CODES = new Set([5, 6, 7]);
@@ -22,9 +22,7 @@ const CONNECT_CODES = new Set([5, 6, 7]);
 /** One attempt; the caller uses it only once the fetcher `isReady` (libcurl loaded). */
 export async function transferNative<T>(fetcher: NativeFetcher, req: AttemptRequest<T>, target: FileTarget<T>): Promise<T> {
   const viaProxy = req.proxy !== DIRECT;
-  const headers: string[] = [];
-  if (req.noCache) headers.push('Cache-Control: no-cache', 'Pragma: no-cache');
-  else if (req.maxAgeS !== undefined) headers.push(`Cache-Control: max-age=${Math.floor(req.maxAgeS)}`);
+  const headers = Object.entries(cacheHeaders(req)).map(([name, value]) => `${name}: ${value}`);
   const base: DownloadErrorFields = { url: req.url, proxy: req.proxy, failure: viaProxy ? 'proxy' : 'host', transfer: true };
   try {
     const r = await fetcher.fetch({

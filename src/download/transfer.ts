@@ -79,14 +79,18 @@ export function downloadError(code: ErrorCode, message: string, f: DownloadError
 
 const TIMEOUT_CODES = new Set([TIMEOUT_CODE, 'ESOCKETTIMEDOUT']);
 
+/** What an attempt asks of caches on the way: a fresh copy (no-cache), or one no older than maxAgeS. Both transfer paths send these. */
+export function cacheHeaders(req: Pick<AttemptRequest<unknown>, 'noCache' | 'maxAgeS'>): Record<string, string> {
+  if (req.noCache) return { 'cache-control': 'no-cache', pragma: 'no-cache' };
+  return req.maxAgeS === undefined ? {} : { 'cache-control': `max-age=${Math.floor(req.maxAgeS)}` };
+}
+
 /** Runs one attempt; resolves with the sink's result or rejects with a classified GridboxError. */
 export async function transfer<T>(agents: HttpAgents, req: AttemptRequest<T>): Promise<T> {
   const target = new URL(req.url);
   if (target.protocol === 'file:') return transferFile(target, req);
   const viaProxy = req.proxy !== DIRECT;
-  const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive' };
-  if (req.noCache) { headers['cache-control'] = 'no-cache'; headers.pragma = 'no-cache'; }
-  else if (req.maxAgeS !== undefined) headers['cache-control'] = `max-age=${Math.floor(req.maxAgeS)}`;
+  const headers: Record<string, string> = { 'user-agent': req.userAgent, connection: 'keep-alive', ...cacheHeaders(req) };
   const base: DownloadErrorFields = { url: req.url, proxy: req.proxy, failure: viaProxy ? 'proxy' : 'host', transfer: true };
   let res: HttpResponse;
   try {
