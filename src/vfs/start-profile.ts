@@ -217,6 +217,9 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     else if (now - before >= quietMs && !recording.has(image)) start(image, false);
   };
 
+  /** Strictly inside the image of the last lookup: the common case of both hooks below, a startsWith and a compare. */
+  const inLastImage = (path: string): boolean => lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47;
+
   const note = (path: string, catalog: string | undefined): Recording['files'] | undefined => {
     const image = imageOf(path);
     touch(image);
@@ -228,7 +231,7 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
 
   return {
     onLookup(path) {
-      if (lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47) { touch(lastImage); return; }
+      if (inLastImage(path)) { touch(lastImage); return; }
       const image = lookupImage(path);
       if (image === undefined) return;
       lastImage = image;
@@ -240,7 +243,7 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     onCatalog(path, catalog) {
       // Every lookup comes here: the common case (the root catalog, or one already recorded) costs a few compares.
       if (catalog === '') return;
-      const image = lastImage !== '' && path.startsWith(lastImage) && path.charCodeAt(lastImage.length) === 47 ? lastImage : lookupImage(path);
+      const image = inLastImage(path) ? lastImage : lookupImage(path);
       if (image === undefined) return;
       const r = recording.get(image);
       if (r !== undefined && r.catalogs.size < MAX_PROFILE_CATALOGS) r.catalogs.add(catalog);
