@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "fuse_ioctl",
-      "sources": ["fuse_ioctl.c"],
-      "cflags": ["-O2", "-Wall"]
+      "sources": ["fuse_ioctl.c", "fast_read.c"],
+      "cflags": ["-O2", "-Wall", "-pthread"]
     }
   ]
 }

@@ -86,6 +86,26 @@ export class Fetcher {
     return ids.length > 0 ? this.cache.warm(ids, maxBytes) : 0;
   }
 
+  /**
+   * The cache file holding a whole file's verified content, when this cache's ledger has it (no download, no
+   * open): for a reader outside this process's JavaScript (the FUSE READ thread), which falls back to open()
+   * when the file is gone by then.
+   */
+  cachedPath(entry: CatalogEntry): string | undefined {
+    const store = this.cache.store;
+    if (entry.entry.type !== 'file' || entry.id === undefined || entry.chunks !== undefined || !(store instanceof FsCacheStore)) return undefined;
+    return this.cache.quota.knows(cacheKey(entry.id)) ? store.pathOf(entry.id) : undefined;
+  }
+
+  /** Reads of cached whole files made elsewhere (cachedPath): counted as hits and as accesses for the LRU. */
+  noteCachedReads(entries: CatalogEntry[]): void {
+    for (const e of entries) {
+      if (e.id === undefined) continue;
+      this.stats.hits++;
+      this.cache.quota.touch(cacheKey(e.id));
+    }
+  }
+
   /** The object content as an open handle: cached file, or memory when the quota cannot keep it. */
   private async hold(id: ObjectId, suffix: ObjectSuffix, compression: Compression, expectedSize: number): Promise<CachedObject> {
     const obj = await this.get(id, suffix, compression, expectedSize, false);

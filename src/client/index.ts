@@ -80,6 +80,10 @@ export interface Client {
    */
   prefetch?(nodes: ClientNode[], maxBytes?: number): number;
   read(handle: number, offset: number, length: number): Promise<Buffer>;
+  /** The local cache file holding a whole-file node's verified content, if the cache has it now (no download). */
+  cachedFile?(node: ClientNode): string | undefined;
+  /** Reads of cachedFile()s made outside this client: counted as cache hits and LRU accesses. */
+  noteCachedReads?(nodes: ClientNode[]): void;
   /** The descriptor of the local cache file holding an open handle's whole content, if any (FUSE passthrough); valid until release. */
   backingFd?(handle: number): number | undefined;
   release(handle: number): Promise<void>;
@@ -147,6 +151,8 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     },
     prefetch: (nodes, maxBytes) => (closed ? 0 : fetcher.prefetch(nodes.map((n) => n.entry), maxBytes)),
     read: (h, offset, length) => handleOf(h).read(offset, length),
+    cachedFile: (node) => (closed ? undefined : fetcher.cachedPath(node.entry)),
+    noteCachedReads: (nodes) => { if (!closed) fetcher.noteCachedReads(nodes.map((n) => n.entry)); },
     backingFd: (h) => handles.get(h)?.fd,
     async release(h) {
       const f = handles.get(h);

@@ -27,7 +27,21 @@ export interface NativeAddon {
   willNeed?(paths: string[], maxBytes: number, done: (files: number, bytes: number) => void): void;
   /** _exit(2): ends the process without Node's teardown or the C library's exit handlers. Never returns. */
   exitNow?(code: number): never;
+  /**
+   * Starts the openless mount's READ thread on a dup of `devFd` (fast_read.c): [forwardFd, handle] — requests it
+   * does not answer arrive on forwardFd, one per read — or [-errno].
+   */
+  fastReadStart?(devFd: number): [number, FastReadHandle?];
+  /** READs of `nodeid` are answered from the cache file at `path`, of `size` bytes. */
+  fastReadSet?(handle: FastReadHandle, nodeid: number, path: string, size: number): void;
+  /** Forgets `nodeid`; true when it was read since the last take. */
+  fastReadDrop?(handle: FastReadHandle, nodeid: number): boolean;
+  /** [reads answered, bytes, requests forwarded, ...nodeids read since the last take]. */
+  fastReadTake?(handle: FastReadHandle): number[];
 }
+
+/** The READ thread's state, owned by the addon. */
+export type FastReadHandle = { readonly __fastRead: unique symbol };
 
 let addon: NativeAddon | null | undefined;
 

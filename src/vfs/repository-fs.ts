@@ -9,6 +9,7 @@ import type { Client, ClientNode } from '../client/index.js';
 import type { Attr, AttrOut, DirEntry, DirEntryPlus, EntryOut, OpenOut, Statfs } from '../fuse/protocol.js';
 import { direntPlusSize, direntSize, FUSE_ROOT_ID } from '../fuse/protocol.js';
 import type { PassthroughPort } from '../fuse/passthrough.js';
+import type { FastReadPort } from '../fuse/fast-read.js';
 import type { FuseOps, RequestContext } from '../fuse/session.js';
 import type { StartProfiler } from './start-profile.js';
 import { firstChunkAt } from '../client/fetcher.js';
@@ -45,6 +46,12 @@ export interface RepositoryFsOptions {
    * are unaffected until the passthrough port turns itself off.
    */
   openless?: boolean;
+  /**
+   * Openless only: the READ thread that answers READs of registered nodes from their cache files. Whole files
+   * the cache holds are registered when the kernel learns their nodeid (LOOKUP, READDIRPLUS) or after a READ
+   * here fetched them; what the thread read comes back through drainFastReads().
+   */
+  fastRead?: FastReadPort;
 }
 
 /** Counters for status and tests. */
@@ -59,6 +66,9 @@ export interface RepositoryFsStats {
   passthroughOpens: number;
   /** Revision switches seen while mounted. */
   revisionSwitches: number;
+  /** READs the READ thread answered from cache files (they reach no handler here), and their bytes. */
+  fastReads: number;
+  fastReadBytes: number;
 }
 
 interface Node {
@@ -89,6 +99,8 @@ interface Node {
   backingId?: number;
   /** Opens served the normal way: the kernel refuses passthrough on an inode with such opens (ETXTBSY). */
   cachedOpens?: number;
+  /** Registered with the READ thread (FastReadPort): its READs may never reach this process. */
+  fast?: boolean;
   /**
    * One client handle shared by every open of the node (content never changes under a nodeid), kept a while
    * after the last release: a warm open then costs no file open, no cache lookup and no I/O at all.
@@ -128,7 +140,7 @@ function fuseAttr(n: ClientNode): Attr {
 }
 
 /** FuseOps over `client`, plus counters. The client must stay open while the ops are served. */
-export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {}): FuseOps & { stats(): RepositoryFsStats } {
+export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {}): FuseOps & { stats(): RepositoryFsStats; drainFastReads(): void } {
   const nodes = new Map<number, Node>();
   const byIno = new Map<number, number>();
   const byPath = new Map<string, number>();
@@ -138,6 +150,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
   let openFiles = 0;
   let ioErrors = 0;
   let passthroughOpens = 0;
+  let fastReads = 0, fastReadBytes = 0;
+  const fr = opts.fastRead;
   /** Per open handle of a chunked file: the end of what was already asked for ahead of the reader. */
   const aheadUntil = new Map<number, number>();
   /** Open handles (shared client handles) by the node they belong to; `cached` marks normal-path opens. */
@@ -247,7 +261,27 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     return n;
   };
 
+  /** Hands a whole file the cache holds to the READ thread (once per node: its content never changes). */
+  const offerFast = (n: Node): void => {
+    if (fr === undefined || n.fast === true || n.file === undefined || client.cachedFile === undefined) return;
+    const path = client.cachedFile(n.file);
+    if (path === undefined) return;
+    fr.set(n.nodeid, path, n.attr.size);
+    n.fast = true;
+  };
+  /** A node the READ thread read: what a READ here would have told the profiler and the cache. */
+  const readElsewhere = (read: Node[]): void => {
+    const files: ClientNode[] = [];
+    for (const n of read) {
+      if (n.file === undefined) continue;
+      files.push(n.file);
+      opts.profiler?.onOpen(n.path, n.attr.size, n.file.catalog);
+    }
+    if (files.length > 0) client.noteCachedReads?.(files);
+  };
+
   const entryOf = (n: Node): EntryOut => {
+    if (n.file !== undefined) offerFast(n);
     n.nlookup++;
     return { nodeid: n.nodeid, entryTtl: entryTtl(), attrTtl: IMMUTABLE_ATTR_TTL_S, attr: n.attr };
   };
@@ -330,7 +364,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     return out;
   };
 
-  const ops: FuseOps & { stats(): RepositoryFsStats } = {
+  const ops: FuseOps & { stats(): RepositoryFsStats; drainFastReads(): void } = {
     async lookup(_ctx: RequestContext, parent: number, name: string): Promise<EntryOut> {
       const p = nodeOf(parent);
       const path = childPath(p, name);
@@ -354,6 +388,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       n.nlookup -= nlookup;
       if (n.nlookup > 0) return;
       nodes.delete(nodeid);
+      if (n.fast === true && fr?.drop(nodeid) === true) readElsewhere([n]);
       // The kernel forgets an inode only after its last file is released: nobody uses the backing file now.
       if (n.backingId !== undefined) pt?.close(n.backingId);
       dropShared(n);
@@ -460,7 +495,21 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       return Object.keys(await xattrsOf(nodeOf(nodeid))).sort();
     },
 
-    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens }),
+    stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens, fastReads, fastReadBytes }),
+
+    /** Collects what the READ thread read since the last call: profiles, cache hits and LRU, counters. */
+    drainFastReads() {
+      if (fr === undefined) return;
+      const t = fr.take();
+      fastReads = t.reads;
+      fastReadBytes = t.bytes;
+      const read: Node[] = [];
+      for (const id of t.nodeids) {
+        const n = nodes.get(id);
+        if (n !== undefined) read.push(n);
+      }
+      readElsewhere(read);
+    },
   };
 
   /**
@@ -477,6 +526,8 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
       const fh = await acquire(n);
       try {
         const data = await client.read(fh, offset, size);
+        // Now in the cache (a miss was fetched): the node's next READs need not come here.
+        offerFast(n);
         const chunks = n.file?.entry.chunks;
         if (chunks !== undefined) {
           readAhead(fh, chunks, offset + size);

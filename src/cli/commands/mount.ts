@@ -35,6 +35,7 @@ interface MountFlags extends ClientFlags {
   runDir?: string;
   inUserns?: boolean;
   passthrough?: boolean;
+  fastRead?: boolean;
   metricsListen?: string;
 }
 
@@ -59,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
     .option('--passthrough', 'open cached whole files with FUSE passthrough (every open then asks the daemon; reads do not)')
     .option('--no-passthrough', 'no FUSE passthrough: the kernel opens files without asking the daemon (the default)')
+    .option('--no-fast-read', 'answer every READ on the daemon\'s JavaScript thread, not on the native READ thread (for comparisons)')
     .option('--ready-fd <n>', 'internal: a daemon started by a front: report ready or the failure on this fd, log to the run dir')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
@@ -84,6 +86,7 @@ async function daemonize(fqrn: string, mnt: string, o: MountFlags): Promise<numb
   if (o.metricsListen !== undefined) args.push('--metrics-listen', o.metricsListen);
   if (o.loop !== undefined) args.push('--loop', o.loop);
   if (o.passthrough === true) args.push('--passthrough');
+  if (o.fastRead === false) args.push('--no-fast-read');
   if (userns) args.push('--in-userns');
   // The daemon starts from its CommonJS bundle when there is one (a stale bundle runs main.js itself, and the
   // daemon then builds a new one once it is ready); otherwise from main.js.
@@ -186,7 +189,7 @@ async function serveHere(fqrn: string, mnt: string, o: MountFlags, dir: string, 
   await serveMount({
     fqrn, mountpoint: mnt, runDir: dir, client, userns: Boolean(o.inUserns), loop: o.loop, log, metricsListen: o.metricsListen,
     readyFd, readyLines, announce: say,
-    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough === true, profileDir: join(dir, 'start-profiles') }),
+    mount: (opts) => mountRepository({ ...opts, fuse, passthrough: o.passthrough === true, fastRead: o.fastRead !== false, profileDir: join(dir, 'start-profiles') }),
   });
   return 0;
 }
