@@ -3,7 +3,7 @@
     {
       "target_name": "fuse_ioctl",
       "sources": ["fuse_ioctl.c", "fast_read.c"],
-      "cflags": ["-O2", "-Wall", "-pthread"]
+      "cflags": ["-O2", "-Wall"]
     }
   ]
 }

@@ -1,34 +1,28 @@
-// A thread that reads /dev/fuse for an openless mount and answers READs of cached whole files itself, so the
-// bytes of a cached read never pass through JavaScript (issue 11: "the data path of a cached read should not run
-// through JavaScript at all"), on kernels without FUSE passthrough too and without passthrough's OPEN per open.
-// Every other request, and every READ it cannot answer, goes unchanged to the JavaScript session through a
-// SOCK_SEQPACKET socket (one request per message, as one read(2) of the device is one request); the session
-// writes its replies to the device itself. The filesystem (src/vfs/repository-fs.ts) tells the table which
-// nodeids are whole files whose verified content sits in the client cache, and at which path; an object the
-// cache no longer holds, or whose size is not the entry's, makes the READ go to JavaScript, which fetches it.
+// READs of an openless mount's cached whole files answered in C, on the session's own thread: the session hands
+// the raw READ request to fastReadServe before decoding it, and for a node the filesystem registered (a whole
+// file whose verified content the client cache holds) the reply is read from the cache file and written to
+// /dev/fuse here, so the bytes never enter JavaScript: no Buffer, no copy, no GC, no threadpool hop (issue 11:
+// "the data path of a cached read should not run through JavaScript at all"), on kernels without FUSE
+// passthrough too and without passthrough's OPEN per open. A cache file that is gone, or whose size is not the
+// entry's, is not served: the session answers that READ as before (it fetches and verifies the object again).
 // Which nodes were read is kept for the filesystem to collect (start profiles, the cache's LRU, counters).
+// Not a thread of its own: one tried first forwarded every other request to the session through a socket,
+// and that extra wakeup cost each LOOKUP 30-60 us on this machine kind (+25-50%).
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #define FUSE_READ_OPCODE 15
 #define IN_HEADER 40
 #define READ_IN 40
-// The largest request the session's reader takes in one message (libuv reads 64 KiB); a read-only mount gets
-// nothing larger but a SETXATTR with a huge value, which is answered EIO here instead of truncated there.
-#define FORWARD_MAX 65536
-// INIT grants at most 1 MiB READs (max_pages 256); requests up to that plus headers fit.
-#define DEV_BUFFER ((1 << 20) + 8192)
+// INIT grants at most 1 MiB READs (max_pages 256); the reply buffer holds that plus its header.
+#define MAX_READ (1 << 20)
 
 typedef struct {
   uint64_t nodeid; // 0 = empty slot
@@ -37,306 +31,217 @@ typedef struct {
   int read; // read since the last take
 } slot;
 
+// Used from the JavaScript thread only (the session's dispatch and the filesystem), so no lock.
 typedef struct {
-  pthread_mutex_t lock;
   slot* slots;
   size_t cap, used; // cap a power of two, used <= cap / 2
   uint64_t* taken;  // nodeids read since the last take
   size_t ntaken, captaken;
-  uint64_t reads, bytes, forwarded;
-  int dev, sock;     // the thread's own dup of the device, its end of the socket pair
-  int refs;          // the thread and the JavaScript handle
-} fast_reader;
+  uint64_t reads, bytes;
+  unsigned char* out; // reply buffer, allocated on the first READ served
+} fast_table;
 
-static size_t slot_of(const fast_reader* r, uint64_t nodeid) {
-  size_t i = (size_t)(nodeid * 0x9E3779B97F4A7C15ull) & (r->cap - 1);
-  while (r->slots[i].nodeid != 0 && r->slots[i].nodeid != nodeid) i = (i + 1) & (r->cap - 1);
+static size_t home_of(const fast_table* t, uint64_t nodeid) {
+  return (size_t)(nodeid * 0x9E3779B97F4A7C15ull) & (t->cap - 1);
+}
+
+static size_t slot_of(const fast_table* t, uint64_t nodeid) {
+  size_t i = home_of(t, nodeid);
+  while (t->slots[i].nodeid != 0 && t->slots[i].nodeid != nodeid) i = (i + 1) & (t->cap - 1);
   return i;
 }
 
-static int grow(fast_reader* r) {
-  size_t old = r->cap;
-  slot* was = r->slots;
+static int grow(fast_table* t) {
+  size_t old = t->cap;
+  slot* was = t->slots;
   slot* now = calloc(old * 2, sizeof(slot));
   if (now == NULL) return 0;
-  r->slots = now;
-  r->cap = old * 2;
-  for (size_t i = 0; i < old; i++) if (was[i].nodeid != 0) r->slots[slot_of(r, was[i].nodeid)] = was[i];
+  t->slots = now;
+  t->cap = old * 2;
+  for (size_t i = 0; i < old; i++) if (was[i].nodeid != 0) t->slots[slot_of(t, was[i].nodeid)] = was[i];
   free(was);
   return 1;
 }
 
 // Linear probing with backward-shift deletion: no tombstones, lookups stay short however long the mount lives.
-static void remove_at(fast_reader* r, size_t i) {
-  free(r->slots[i].path);
-  r->slots[i].nodeid = 0;
-  r->used--;
+static void remove_at(fast_table* t, size_t i) {
+  free(t->slots[i].path);
+  t->slots[i].nodeid = 0;
+  t->used--;
   size_t j = i;
   for (;;) {
-    j = (j + 1) & (r->cap - 1);
-    if (r->slots[j].nodeid == 0) return;
-    size_t home = (size_t)(r->slots[j].nodeid * 0x9E3779B97F4A7C15ull) & (r->cap - 1);
-    // Move slot j back to i when its home is not cyclically within (i, j].
-    if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-      r->slots[i] = r->slots[j];
-      r->slots[j].nodeid = 0;
+    j = (j + 1) & (t->cap - 1);
+    if (t->slots[j].nodeid == 0) return;
+    size_t home = home_of(t, t->slots[j].nodeid);
+    // Slot j moves back to the hole at i unless its home lies cyclically within (i, j].
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      t->slots[i] = t->slots[j];
+      t->slots[j].nodeid = 0;
       i = j;
     }
   }
 }
 
-static void release_reader(fast_reader* r) {
-  pthread_mutex_lock(&r->lock);
-  int left = --r->refs;
-  pthread_mutex_unlock(&r->lock);
-  if (left > 0) return;
-  for (size_t i = 0; i < r->cap; i++) free(r->slots[i].path);
-  free(r->slots);
-  free(r->taken);
-  pthread_mutex_destroy(&r->lock);
-  free(r);
-}
-
-static void mark_read(fast_reader* r, uint64_t nodeid, size_t bytes) {
-  pthread_mutex_lock(&r->lock);
-  r->reads++;
-  r->bytes += bytes;
-  size_t i = slot_of(r, nodeid);
-  if (r->slots[i].nodeid == nodeid && !r->slots[i].read) {
-    if (r->ntaken == r->captaken) {
-      size_t c = r->captaken == 0 ? 256 : r->captaken * 2;
-      uint64_t* t = realloc(r->taken, c * sizeof(uint64_t));
-      if (t != NULL) { r->taken = t; r->captaken = c; }
-    }
-    if (r->ntaken < r->captaken) {
-      r->taken[r->ntaken++] = nodeid;
-      r->slots[i].read = 1;
-    }
+static void mark_read(fast_table* t, size_t i) {
+  if (t->slots[i].read) return;
+  if (t->ntaken == t->captaken) {
+    size_t c = t->captaken == 0 ? 256 : t->captaken * 2;
+    uint64_t* n = realloc(t->taken, c * sizeof(uint64_t));
+    if (n == NULL) return;
+    t->taken = n;
+    t->captaken = c;
   }
-  pthread_mutex_unlock(&r->lock);
+  t->taken[t->ntaken++] = t->slots[i].nodeid;
+  t->slots[i].read = 1;
 }
 
-static void reply_error(int dev, uint64_t unique, int err) {
-  unsigned char out[16];
-  uint32_t len = 16;
-  int32_t e = -err;
-  memcpy(out, &len, 4);
-  memcpy(out + 4, &e, 4);
-  memcpy(out + 8, &unique, 8);
-  (void)!write(dev, out, sizeof out);
-}
-
-// A READ of a registered node, answered from its cache file; 0 when it must go to JavaScript instead.
-static int serve_read(fast_reader* r, const unsigned char* req, size_t n, unsigned char* out) {
-  if (n < IN_HEADER + READ_IN) return 0;
-  uint64_t unique, nodeid, fh, offset;
-  uint32_t size;
-  memcpy(&unique, req + 8, 8);
-  memcpy(&nodeid, req + 16, 8);
-  memcpy(&fh, req + IN_HEADER, 8);
-  memcpy(&offset, req + IN_HEADER + 8, 8);
-  memcpy(&size, req + IN_HEADER + 16, 4);
-  if (fh != 0 || size > DEV_BUFFER - 16) return 0; // only openless reads: a handle is the session's
-  char path[4096];
-  uint64_t expect;
-  pthread_mutex_lock(&r->lock);
-  size_t i = slot_of(r, nodeid);
-  int known = r->slots[i].nodeid == nodeid && strlen(r->slots[i].path) < sizeof path;
-  if (known) { strcpy(path, r->slots[i].path); expect = r->slots[i].size; }
-  pthread_mutex_unlock(&r->lock);
-  if (!known) return 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0; // evicted: JavaScript fetches it again
-  struct stat st;
-  if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != expect) { close(fd); return 0; }
-  size_t want = offset >= expect ? 0 : (size_t)(expect - offset < size ? expect - offset : size);
-  size_t done = 0;
-  while (done < want) {
-    ssize_t got = pread(fd, out + 16 + done, want - done, (off_t)(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) { close(fd); return 0; }
-    done += (size_t)got;
-  }
-  close(fd);
-  uint32_t len = (uint32_t)(16 + done);
-  int32_t err = 0;
-  memcpy(out, &len, 4);
-  memcpy(out + 4, &err, 4);
-  memcpy(out + 8, &unique, 8);
-  // ENOENT: the READ was interrupted meanwhile; the kernel no longer wants the answer.
-  (void)!write(r->dev, out, len);
-  mark_read(r, nodeid, done);
-  return 1;
-}
-
-static void* reader_main(void* arg) {
-  fast_reader* r = arg;
-  unsigned char* buf = malloc(DEV_BUFFER);
-  unsigned char* out = malloc(DEV_BUFFER);
-  while (buf != NULL && out != NULL) {
-    struct pollfd p[2] = { { .fd = r->dev, .events = POLLIN }, { .fd = r->sock, .events = 0 } };
-    if (poll(p, 2, -1) < 0) { if (errno == EINTR) continue; break; }
-    if (p[1].revents & (POLLHUP | POLLERR)) break; // the session closed its end
-    if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) break;
-    if (!(p[0].revents & POLLIN)) continue;
-    ssize_t n = read(r->dev, buf, DEV_BUFFER);
-    if (n < 0) {
-      // EAGAIN: another reader took it; ENOENT: the request was interrupted before we read it.
-      if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
-      break; // ENODEV: unmounted
-    }
-    if (n < IN_HEADER) break;
-    uint32_t opcode;
-    memcpy(&opcode, buf + 4, 4);
-    if (opcode == FUSE_READ_OPCODE && serve_read(r, buf, (size_t)n, out)) continue;
-    if (n > FORWARD_MAX) {
-      uint64_t unique;
-      memcpy(&unique, buf + 8, 8);
-      reply_error(r->dev, unique, EIO);
-      continue;
-    }
-    pthread_mutex_lock(&r->lock);
-    r->forwarded++;
-    pthread_mutex_unlock(&r->lock);
-    if (send(r->sock, buf, (size_t)n, MSG_NOSIGNAL) < 0) break;
-  }
-  free(buf);
-  free(out);
-  // The session sees end of stream and ends as it does on ENODEV.
-  close(r->sock);
-  close(r->dev);
-  release_reader(r);
-  return NULL;
-}
-
-static fast_reader* reader_arg(napi_env env, napi_value v) {
+static fast_table* table_arg(napi_env env, napi_value v) {
   void* p = NULL;
   if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
   return p;
 }
 
-static void finalize_reader(napi_env env, void* data, void* hint) {
+static void finalize_table(napi_env env, void* data, void* hint) {
   (void)env; (void)hint;
-  release_reader(data);
+  fast_table* t = data;
+  for (size_t i = 0; i < t->cap; i++) if (t->slots[i].nodeid != 0) free(t->slots[i].path);
+  free(t->slots);
+  free(t->taken);
+  free(t->out);
+  free(t);
 }
 
-// fastReadStart(devFd) -> [forwardFd, handle], or [-errno]. The thread reads a dup of devFd; the caller keeps
-// devFd for its replies and reads requests from forwardFd (end of stream once the device is gone).
-napi_value fast_read_start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out, v;
-  int32_t dev;
-  napi_create_array(env, &out);
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, argv[0], &dev) != napi_ok) {
-    napi_throw_type_error(env, NULL, "fastReadStart(devFd) takes an integer");
+// fastReadTable() -> a table of nodes whose READs are answered from cache files.
+napi_value fast_read_table(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  fast_table* t = calloc(1, sizeof *t);
+  if (t == NULL || (t->slots = calloc(1024, sizeof(slot))) == NULL) {
+    free(t);
+    napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  int pair[2];
-  fast_reader* r = calloc(1, sizeof *r);
-  int err = 0;
-  if (r == NULL || (r->slots = calloc(1024, sizeof(slot))) == NULL) err = ENOMEM;
-  else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) err = errno;
-  else if ((r->dev = fcntl(dev, F_DUPFD_CLOEXEC, 3)) < 0) { err = errno; close(pair[0]); close(pair[1]); }
-  if (err != 0) {
-    if (r != NULL) free(r->slots);
-    free(r);
-    napi_create_int32(env, -err, &v);
-    napi_set_element(env, out, 0, v);
-    return out;
-  }
-  // Blocking reads on the thread's own descriptor: poll says when, and the session never reads the device.
-  int fl = fcntl(r->dev, F_GETFL);
-  if (fl >= 0) fcntl(r->dev, F_SETFL, fl & ~O_NONBLOCK);
-  r->cap = 1024;
-  r->sock = pair[1];
-  r->refs = 2;
-  pthread_mutex_init(&r->lock, NULL);
-  pthread_t t;
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  if ((err = pthread_create(&t, &a, reader_main, r)) != 0) {
-    pthread_attr_destroy(&a);
-    close(pair[0]); close(pair[1]); close(r->dev);
-    pthread_mutex_destroy(&r->lock);
-    free(r->slots);
-    free(r);
-    napi_create_int32(env, -err, &v);
-    napi_set_element(env, out, 0, v);
-    return out;
-  }
-  pthread_attr_destroy(&a);
-  napi_create_int32(env, pair[0], &v);
-  napi_set_element(env, out, 0, v);
-  napi_create_external(env, r, finalize_reader, NULL, &v);
-  napi_set_element(env, out, 1, v);
+  t->cap = 1024;
+  napi_create_external(env, t, finalize_table, NULL, &out);
   return out;
 }
 
-// fastReadSet(handle, nodeid, path, size): READs of nodeid are answered from the file at path (size bytes).
+// fastReadSet(table, nodeid, path, size): READs of nodeid may be answered from the file at path (size bytes).
 napi_value fast_read_set(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   double nodeid, size;
   size_t len;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) return NULL;
-  fast_reader* r = reader_arg(env, argv[0]);
-  if (r == NULL || napi_get_value_double(env, argv[1], &nodeid) != napi_ok || napi_get_value_double(env, argv[3], &size) != napi_ok) return NULL;
+  fast_table* t = table_arg(env, argv[0]);
+  if (t == NULL || napi_get_value_double(env, argv[1], &nodeid) != napi_ok || napi_get_value_double(env, argv[3], &size) != napi_ok) return NULL;
   if (napi_get_value_string_utf8(env, argv[2], NULL, 0, &len) != napi_ok || nodeid < 1 || size < 0) return NULL;
   char* path = malloc(len + 1);
   if (path == NULL) return NULL;
   napi_get_value_string_utf8(env, argv[2], path, len + 1, &len);
-  pthread_mutex_lock(&r->lock);
-  if ((r->used + 1) * 2 > r->cap && !grow(r)) { pthread_mutex_unlock(&r->lock); free(path); return NULL; }
-  size_t i = slot_of(r, (uint64_t)nodeid);
-  if (r->slots[i].nodeid == 0) { r->used++; r->slots[i].read = 0; } else free(r->slots[i].path);
-  r->slots[i].nodeid = (uint64_t)nodeid;
-  r->slots[i].path = path;
-  r->slots[i].size = (uint64_t)size;
-  pthread_mutex_unlock(&r->lock);
+  if ((t->used + 1) * 2 > t->cap && !grow(t)) { free(path); return NULL; }
+  size_t i = slot_of(t, (uint64_t)nodeid);
+  if (t->slots[i].nodeid == 0) { t->used++; t->slots[i].read = 0; } else free(t->slots[i].path);
+  t->slots[i].nodeid = (uint64_t)nodeid;
+  t->slots[i].path = path;
+  t->slots[i].size = (uint64_t)size;
   return NULL;
 }
 
-// fastReadDrop(handle, nodeid) -> whether the node was read since the last take (the kernel forgot it).
+// fastReadDrop(table, nodeid) -> whether the node was read since the last take (the kernel forgot it).
 napi_value fast_read_drop(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], out;
   double nodeid;
   int was = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 2) {
-    fast_reader* r = reader_arg(env, argv[0]);
-    if (r != NULL && napi_get_value_double(env, argv[1], &nodeid) == napi_ok && nodeid >= 1) {
-      pthread_mutex_lock(&r->lock);
-      size_t i = slot_of(r, (uint64_t)nodeid);
-      if (r->slots[i].nodeid == (uint64_t)nodeid) { was = r->slots[i].read; remove_at(r, i); }
-      pthread_mutex_unlock(&r->lock);
+    fast_table* t = table_arg(env, argv[0]);
+    if (t != NULL && napi_get_value_double(env, argv[1], &nodeid) == napi_ok && nodeid >= 1) {
+      size_t i = slot_of(t, (uint64_t)nodeid);
+      if (t->slots[i].nodeid == (uint64_t)nodeid) { was = t->slots[i].read; remove_at(t, i); }
     }
   }
   napi_get_boolean(env, was, &out);
   return out;
 }
 
-// fastReadTake(handle) -> [reads, bytes, forwarded, ...nodeids read since the last take].
+// fastReadTake(table) -> [reads answered, bytes, ...nodeids read since the last take].
 napi_value fast_read_take(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out, v;
   napi_create_array(env, &out);
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return out;
-  fast_reader* r = reader_arg(env, argv[0]);
-  if (r == NULL) return out;
-  pthread_mutex_lock(&r->lock);
-  size_t n = r->ntaken;
-  uint64_t* ids = r->taken;
-  double counters[3] = { (double)r->reads, (double)r->bytes, (double)r->forwarded };
-  r->taken = NULL;
-  r->ntaken = r->captaken = 0;
-  for (size_t k = 0; k < n; k++) {
-    size_t i = slot_of(r, ids[k]);
-    if (r->slots[i].nodeid == ids[k]) r->slots[i].read = 0;
+  fast_table* t = table_arg(env, argv[0]);
+  if (t == NULL) return out;
+  napi_create_double(env, (double)t->reads, &v);
+  napi_set_element(env, out, 0, v);
+  napi_create_double(env, (double)t->bytes, &v);
+  napi_set_element(env, out, 1, v);
+  for (size_t k = 0; k < t->ntaken; k++) {
+    size_t i = slot_of(t, t->taken[k]);
+    if (t->slots[i].nodeid == t->taken[k]) t->slots[i].read = 0;
+    napi_create_double(env, (double)t->taken[k], &v);
+    napi_set_element(env, out, (uint32_t)(2 + k), v);
   }
-  pthread_mutex_unlock(&r->lock);
-  for (uint32_t k = 0; k < 3; k++) { napi_create_double(env, counters[k], &v); napi_set_element(env, out, k, v); }
-  for (size_t k = 0; k < n; k++) { napi_create_double(env, (double)ids[k], &v); napi_set_element(env, out, (uint32_t)(3 + k), v); }
-  free(ids);
+  t->ntaken = 0;
+  return out;
+}
+
+// fastReadServe(table, devFd, request) -> true when this READ (a raw FUSE request: header, fuse_read_in) of a
+// registered node was answered here; false leaves it to the session (unregistered, a handle's read, no such
+// cache file, a size that is not the entry's, an I/O error).
+napi_value fast_read_serve(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  int32_t dev;
+  void* req = NULL;
+  size_t n = 0;
+  int served = 0;
+  napi_get_boolean(env, 0, &out);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return out;
+  fast_table* t = table_arg(env, argv[0]);
+  if (t == NULL || napi_get_value_int32(env, argv[1], &dev) != napi_ok || napi_get_buffer_info(env, argv[2], &req, &n) != napi_ok) return out;
+  if (n < IN_HEADER + READ_IN) return out;
+  const unsigned char* r = req;
+  uint32_t opcode, size;
+  uint64_t unique, nodeid, fh, offset;
+  memcpy(&opcode, r + 4, 4);
+  memcpy(&unique, r + 8, 8);
+  memcpy(&nodeid, r + 16, 8);
+  memcpy(&fh, r + IN_HEADER, 8);
+  memcpy(&offset, r + IN_HEADER + 8, 8);
+  memcpy(&size, r + IN_HEADER + 16, 4);
+  if (opcode != FUSE_READ_OPCODE || fh != 0 || size > MAX_READ) return out; // a handle's read is the session's
+  size_t i = slot_of(t, nodeid);
+  if (t->slots[i].nodeid != nodeid) return out;
+  if (t->out == NULL && (t->out = malloc(16 + MAX_READ)) == NULL) return out;
+  uint64_t expect = t->slots[i].size;
+  int fd = open(t->slots[i].path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out; // evicted: the session fetches it again
+  struct stat st;
+  size_t want = offset >= expect ? 0 : (size_t)(expect - offset < size ? expect - offset : size);
+  size_t done = 0;
+  int ok = fstat(fd, &st) == 0 && (uint64_t)st.st_size == expect;
+  while (ok && done < want) {
+    ssize_t got = pread(fd, t->out + 16 + done, want - done, (off_t)(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) ok = 0;
+    else done += (size_t)got;
+  }
+  close(fd);
+  if (!ok) return out;
+  uint32_t len = (uint32_t)(16 + done);
+  int32_t err = 0;
+  memcpy(t->out, &len, 4);
+  memcpy(t->out + 4, &err, 4);
+  memcpy(t->out + 8, &unique, 8);
+  // A failed write (ENOENT: the READ was interrupted meanwhile; ENODEV: unmounted) needs no answer either way.
+  (void)!write(dev, t->out, len);
+  t->reads++;
+  t->bytes += done;
+  mark_read(t, i);
+  served = 1;
+  napi_get_boolean(env, served, &out);
   return out;
 }

@@ -6,8 +6,8 @@
 // a module graph (net, streams) and a fork of the whole Node process, ~14 ms of a ~120 ms `apptainer exec`.
 // getxattr(2) for the accounting's reading of a mount's counters. posix_fadvise(2) WILLNEED, for the cache's
 // read-ahead: the kernel reads the files into the page cache in the background, no bytes come to user space.
-// And fast_read.c: the openless mount's thread that answers READs of cached files without JavaScript. Nothing
-// else: the rest of the FUSE protocol stays in TypeScript (src/fuse/), the launch logic in src/launcher/.
+// And fast_read.c: the openless mount's READs of cached files, answered without their bytes entering JavaScript.
+// Nothing else: the rest of the FUSE protocol stays in TypeScript (src/fuse/), the launch logic in src/launcher/.
 #define _GNU_SOURCE // pipe2, F_GETPIPE_SZ
 #include <node_api.h>
 #include <errno.h>
@@ -412,8 +412,9 @@ static napi_value exit_now(napi_env env, napi_callback_info info) {
   _exit(code & 0xff);
 }
 
-// The openless mount's READ thread (fast_read.c).
-napi_value fast_read_start(napi_env env, napi_callback_info info);
+// The openless mount's READs of cached files (fast_read.c).
+napi_value fast_read_table(napi_env env, napi_callback_info info);
+napi_value fast_read_serve(napi_env env, napi_callback_info info);
 napi_value fast_read_set(napi_env env, napi_callback_info info);
 napi_value fast_read_drop(napi_env env, napi_callback_info info);
 napi_value fast_read_take(napi_env env, napi_callback_info info);
@@ -428,7 +429,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "getxattr", NULL, get_xattr, NULL, NULL, NULL, napi_default, NULL },
     { "willNeed", NULL, will_need, NULL, NULL, NULL, napi_default, NULL },
     { "exitNow", NULL, exit_now, NULL, NULL, NULL, napi_default, NULL },
-    { "fastReadStart", NULL, fast_read_start, NULL, NULL, NULL, napi_default, NULL },
+    { "fastReadTable", NULL, fast_read_table, NULL, NULL, NULL, napi_default, NULL },
+    { "fastReadServe", NULL, fast_read_serve, NULL, NULL, NULL, napi_default, NULL },
     { "fastReadSet", NULL, fast_read_set, NULL, NULL, NULL, napi_default, NULL },
     { "fastReadDrop", NULL, fast_read_drop, NULL, NULL, NULL, napi_default, NULL },
     { "fastReadTake", NULL, fast_read_take, NULL, NULL, NULL, napi_default, NULL },

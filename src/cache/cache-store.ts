@@ -270,8 +270,12 @@ export class FsCacheStore implements CacheStore {
   }
 
   pathOf(id: ObjectId): string {
-    const k = cacheKey(id);
-    return join(this.dir, k.slice(0, 2), k.slice(2));
+    return this.pathOfKey(cacheKey(id));
+  }
+
+  /** pathOf for a key already made (a hex digest: no path normalizing needed). */
+  pathOfKey(key: string): string {
+    return `${this.dir}/${key.slice(0, 2)}/${key.slice(2)}`;
   }
 
   async open(id: ObjectId): Promise<CachedObject | null> {

@@ -88,13 +88,14 @@ export class Fetcher {
 
   /**
    * The cache file holding a whole file's verified content, when this cache's ledger has it (no download, no
-   * open): for a reader outside this process's JavaScript (the FUSE READ thread), which falls back to open()
+   * open): for a reader outside this process's JavaScript (the addon's answer to a FUSE READ), which falls back to open()
    * when the file is gone by then.
    */
   cachedPath(entry: CatalogEntry): string | undefined {
     const store = this.cache.store;
     if (entry.entry.type !== 'file' || entry.id === undefined || entry.chunks !== undefined || !(store instanceof FsCacheStore)) return undefined;
-    return this.cache.quota.knows(cacheKey(entry.id)) ? store.pathOf(entry.id) : undefined;
+    const key = cacheKey(entry.id);
+    return this.cache.quota.knows(key) ? store.pathOfKey(key) : undefined;
   }
 
   /** Reads of cached whole files made elsewhere (cachedPath): counted as hits and as accesses for the LRU. */

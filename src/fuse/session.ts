@@ -95,11 +95,11 @@ export interface SessionOptions {
    */
   noOpen?: boolean;
   /**
-   * Read requests from this descriptor instead of the device (one request per read: a SOCK_SEQPACKET socket
-   * the addon's READ thread forwards what it does not answer to; end of stream when the device is gone).
-   * Replies still go to the device. The session owns it and closes both.
+   * Offered every raw READ request (header and fuse_read_in) before it is decoded: true when it wrote the reply
+   * to the device itself (the addon's answer from a cache file, fuse/fast-read.ts); such READs reach no handler
+   * and are not in `counts`.
    */
-  requestFd?: number;
+  answerRead?: (request: Buffer) => boolean;
   /** Handler failures that become EIO, and protocol problems; the errno still goes to the kernel. */
   onError?: (err: unknown, where: { opcode: string; nodeid: number }) => void;
 }
@@ -179,11 +179,10 @@ class Session implements FuseSession {
   constructor(private readonly fd: number, private readonly ops: FuseOps, private readonly options: SessionOptions) {
     this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
     const want = options.loop ?? 'auto';
-    const from = options.requestFd ?? fd;
     let pipe: PipeReader | undefined;
     if (want !== 'threadpool') {
       try {
-        pipe = openPipeReader(from, (chunk) => this.onChunk(chunk), (errno) => this.shutdown(errno === UV_EOF || errno === -ERRNO.ENODEV ? undefined : uvError(errno)));
+        pipe = openPipeReader(fd, (chunk) => this.onChunk(chunk), (errno) => this.shutdown(errno === UV_EOF || errno === -ERRNO.ENODEV ? undefined : uvError(errno)));
       } catch (e) {
         if (want === 'epoll') throw e;
       }
@@ -217,15 +216,14 @@ class Session implements FuseSession {
     this.isClosed = true;
     if (err !== undefined) this.options.onError?.(err, { opcode: 'read', nodeid: 0 });
     for (const p of this.pending.values()) p.ctx.abort();
-    if (this.pipe) this.pipe.close(); // the pipe handle owns and closes the fd it reads
-    else if (this.options.requestFd !== undefined) fs.close(this.options.requestFd, () => undefined);
-    if (!this.pipe || this.options.requestFd !== undefined) fs.close(this.fd, () => undefined);
+    if (this.pipe) this.pipe.close(); // the pipe handle owns and closes the fd
+    else fs.close(this.fd, () => undefined);
     this.resolveClosed();
   }
 
   private readLoop(buf: Buffer): void {
     if (this.isClosed) return;
-    fs.read(this.options.requestFd ?? this.fd, buf, 0, buf.length, null, (err, n) => {
+    fs.read(this.fd, buf, 0, buf.length, null, (err, n) => {
       if (this.isClosed) return;
       if (err) {
         // EINTR/EAGAIN: retry; ENOENT: the request we were reading was interrupted; ENODEV: unmounted.
@@ -286,6 +284,7 @@ class Session implements FuseSession {
   }
 
   private dispatch(req: Buffer): void {
+    if (this.options.answerRead !== undefined && req.readUInt32LE(4) === Opcode.READ && this.options.answerRead(req)) return;
     const h = decodeInHeader(req);
     const arg = req.subarray(IN_HEADER_SIZE);
     this.count(h.opcode);

@@ -21,7 +21,7 @@ export interface MountStatus extends ClientStats {
   revisionSwitches: number;
   /** Opens served by FUSE passthrough (their reads never reach the daemon). */
   passthroughOpens: number;
-  /** READs answered by the READ thread from cache files (they are not in `requests`). */
+  /** READs the addon answered from cache files (they are not in `requests`). */
   fastReads?: number;
   uptimeS: number;
   /** FUSE requests received per opcode. */

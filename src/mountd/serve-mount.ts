@@ -49,7 +49,7 @@ export async function serveMount(o: ServeOptions): Promise<void> {
     throw e;
   }
   const status = (): MountStatus => {
-    const f = mounted.fsStats(); // first: it collects the READ thread's reads into the client's counters
+    const f = mounted.fsStats(); // first: it collects the fast READs into the client's counters
     const s = client.stats();
     return {
       ...s, fqrn, mountpoint: mnt, pid: process.pid, userns: o.userns, openFiles: f.openFiles,

@@ -27,20 +27,19 @@ export interface NativeAddon {
   willNeed?(paths: string[], maxBytes: number, done: (files: number, bytes: number) => void): void;
   /** _exit(2): ends the process without Node's teardown or the C library's exit handlers. Never returns. */
   exitNow?(code: number): never;
-  /**
-   * Starts the openless mount's READ thread on a dup of `devFd` (fast_read.c): [forwardFd, handle] — requests it
-   * does not answer arrive on forwardFd, one per read — or [-errno].
-   */
-  fastReadStart?(devFd: number): [number, FastReadHandle?];
+  /** A table of nodes whose READs fastReadServe answers from cache files (fast_read.c). */
+  fastReadTable?(): FastReadHandle;
   /** READs of `nodeid` are answered from the cache file at `path`, of `size` bytes. */
-  fastReadSet?(handle: FastReadHandle, nodeid: number, path: string, size: number): void;
+  fastReadSet?(table: FastReadHandle, nodeid: number, path: string, size: number): void;
   /** Forgets `nodeid`; true when it was read since the last take. */
-  fastReadDrop?(handle: FastReadHandle, nodeid: number): boolean;
-  /** [reads answered, bytes, requests forwarded, ...nodeids read since the last take]. */
-  fastReadTake?(handle: FastReadHandle): number[];
+  fastReadDrop?(table: FastReadHandle, nodeid: number): boolean;
+  /** [reads answered, bytes, ...nodeids read since the last take]. */
+  fastReadTake?(table: FastReadHandle): number[];
+  /** Answers a raw READ request of a registered node on `devFd` from its cache file; false leaves it to the caller. */
+  fastReadServe?(table: FastReadHandle, devFd: number, request: Uint8Array): boolean;
 }
 
-/** The READ thread's state, owned by the addon. */
+/** The fast READ table, owned by the addon. */
 export type FastReadHandle = { readonly __fastRead: unique symbol };
 
 let addon: NativeAddon | null | undefined;

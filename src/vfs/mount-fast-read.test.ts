@@ -1,6 +1,6 @@
-// The openless mount's READ thread (native/fuse-ioctl/fast_read.c, fuse/fast-read.ts): READs of whole files the
-// cache holds are answered from their cache files without reaching the daemon's JavaScript. Checked here on real
-// mounts: identical bytes through the thread, a cache file that disappeared or changed size under the mount is
+// The openless mount's fast READs (native/fuse-ioctl/fast_read.c, fuse/fast-read.ts): READs of whole files the
+// cache holds are answered from their cache files by the addon, their bytes never in JavaScript. Checked here on
+// real mounts: identical bytes that way, a cache file that disappeared or changed size under the mount is
 // not served (the session fetches it again, verified), what the thread read reaches the start profile and the
 // cache counters, and --no-fast-read puts every READ back on the session.
 import { test } from 'node:test';
@@ -11,11 +11,11 @@ import { makeTempDir } from '../testing/tmp.js';
 import { loadNativeAddon } from '../plumbing/native-addon.js';
 import { FQRN, buildSourceTree, cliEnv, fuseSkipReason, gridbox, publishTree, sh, startOrigin, mustRun } from './mount-fixture.test.js';
 
-const skip = fuseSkipReason() ?? (loadNativeAddon()?.fastReadStart === undefined ? 'the gridbox-fuse-ioctl addon with fastReadStart is not built' : undefined);
+const skip = fuseSkipReason() ?? (loadNativeAddon()?.fastReadServe === undefined ? 'the gridbox-fuse-ioctl addon with fastReadServe is not built' : undefined);
 
 interface Status { requests: Record<string, number>; fastReads?: number; hits: number; misses: number }
 
-test('READ thread: identical bytes from cache files, fallback on a missing or resized cache file, reads reach profiles and counters', { skip }, async () => {
+test('fast READs: identical bytes from cache files, fallback on a missing or resized cache file, reads reach profiles and counters', { skip }, async () => {
   const tmp = await makeTempDir('gridbox-fast-read-');
   const src = join(tmp, 'src');
   const mnt = join(tmp, 'mnt');
@@ -29,23 +29,23 @@ test('READ thread: identical bytes from cache files, fallback on a missing or re
   const status = async (): Promise<Status> => JSON.parse(await mustRun(gridbox(['status', mnt, '--json'], env), 'status'));
   const same = (what: string): Promise<string> => mustRun(sh(`diff -r --no-dereference -x fifo ${src} ${mnt}`), what);
   try {
-    // First mount: an empty cache, every object fetched by the session (the thread knows nothing cached yet).
+    // First mount: an empty cache, every object fetched by the session (nothing is registered while uncached).
     await mount();
     await same('diff -r (empty cache)');
     await mustRun(gridbox(['umount', mnt], env), 'umount');
 
-    // Remount on the full cache: whole files are answered by the thread; only chunks of big.bin (chunked,
+    // Remount on the full cache: whole files are answered by the addon; only chunks of big.bin (chunked,
     // never registered) reach the session.
     await mount();
-    await same('diff -r (full cache, READ thread)');
+    await same('diff -r (full cache, fast READs)');
     const warm = await status();
-    assert.ok((warm.fastReads ?? 0) >= 40, `the thread answered the small files' READs: ${JSON.stringify(warm)}`);
+    assert.ok((warm.fastReads ?? 0) >= 40, `the addon answered the small files' READs: ${JSON.stringify(warm)}`);
     const sessionReads = warm.requests.READ ?? 0;
     assert.ok(sessionReads > 0, 'the chunked file is still read through the session');
     assert.equal(warm.misses, 0, 'nothing was fetched');
-    assert.ok(warm.hits >= (warm.fastReads ?? 0) / 2, `the thread's reads count as cache hits: ${JSON.stringify(warm)}`);
+    assert.ok(warm.hits >= (warm.fastReads ?? 0) / 2, `fast READs count as cache hits: ${JSON.stringify(warm)}`);
 
-    // A cache file removed and another truncated under the mount: neither is served by the thread. The kernel
+    // A cache file removed and another truncated under the mount: neither is served by the addon. The kernel
     // still caches pages, so drop them and read again: identical content, fetched and verified again.
     const objects = await cacheFiles(cache);
     const victim = await objectOf(objects, src, 'many/f0007');
@@ -57,19 +57,19 @@ test('READ thread: identical bytes from cache files, fallback on a missing or re
     const after = await status();
     assert.ok(after.misses >= 2, `the missing and the truncated object were fetched again: ${JSON.stringify(after)}`);
     assert.equal(await readFile(victim, 'utf8'), 'small file 7\n', 'the missing object is back in the cache');
-    assert.ok((after.fastReads ?? 0) > (warm.fastReads ?? 0), 'the other files came through the thread again');
+    assert.ok((after.fastReads ?? 0) > (warm.fastReads ?? 0), 'the other files were answered by the addon again');
     await mustRun(gridbox(['umount', mnt], env), 'umount');
 
-    // What the thread read was recorded: the profile written at unmount names the files.
+    // What the addon read was recorded: the profile written at unmount names the files.
     const profiles = join(tmp, 'run', 'start-profiles');
     const texts = await Promise.all((await readdir(profiles)).map((f) => readFile(join(profiles, f), 'utf8')));
-    assert.ok(texts.some((t) => t.includes('/many/f0003')), 'the start profile names a file only the thread read');
+    assert.ok(texts.some((t) => t.includes('/many/f0003')), 'the start profile names a file only the addon read');
 
     // --no-fast-read: every READ on the session again.
     await mount('--no-fast-read');
     await same('diff -r (--no-fast-read)');
     const js = await status();
-    assert.equal(js.fastReads ?? 0, 0, 'no READ thread');
+    assert.equal(js.fastReads ?? 0, 0, 'no fast READs');
     assert.ok((js.requests.READ ?? 0) >= 40, 'the session answered the READs');
     await mustRun(gridbox(['umount', mnt], env), 'umount');
   } finally {

@@ -38,7 +38,7 @@ test('openless mount: identical content cold and warm, warm re-opens reach no da
     assert.equal(warm.requests.OPEN ?? 0, first.requests.OPEN ?? 0, 'a warm re-open sends no OPEN');
     assert.equal(warm.requests.RELEASE ?? 0, first.requests.RELEASE ?? 0, 'and no RELEASE');
 
-    // Cold page cache: READs again, served from the cache (by the READ thread, or the session through the nodes'
+    // Cold page cache: READs again, served from the cache (by the addon's fast READs, or the session through the nodes'
     // shared handles); same bytes.
     await mustRun(sh(`echo 3 > /proc/sys/vm/drop_caches; diff -r --no-dereference -x fifo ${src} ${mnt} && sha256sum ${mnt}/big.bin ${src}/big.bin | awk '{print $1}' | uniq | wc -l | grep -qx 1`), 'diff -r (page cache dropped)');
     const cold = await status();

@@ -6,7 +6,7 @@ import { GridboxError, isGridboxError, q } from '../errors.js';
 import type { Client } from '../client/index.js';
 import { mountFuse, type FuseMount } from '../fuse/mount.js';
 import { createPassthrough } from '../fuse/passthrough.js';
-import { startFastRead } from '../fuse/fast-read.js';
+import { createFastRead } from '../fuse/fast-read.js';
 import { InitFlag2, type InitOut } from '../fuse/protocol.js';
 import { startSession, type FuseSession } from '../fuse/session.js';
 import { createRepositoryFs, type RepositoryFsStats } from './repository-fs.js';
@@ -26,7 +26,7 @@ export interface MountRepositoryOptions {
   passthrough?: boolean;
   /** Where passthrough is off, let the kernel open files without asking (RepositoryFsOptions.openless; default true). */
   openless?: boolean;
-  /** Openless without passthrough: READs of cached files answered by the addon's READ thread (default true). */
+  /** Openless without passthrough: READs of cached files answered by the addon, not in JavaScript (default true). */
   fastRead?: boolean;
   /**
    * Readahead of the mount's bdi in KiB (default 1024: with max_pages 256 the kernel then sends 1 MiB
@@ -83,7 +83,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   const profiler = o.profileDir === undefined ? undefined : createStartProfiler({ dir: o.profileDir, client: o.client, log: o.log });
   // Openless without passthrough: a warm open of a cached file then costs no request at all.
   const openless = o.openless ?? true;
-  const fastRead = openless && passthrough === undefined && o.fastRead !== false ? startFastRead(m.fd, o.log) : undefined;
+  const fastRead = openless && passthrough === undefined && o.fastRead !== false ? createFastRead(m.fd) : undefined;
   const fs = createRepositoryFs(o.client, { log: o.log, extraXattrs: o.extraXattrs, passthrough, profiler, openless, fastRead });
   let initDone!: () => void;
   const initSeen = new Promise<void>((resolve) => { initDone = resolve; });
@@ -98,7 +98,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
     loop: o.loop ?? 'auto',
     passthrough: passthrough !== undefined,
     noOpen: openless,
-    requestFd: fastRead?.requestFd,
+    answerRead: fastRead === undefined ? undefined : (request) => fastRead.serve(request),
     onError: (e, where) => {
       // Handler failures were already logged with their path by the filesystem view.
       if (!isGridboxError(e)) o.log?.(`FUSE ${where.opcode} nodeid ${where.nodeid}: ${e instanceof Error ? e.message : String(e)}`);
@@ -116,7 +116,7 @@ export async function mountRepository(o: MountRepositoryOptions): Promise<Mounte
   // After the INIT reply is written: the kernel lowers the bdi readahead to INIT's max_readahead then.
   await new Promise<void>((resolve) => setImmediate(resolve));
   setReadAhead(m.mountpoint, o.readAheadKb ?? 1024, o.log);
-  // What the READ thread read reaches the start profiles and the cache's LRU within a second.
+  // What the addon's READs read reaches the start profiles and the cache's LRU within a second.
   const drain = fastRead === undefined ? undefined : setInterval(() => fs.drainFastReads(), 1000);
   drain?.unref();
   // A start still recording when the mount ends keeps what it saw.

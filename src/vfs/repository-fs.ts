@@ -47,7 +47,7 @@ export interface RepositoryFsOptions {
    */
   openless?: boolean;
   /**
-   * Openless only: the READ thread that answers READs of registered nodes from their cache files. Whole files
+   * Openless only: the addon's answer to READs of registered nodes, from their cache files. Whole files
    * the cache holds are registered when the kernel learns their nodeid (LOOKUP, READDIRPLUS) or after a READ
    * here fetched them; what the thread read comes back through drainFastReads().
    */
@@ -66,7 +66,7 @@ export interface RepositoryFsStats {
   passthroughOpens: number;
   /** Revision switches seen while mounted. */
   revisionSwitches: number;
-  /** READs the READ thread answered from cache files (they reach no handler here), and their bytes. */
+  /** READs the addon answered from cache files (they reach no handler here), and their bytes. */
   fastReads: number;
   fastReadBytes: number;
 }
@@ -99,7 +99,7 @@ interface Node {
   backingId?: number;
   /** Opens served the normal way: the kernel refuses passthrough on an inode with such opens (ETXTBSY). */
   cachedOpens?: number;
-  /** Registered with the READ thread (FastReadPort): its READs may never reach this process. */
+  /** Registered for fast READs (FastReadPort): its READs may never reach a handler here. */
   fast?: boolean;
   /**
    * One client handle shared by every open of the node (content never changes under a nodeid), kept a while
@@ -261,7 +261,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     return n;
   };
 
-  /** Hands a whole file the cache holds to the READ thread (once per node: its content never changes). */
+  /** Registers a whole file the cache holds for fast READs (once per node: its content never changes). */
   const offerFast = (n: Node): void => {
     if (fr === undefined || n.fast === true || n.file === undefined || client.cachedFile === undefined) return;
     const path = client.cachedFile(n.file);
@@ -269,7 +269,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
     fr.set(n.nodeid, path, n.attr.size);
     n.fast = true;
   };
-  /** A node the READ thread read: what a READ here would have told the profiler and the cache. */
+  /** Nodes read by fast READs: what a READ here would have told the profiler and the cache. */
   const readElsewhere = (read: Node[]): void => {
     const files: ClientNode[] = [];
     for (const n of read) {
@@ -497,7 +497,7 @@ export function createRepositoryFs(client: Client, opts: RepositoryFsOptions = {
 
     stats: () => ({ nodes: nodes.size, openFiles, openDirs: listings.size, ioErrors, revisionSwitches, passthroughOpens, fastReads, fastReadBytes }),
 
-    /** Collects what the READ thread read since the last call: profiles, cache hits and LRU, counters. */
+    /** Collects what fast READs read since the last call: profiles, cache hits and LRU, counters. */
     drainFastReads() {
       if (fr === undefined) return;
       const t = fr.take();

@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     .option('--loop <kind>', 'FUSE request loop: auto, epoll or threadpool')
     .option('--passthrough', 'open cached whole files with FUSE passthrough (every open then asks the daemon; reads do not)')
     .option('--no-passthrough', 'no FUSE passthrough: the kernel opens files without asking the daemon (the default)')
-    .option('--no-fast-read', 'answer every READ on the daemon\'s JavaScript thread, not on the native READ thread (for comparisons)')
+    .option('--no-fast-read', 'answer every READ in JavaScript, also those the addon answers from cache files (for comparisons)')
     .option('--ready-fd <n>', 'internal: a daemon started by a front: report ready or the failure on this fd, log to the run dir')
     .option('--run-dir <dir>', 'internal: directory of mount records (default GRIDBOX_RUN_DIR)')
     .option('--in-userns', 'internal: this process is the namespace\'s root')
