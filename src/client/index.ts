@@ -91,6 +91,8 @@ export interface Client {
   xattrs(path: string): Promise<Record<string, Buffer>>;
   statfs(): StatfsInfo;
   stats(): ClientStats;
+  /** The counters of stats() that cost nothing to read (no cache ledger query): opens, hits, misses, bytes on the wire. */
+  counters?(): FetcherStats & { bytesOnWire: number };
   /** Forces a manifest check now (the TTL triggers one on its own during operations). */
   checkForUpdate(): Promise<UpdateResult>;
   close(): Promise<void>;
@@ -182,6 +184,7 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
         cacheObjects: c.objects, evictions: c.evictions, ...deps.source.downloadCounters?.(),
       };
     },
+    counters: () => ({ ...fetcher.stats, bytesOnWire: deps.source.wireBytes?.() ?? 0 }),
     checkForUpdate: () => session.checkForUpdate(),
     async close() {
       if (closed) return;
