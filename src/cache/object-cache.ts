@@ -192,7 +192,8 @@ export class ObjectCache {
     let queued = 0;
     for (const id of ids) {
       if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
-      if (this.quota.knows(cacheKey(id))) { this.warmQueue.push({ path: store.pathOf(id), maxBytes }); queued++; }
+      const key = cacheKey(id);
+      if (this.quota.knows(key)) { this.warmQueue.push({ path: store.pathOfKey(key), maxBytes }); queued++; }
     }
     while (this.warming < WARM_CONCURRENCY && this.warmQueue.length > 0) {
       this.warming++;
@@ -210,7 +211,8 @@ export class ObjectCache {
     const paths: string[] = [];
     for (const id of ids) {
       if (this.warming + paths.length >= WARM_QUEUE_MAX) break;
-      if (this.quota.knows(cacheKey(id))) paths.push(store.pathOf(id));
+      const key = cacheKey(id);
+      if (this.quota.knows(key)) paths.push(store.pathOfKey(key));
     }
     for (let at = 0; at < paths.length; at += WILL_NEED_BATCH) {
       const batch = paths.slice(at, at + WILL_NEED_BATCH);
