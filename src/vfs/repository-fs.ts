@@ -49,7 +49,7 @@ export interface RepositoryFsOptions {
   /**
    * Openless only: the addon's answer to READs of registered nodes, from their cache files. Whole files
    * the cache holds are registered when the kernel learns their nodeid (LOOKUP, READDIRPLUS) or after a READ
-   * here fetched them; what the thread read comes back through drainFastReads().
+   * here fetched them; what the addon read comes back through drainFastReads().
    */
   fastRead?: FastReadPort;
 }
