@@ -259,10 +259,11 @@ export class ObjectCache {
     return { ...this.counters, ...this.quota.usage() };
   }
 
-  close(): void {
+  /** `exiting`: see Quota.close. */
+  close(o: { exiting?: boolean } = {}): void {
     this.closed = true;
     this.warmQueue.length = 0;
-    this.quota.close();
+    this.quota.close(o);
   }
 
   private async admit(key: string, size: number, pin: boolean): Promise<boolean> {

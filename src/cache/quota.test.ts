@@ -132,3 +132,19 @@ test('Quota holds inserts below 90% of the limit in memory: counted by their own
     q3.close();
   } finally { q1.close(); q2.close(); }
 }));
+
+test('Quota closed for an exit writes what is pending and drops its pins, leaving the checkpoint to the next opener', () => withTempDir(async (dir) => {
+  const db = join(dir, 'cachedb');
+  const q = Quota.open(db, 1000);
+  q.insert('a', 100);
+  q.insert('b', 100, { pin: true }); // held in memory until a flush
+  q.touch('a');
+  q.close({ exiting: true });
+  q.close({ exiting: true }); // a second close is harmless
+  assert.equal(q.touch('b'), true, 'still answers from memory');
+  const next = Quota.open(db, 1000); // another process's view (WAL read by the new connection)
+  try {
+    assert.deepEqual(next.lruOrder(), ['b', 'a'], 'the held insert and the later access were written');
+    assert.equal(next.isPinned('b'), false, 'its pins are gone');
+  } finally { next.close(); }
+}));

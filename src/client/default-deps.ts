@@ -62,7 +62,7 @@ export interface DefaultDeps {
   openCatalog: OpenCatalog;
   trust: TrustPort;
   log?: (line: string) => void;
-  onClose: () => Promise<void>;
+  onClose: (o?: { exiting?: boolean }) => Promise<void>;
 }
 
 /** Everything createClient needs except the master keys. */
@@ -89,6 +89,6 @@ export async function createClientDeps(settings: ClientSettings, o: { cacheDir: 
   return {
     // Catalogs in the client cache are content-addressed: never rewritten in place, so opened as immutable.
     source, cache, openCatalog: (file) => openCatalog(file, { immutable: true }), trust: defaultTrust, log: o.log,
-    onClose: async () => { cache.close(); await downloader.close(); },
+    onClose: async (o) => { cache.close(o); await downloader.close(); },
   };
 }

@@ -26,7 +26,7 @@ export interface ClientDeps {
   now?: () => number;
   log?: (line: string) => void;
   /** Called when the session closes (e.g. to close the downloader's connections). */
-  onClose?: () => Promise<void>;
+  onClose?: (o?: { exiting?: boolean }) => Promise<void>;
   /** No TTL checks: a one-shot reader (gridbox get) sees the revision it opened from start to end, never a mix. */
   pinRevision?: boolean;
 }
@@ -95,7 +95,8 @@ export interface Client {
   counters?(): FetcherStats & { bytesOnWire: number };
   /** Forces a manifest check now (the TTL triggers one on its own during operations). */
   checkForUpdate(): Promise<UpdateResult>;
-  close(): Promise<void>;
+  /** `exiting`: the process ends right after (a mount daemon): no work whose only point is a tidy file state (Quota.close). */
+  close(o?: { exiting?: boolean }): Promise<void>;
 }
 
 /** The cache directory for a repository: `<base>/shared` or `<base>/<fqrn>` (spec §7.6). */
@@ -186,13 +187,13 @@ export async function createClient(settings: ClientSettings, deps: ClientDeps): 
     },
     counters: () => ({ ...fetcher.stats, bytesOnWire: deps.source.wireBytes?.() ?? 0 }),
     checkForUpdate: () => session.checkForUpdate(),
-    async close() {
+    async close(o) {
       if (closed) return;
       closed = true;
       for (const f of handles.values()) await f.close();
       handles.clear();
       await session.close();
-      await deps.onClose?.();
+      await deps.onClose?.(o);
     },
   };
 }

@@ -103,8 +103,8 @@ export async function serveMount(o: ServeOptions): Promise<void> {
   process.off('SIGINT', onSignal);
   server.close();
   metricsServer?.server.close();
-  // Both at once: the caller waits for this process to exit, and closing the cache's SQLite (its checkpoint
-  // and fsyncs) does not need the record.
-  await Promise.all([removeMountRecord(o.runDir, mnt), client.close()]);
+  // Both at once: the caller waits for this process to exit. The mount command exits right after this returns,
+  // so the client closes as for an exit (the cache ledger's checkpoint is left to its next opener).
+  await Promise.all([removeMountRecord(o.runDir, mnt), client.close({ exiting: true })]);
   log(`unmounted ${mnt}`);
 }
