@@ -11,11 +11,12 @@
 // without activity records again (a mount lives for days), and what a start read that its profile lacked is
 // merged in; otherwise a pilot's probe of an image (`apptainer exec IMG true`), often its first start on a
 // node, would be the only start its profile ever knew.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Client } from '../client/index.js';
-import { writeFileAtomic } from '../plumbing/atomic-write.js';
+import { writeFileAtomicSync } from '../plumbing/atomic-write.js';
 
 /** How long after the first sign of a start of an image its reads count as "the start". */
 export const START_WINDOW_MS = 20_000;
@@ -137,11 +138,14 @@ export function createStartProfiler(o: { dir: string; client: Client; log?: (lin
     const fresh: Profile = { fqrn: o.client.fqrn, image, bytes, files, catalogs: [...r.catalogs] };
     try {
       // Read again now, not at the start: another mount of this repository may have written it meanwhile.
-      const stored = await readFile(fileOf(image), 'utf8').then(parseProfile, () => undefined);
+      // Synchronous: a profile is tens of KiB in the page cache, and the last save runs while umount(8)'s caller
+      // waits for the daemon to be gone (threadpool hops cost it 2-6 ms here; the JSON work is synchronous anyway).
+      let stored: Profile | undefined;
+      try { stored = parseProfile(readFileSync(fileOf(image), 'utf8')); } catch { stored = undefined; }
       const p = mergeProfile(stored, fresh);
       if (p === undefined) return;
-      await mkdir(o.dir, { recursive: true });
-      await writeFileAtomic(fileOf(image), JSON.stringify(p));
+      mkdirSync(o.dir, { recursive: true });
+      writeFileAtomicSync(fileOf(image), JSON.stringify(p));
       recorded++;
     } catch (e) {
       o.log?.(`cannot write the start profile of ${image}: ${(e as Error).message}`);
