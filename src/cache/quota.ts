@@ -237,7 +237,6 @@ export class Quota {
     return this.db.prepare('SELECT key FROM objects ORDER BY acseq').pluck().all() as string[];
   }
 
-  /** Drops this instance's pins and closes the db. */
   /**
    * Writes what is pending, drops this instance's pins and closes the ledger. `exiting`: the process ends next,
    * so the connection is left to the exit instead of closed: closing the last connection checkpoints the WAL
