@@ -212,7 +212,8 @@ napi_value fast_read_serve(napi_env env, napi_callback_info info) {
   memcpy(&fh, r + IN_HEADER, 8);
   memcpy(&offset, r + IN_HEADER + 8, 8);
   memcpy(&size, r + IN_HEADER + 16, 4);
-  if (opcode != FUSE_READ_OPCODE || fh != 0 || size > MAX_READ) return out; // a handle's read is the session's
+  // A handle's read is the session's; nodeid 0 is never a node (and would match an empty slot).
+  if (opcode != FUSE_READ_OPCODE || fh != 0 || nodeid == 0 || size > MAX_READ) return out;
   size_t i = slot_of(t, nodeid);
   if (t->slots[i].nodeid != nodeid) return out;
   if (t->out == NULL && (t->out = malloc(16 + MAX_READ)) == NULL) return out;

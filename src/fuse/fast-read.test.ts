@@ -82,6 +82,7 @@ test('fast READ table: thousands of nodes registered, dropped and re-registered 
     // Never answered: a handle's READ, an unknown node, a missing file, a file whose size is not the entry's.
     assert.equal(fr.serve(readRequest(unique++, id(i), 0, 10, 5)), false, 'fh != 0 is the session\'s');
     assert.equal(fr.serve(readRequest(unique++, 424242424242, 0, 10)), false, 'unknown node');
+    assert.equal(fr.serve(readRequest(unique++, 0, 0, 10)), false, 'nodeid 0');
     rmSync(join(dir, 'o1'));
     assert.equal(fr.serve(readRequest(unique++, id(1), 0, 10)), false, 'missing cache file');
     truncateSync(join(dir, 'o2'), 1);
