@@ -177,6 +177,17 @@ export class ObjectCache {
   }
 
   /**
+   * The file of an object this instance's ledger knows to be cached (no open, no I/O: the file may be gone by the
+   * time it is read, evicted by another mount); undefined for an unknown object or a store not on disk.
+   */
+  knownPath(id: ObjectId): string | undefined {
+    const store = this.store;
+    if (!(store instanceof FsCacheStore)) return undefined;
+    const key = cacheKey(id);
+    return this.quota.knows(key) ? store.pathOfKey(key) : undefined;
+  }
+
+  /**
    * Reads cached objects ahead into the OS page cache (e.g. the files of a directory being listed), a few
    * at a time on the threadpool, so a reader going through them one by one finds them in memory instead
    * of waiting on the disk for each. Local only: objects not in the cache are skipped, never fetched.
@@ -185,15 +196,14 @@ export class ObjectCache {
    * `ids` were in the cache and queued.
    */
   warm(ids: ObjectId[], maxBytes = WARM_MAX_BYTES): number {
-    const store = this.store;
-    if (this.closed || !(store instanceof FsCacheStore)) return 0;
+    if (this.closed || !(this.store instanceof FsCacheStore)) return 0;
     const willNeed = loadNativeAddon()?.willNeed;
-    if (willNeed !== undefined) return this.warmByAdvice(store, ids, maxBytes, willNeed);
+    if (willNeed !== undefined) return this.warmByAdvice(ids, maxBytes, willNeed);
     let queued = 0;
     for (const id of ids) {
       if (this.warmQueue.length >= WARM_QUEUE_MAX) break;
-      const key = cacheKey(id);
-      if (this.quota.knows(key)) { this.warmQueue.push({ path: store.pathOfKey(key), maxBytes }); queued++; }
+      const path = this.knownPath(id);
+      if (path !== undefined) { this.warmQueue.push({ path, maxBytes }); queued++; }
     }
     while (this.warming < WARM_CONCURRENCY && this.warmQueue.length > 0) {
       this.warming++;
@@ -206,13 +216,13 @@ export class ObjectCache {
    * Read-ahead by the kernel (posix_fadvise WILLNEED through the addon): no bytes come to this process, and the
    * daemon's thread makes one call per batch of files instead of a read callback per 256 KiB of each.
    */
-  private warmByAdvice(store: FsCacheStore, ids: ObjectId[], maxBytes: number,
+  private warmByAdvice(ids: ObjectId[], maxBytes: number,
     willNeed: (paths: string[], maxBytes: number, done: (files: number, bytes: number) => void) => void): number {
     const paths: string[] = [];
     for (const id of ids) {
       if (this.warming + paths.length >= WARM_QUEUE_MAX) break;
-      const key = cacheKey(id);
-      if (this.quota.knows(key)) paths.push(store.pathOfKey(key));
+      const path = this.knownPath(id);
+      if (path !== undefined) paths.push(path);
     }
     for (let at = 0; at < paths.length; at += WILL_NEED_BATCH) {
       const batch = paths.slice(at, at + WILL_NEED_BATCH);

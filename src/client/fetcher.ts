@@ -92,10 +92,8 @@ export class Fetcher {
    * when the file is gone by then.
    */
   cachedPath(entry: CatalogEntry): string | undefined {
-    const store = this.cache.store;
-    if (entry.entry.type !== 'file' || entry.id === undefined || entry.chunks !== undefined || !(store instanceof FsCacheStore)) return undefined;
-    const key = cacheKey(entry.id);
-    return this.cache.quota.knows(key) ? store.pathOfKey(key) : undefined;
+    if (entry.entry.type !== 'file' || entry.id === undefined || entry.chunks !== undefined) return undefined;
+    return this.cache.knownPath(entry.id);
   }
 
   /** Reads of cached whole files made elsewhere (cachedPath): counted as hits and as accesses for the LRU. */

@@ -35,7 +35,8 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Co
     if (rxKiB === undefined) return undefined;
     return { bytes: rxKiB * 1024, hits: attr('nhits') ?? null, misses: attr('ndownload') ?? null, source: 'xattr' };
   };
-  if (only === 'xattr' || (only === undefined && loadNativeAddon()?.getxattr !== undefined)) {
+  const xattrsFirst = only === 'xattr' || (only === undefined && loadNativeAddon()?.getxattr !== undefined);
+  if (xattrsFirst) {
     const c = await fromXattrs();
     if (c !== undefined || only === 'xattr') return c;
   }
@@ -53,7 +54,8 @@ async function readCounters(mount: MountEntry, env: NodeJS.ProcessEnv, only?: Co
       if (typeof bytes === 'number') return { bytes, hits: st.hits ?? null, misses: st.misses ?? null, source: 'socket' };
     }
   } catch { /* not our run dir, not reachable as this user, or slower than 300 ms (this delays the start): the xattrs below work for anyone */ }
-  if (only === 'socket') return undefined;
+  // Not read twice: xattrs that gave nothing before the socket give nothing now.
+  if (only === 'socket' || xattrsFirst) return undefined;
   return fromXattrs();
 }
 
